@@ -1,0 +1,61 @@
+# tritonpipe: every target uses .venv/, created by `make setup`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip -q --disable-pip-version-check
+ARTIFACTS := examples/digits/artifacts
+EXPORT := $(ARTIFACTS)/export/manifest.json
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo digits repository test unit lint typecheck format serve clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev extras) and system packages
+
+.venv/.installed: pyproject.toml constraints.txt
+	@command -v apt-get >/dev/null && ! dpkg -s libb64-0d >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null; } || true
+	test -x .venv/bin/python || python3 -m venv .venv
+	$(PIP) install --upgrade pip
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(EXPORT): .venv/.installed examples/digits/model.py examples/digits/train.py examples/digits/stages.py
+	$(PY) examples/digits/train.py
+	.venv/bin/tritonpipe export examples/digits/model.py:trained --input pixels:FP32:1,8,8 \
+		--output logits --format onnx --format torchscript --max-batch-size 64 --out $(ARTIFACTS)/export
+
+digits: $(EXPORT) ## Train the digits CNN and export it (ONNX + TorchScript, parity checked)
+
+repository: $(EXPORT) ## Build model_repository/ from examples/digits/pipeline.yaml and validate it
+	.venv/bin/tritonpipe build examples/digits/pipeline.yaml --out model_repository
+	.venv/bin/tritonpipe validate model_repository
+
+demo: repository ## Set up, train, export, build, serve and classify the held-out digits over HTTP and gRPC
+	PYTHONUNBUFFERED=1 $(PY) examples/digits/demo.py --repository model_repository
+
+test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: .venv/.installed ## Unit tests only (no server)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: .venv/.installed ## ruff check + format check
+	.venv/bin/ruff check tritonpipe tests examples
+	.venv/bin/ruff format --check tritonpipe tests examples
+
+typecheck: .venv/.installed ## mypy (strict) on the package
+	.venv/bin/mypy
+
+format: .venv/.installed ## Apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix tritonpipe tests examples
+	.venv/bin/ruff format tritonpipe tests examples
+
+serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gRPC)
+	.venv/bin/tritonpipe serve model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002
+
+clean: ## Remove the venv, artifacts and built weights
+	rm -rf .venv $(ARTIFACTS) build
+	find model_repository \( -name '*.onnx' -o -name '*.pt' \) -delete

@@ -1,0 +1,40 @@
+"""tritonpipe: from a trained PyTorch model to a measured inference pipeline on Triton."""
+
+from tritonpipe.errors import (
+    ClientError,
+    ExportError,
+    InputError,
+    InvalidArgument,
+    ModelNotFound,
+    ParityError,
+    PerfError,
+    RepositoryError,
+    RequestTimeout,
+    ServerError,
+    SpecError,
+    TritonPipeError,
+    Unauthorized,
+    Unavailable,
+)
+from tritonpipe.tensors import TensorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientError",
+    "ExportError",
+    "InputError",
+    "InvalidArgument",
+    "ModelNotFound",
+    "ParityError",
+    "PerfError",
+    "RepositoryError",
+    "RequestTimeout",
+    "ServerError",
+    "SpecError",
+    "TensorSpec",
+    "TritonPipeError",
+    "Unauthorized",
+    "Unavailable",
+    "__version__",
+]

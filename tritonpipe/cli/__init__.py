@@ -1,0 +1,1 @@
+"""The ``tritonpipe`` command. Nothing imports this package."""

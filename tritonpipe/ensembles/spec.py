@@ -1,0 +1,191 @@
+"""The pipeline spec (YAML): stages, scoring models, how Triton serves each, and the ensembles
+that chain them. Validated by pydantic; errors name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tritonpipe.errors import SpecError
+from tritonpipe.repository.config import Batching, Instances, Serving
+from tritonpipe.tensors import DTYPES, TensorSpec, dtype
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tensor(_Strict):
+    name: str = Field(description="Tensor name as clients and the ensemble see it.")
+    dtype: str = Field(description=f"Triton dtype: one of {', '.join(DTYPES)}.")
+    shape: list[int] = Field(description="Dims without the batch dimension; -1 is dynamic.")
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        try:
+            return dtype(value).triton
+        except SpecError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("shape")
+    @classmethod
+    def _dims(cls, value: list[int]) -> list[int]:
+        if any(d == 0 or d < -1 for d in value):
+            raise ValueError(f"{value}: each dim is a positive size or -1")
+        return value
+
+    def spec(self) -> TensorSpec:
+        return TensorSpec(name=self.name, dtype=self.dtype, shape=tuple(self.shape))
+
+
+class DynamicBatching(_Strict):
+    max_queue_delay_microseconds: int = Field(
+        0, ge=0, description="How long the batcher waits for more requests to fill a batch."
+    )
+    preferred_batch_size: list[int] = Field(
+        default_factory=list, description="Batch sizes the batcher tries to form."
+    )
+
+
+class InstanceGroup(_Strict):
+    count: int = Field(1, ge=1, description="Model instances of this kind.")
+    kind: Literal["cpu", "gpu"] = Field("cpu", description="Where the instances run.")
+    gpus: list[int] = Field(default_factory=list, description="GPU ids (gpu kind only).")
+
+
+class ServingOptions(_Strict):
+    max_batch_size: int = Field(64, ge=0, description="Largest batch; 0 turns batching off.")
+    dynamic_batching: DynamicBatching | None = Field(
+        default_factory=DynamicBatching, description="Dynamic batcher; null turns it off."
+    )
+    instance_groups: list[InstanceGroup] = Field(
+        default_factory=lambda: [InstanceGroup()], description="Instances that serve the model."
+    )
+
+    @model_validator(mode="after")
+    def _batch_sizes(self) -> ServingOptions:
+        if self.dynamic_batching is not None:
+            for size in self.dynamic_batching.preferred_batch_size:
+                if not 1 <= size <= self.max_batch_size:
+                    raise ValueError(
+                        f"dynamic_batching.preferred_batch_size {size} is outside "
+                        f"1..max_batch_size ({self.max_batch_size})"
+                    )
+            if self.max_batch_size == 0:
+                raise ValueError("dynamic_batching needs max_batch_size > 0 (or set it to null)")
+        return self
+
+    def serving(self) -> Serving:
+        batching = None
+        if self.dynamic_batching is not None:
+            batching = Batching(
+                max_queue_delay_microseconds=self.dynamic_batching.max_queue_delay_microseconds,
+                preferred_batch_size=tuple(self.dynamic_batching.preferred_batch_size),
+            )
+        groups = tuple(Instances(count=g.count, kind=g.kind, gpus=tuple(g.gpus)) for g in self.instance_groups)
+        return Serving(max_batch_size=self.max_batch_size, batching=batching, instances=groups)
+
+
+class Stage(ServingOptions):
+    function: str = Field(
+        description="'file.py:function' relative to the spec; batched arrays in, dict out."
+    )
+    inputs: list[Tensor] = Field(min_length=1, description="Keyword arguments of the function.")
+    outputs: list[Tensor] = Field(min_length=1, description="Keys of the dict it returns.")
+    parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra keyword arguments, fixed at build time."
+    )
+
+    @field_validator("function")
+    @classmethod
+    def _file_ref(cls, value: str) -> str:
+        module, sep, func = value.rpartition(":")
+        if not sep or not module.endswith(".py") or not func.isidentifier():
+            raise ValueError(f"{value!r}: expected 'path/to/file.py:function'")
+        return value
+
+
+class ScoringModel(ServingOptions):
+    export: Path = Field(description="Export folder (with manifest.json), relative to the spec.")
+    format: Literal["onnx", "torchscript"] = Field(description="Which exported artifact to serve.")
+    runtime: Literal["python", "native"] = Field(
+        "python",
+        description="python: Python backend running onnxruntime/torch (any Triton); "
+        "native: onnxruntime_onnx / pytorch_libtorch platforms (NGC containers).",
+    )
+
+
+class StepRef(_Strict):
+    model: str = Field(description="A stage, scoring model or ensemble of this spec.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Model input -> ensemble tensor (default: same name)."
+    )
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="Model output -> ensemble tensor (default: same name)."
+    )
+
+
+class Ensemble(_Strict):
+    steps: list[StepRef | str] = Field(min_length=1, description="Models in the order they run.")
+    outputs: list[str] | None = Field(
+        None, description="Ensemble tensors returned to clients (default: the last step's)."
+    )
+    max_batch_size: int | None = Field(
+        None, ge=0, description="Default: the smallest of the composing models'."
+    )
+
+    def step_refs(self) -> list[StepRef]:
+        return [StepRef(model=s) if isinstance(s, str) else s for s in self.steps]
+
+
+class PipelineSpec(_Strict):
+    stages: dict[str, Stage] = Field(default_factory=dict, description="Python stages by name.")
+    models: dict[str, ScoringModel] = Field(default_factory=dict, description="Scoring models.")
+    ensembles: dict[str, Ensemble] = Field(default_factory=dict, description="Ensembles by name.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineSpec:
+        seen: dict[str, str] = {}
+        for section in ("stages", "models", "ensembles"):
+            for name in getattr(self, section):
+                if name in seen:
+                    raise ValueError(f"name '{name}' is used in both {seen[name]} and {section}")
+                if not name.replace("_", "").replace("-", "").isalnum():
+                    raise ValueError(f"{section}.{name}: use letters, digits, '_' and '-'")
+                seen[name] = section
+        for name, ensemble in self.ensembles.items():
+            for i, step in enumerate(ensemble.step_refs()):
+                if step.model not in seen:
+                    raise ValueError(f"ensembles.{name}.steps[{i}]: '{step.model}' is not defined")
+        return self
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item not in ("StepRef", "str"):
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate a pipeline spec; :class:`SpecError` names the file and each bad field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: expected a mapping with stages, models and ensembles")
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise SpecError("\n".join(dict.fromkeys(lines))) from None

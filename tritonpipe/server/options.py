@@ -1,0 +1,88 @@
+"""What a tritonserver is started with, and the command line that says it."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tritonpipe.errors import ServerError
+
+TOKEN_HEADER = "tritonpipe-token"
+# Endpoints a token protects; "inference" joins them with protect_inference.
+RESTRICTED = ("model-repository", "shared-memory", "statistics", "trace", "logging")
+NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as in the wheel
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """Ports of 0 are picked free at start. ``models`` are the ones loaded at start in explicit
+    mode, and the ones waited for (default: every model folder in the repository)."""
+
+    repository: Path
+    host: str = "127.0.0.1"
+    http_port: int = 0
+    grpc_port: int = 0
+    metrics_port: int = 0
+    model_control: str = "none"  # or "explicit"
+    models: tuple[str, ...] = ()
+    token: str | None = None
+    protect_inference: bool = False
+    log_verbose: int = 0
+    exit_timeout_s: int = 30
+    extra_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.model_control not in ("none", "explicit"):
+            raise ServerError(f"model control mode {self.model_control!r}: use none or explicit")
+        if not self.repository.is_dir():
+            raise ServerError(f"{self.repository}: model repository not found")
+
+    def with_ports(self) -> ServerOptions:
+        """A copy with every 0 port replaced by a free one."""
+        return replace(
+            self,
+            http_port=self.http_port or free_port(self.host),
+            grpc_port=self.grpc_port or free_port(self.host),
+            metrics_port=self.metrics_port or free_port(self.host),
+        )
+
+    def repository_models(self) -> tuple[str, ...]:
+        return tuple(sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file()))
+
+    def awaited_models(self) -> tuple[str, ...]:
+        if self.model_control == "explicit":
+            return self.models
+        return self.repository_models()
+
+    def arguments(self, repository: str | None = None) -> list[str]:
+        """tritonserver's arguments; ``repository`` replaces the path (e.g. inside a container)."""
+        args = [
+            f"--model-repository={repository or self.repository.resolve()}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--model-control-mode={self.model_control}",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            f"--log-verbose={self.log_verbose}",
+        ]
+        args += [f"--load-model={m}" for m in self.models if self.model_control == "explicit"]
+        if self.token:
+            apis = ",".join(RESTRICTED + (("inference",) if self.protect_inference else ()))
+            rule = f"{apis}:{TOKEN_HEADER}={self.token}"
+            args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+        return args + list(self.extra_args)
+
+    def docker_command(self) -> str:
+        """The equivalent run of NVIDIA's NGC image (build the repository with --runtime native)."""
+        ports = " ".join(f"-p {p}:{p}" for p in (self.http_port, self.grpc_port, self.metrics_port))
+        args = [a for a in self.arguments("/models") if not a.startswith(("--http-address",
+                "--grpc-address", "--metrics-address"))]
+        return (f"docker run --rm --gpus all --shm-size 1g {ports} "
+                f"-v {self.repository.resolve()}:/models {NGC_IMAGE} tritonserver " + " ".join(args))

@@ -110,7 +110,7 @@ def shapes_compatible(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
     return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b, strict=True))
 
 
-_INPUT_RE = re.compile(r"^(?P<name>[^:]+):(?P<dtype>[A-Za-z0-9_]+):(?P<dims>[-0-9=,]*)$")
+_INPUT_RE = re.compile(r"^(?P<name>[^:]+):(?P<dtype>[A-Za-z0-9_]+):(?P<dims>[^:]*)$")
 
 
 def parse_input_spec(text: str) -> tuple[TensorSpec, tuple[int, ...]]:

@@ -99,3 +99,13 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _register() -> None:
+    from tritonpipe.cli import serving
+
+    app.command()(serving.serve)
+    app.command()(serving.infer)
+
+
+_register()

@@ -69,7 +69,7 @@ def _wrap(model: Any) -> Any:
     return TupleOutputs(model).eval()
 
 
-def _load_model(factory: str) -> tuple[Any, list[str] | None]:
+def _load_model(factory: str) -> Any:
     import torch
 
     try:
@@ -80,7 +80,17 @@ def _load_model(factory: str) -> tuple[Any, list[str] | None]:
         raise ExportError(f"factory {factory!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"factory {factory!r} returned {type(model).__name__}, not torch.nn.Module")
-    return model.eval(), None
+    return model.eval()
+
+
+def _dict_keys(model: Any, specs: Sequence[TensorSpec], sample: _Sample) -> list[str] | None:
+    """Output names from a model that returns a dict, in its order."""
+    import torch
+
+    inputs = sample.make(2, seed=0)
+    with torch.no_grad():
+        result = model(*(torch.from_numpy(inputs[s.name]) for s in specs))
+    return [str(k) for k in result] if isinstance(result, dict) else None
 
 
 def _eager(model: Any, specs: Sequence[TensorSpec], names: Sequence[str]) -> Any:
@@ -200,10 +210,11 @@ def export(
         raise ExportError(f"opset {opset}: tritonpipe exports with opset 17 or newer")
     specs = [spec for spec, _ in inputs]
     sample = _Sample(specs, [shape for _, shape in inputs])
-    raw, _ = _load_model(factory)
+    raw = _load_model(factory)
     model = _wrap(raw)
     try:
-        outputs = _output_specs(model, specs, sample, output_names)
+        names = output_names or _dict_keys(raw, specs, sample)
+        outputs = _output_specs(model, specs, sample, names)
     except ExportError:
         raise
     except Exception as exc:

@@ -27,6 +27,8 @@ MODEL_FILES = {
     "openvino": "model.xml",
 }
 
+RUNTIME_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class LoadedModel:
@@ -70,11 +72,14 @@ def _check_files(model: LoadedModel, problems: list[str]) -> None:
         return
     config = model.config
     filename = config.default_model_filename or MODEL_FILES.get(config.platform or config.backend)
-    if filename is None:
-        return  # a backend we do not know the file layout of
+    needed = [filename] if filename else []  # none for a backend whose layout we do not know
+    # tritonpipe's Python runtime also needs the exported artifact beside model.py.
+    kind = config.parameters["tritonpipe.kind"].string_value if "tritonpipe.kind" in config.parameters else ""
+    needed += [RUNTIME_FILES[kind]] if kind in RUNTIME_FILES else []
     for version in versions:
-        if not (version / filename).exists():
-            problems.append(f"{version / filename}: missing model file for model '{model.name}'")
+        for name in needed:
+            if not (version / name).exists():
+                problems.append(f"{version / name}: missing model file for model '{model.name}'")
 
 
 def _check_tensors(model: LoadedModel, problems: list[str]) -> None:

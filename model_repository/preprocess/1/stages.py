@@ -34,7 +34,8 @@ def preprocess(image: np.ndarray) -> dict[str, np.ndarray]:
         try:
             pixels[i, 0] = decode(bytes(item))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise ValueError(f"input 'image' item {i} is not a decodable image ({exc})") from None
+            reason = type(exc).__name__
+            raise ValueError(f"input 'image' item {i} is not a decodable image ({reason})") from None
     return {"pixels": (pixels - MEAN) / STD}
 
 

@@ -1,0 +1,41 @@
+"""Shared fixtures: the digits export (built once per session) and paths."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "examples" / "digits"
+ASSETS = Path(__file__).resolve().parent / "assets"
+TRAINED_EXPORT = DIGITS / "artifacts" / "export"
+
+
+def run_export(factory: str, out: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "tritonpipe.cli", "export", factory, "--input", "pixels:FP32:1,8,8",
+         "--output", "logits", "--max-batch-size", "64", "--out", str(out)],
+        check=True, capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def untrained_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of examples/digits with a random-weight export in artifacts/export (same shapes)."""
+    root = tmp_path_factory.mktemp("digits")
+    for name in ("pipeline.yaml", "stages.py"):
+        (root / name).write_text((DIGITS / name).read_text())
+    run_export(f"{DIGITS / 'model.py'}:untrained", root / "artifacts" / "export")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained_export() -> Path:
+    """The trained digits export (`make digits`); trained here when missing."""
+    if not (TRAINED_EXPORT / "manifest.json").is_file():
+        subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True, capture_output=True)
+        run_export(f"{DIGITS / 'model.py'}:trained", TRAINED_EXPORT)
+    return TRAINED_EXPORT

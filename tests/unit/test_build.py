@@ -1,0 +1,131 @@
+import filecmp
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tritonpipe.ensembles import build_repository, load_spec
+from tritonpipe.errors import RepositoryError, SpecError
+from tritonpipe.repository.config import parse_pbtxt
+
+WEIGHTS = {".onnx", ".pt"}
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.suffix not in WEIGHTS and "__pycache__" not in p.parts)
+
+
+def test_committed_model_repository_is_what_build_writes(untrained_digits: Path, tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    build_repository(untrained_digits / "pipeline.yaml", out)
+    committed = ROOT / "model_repository"
+    assert _files(out) == _files(committed), "run `make repository` and commit model_repository/"
+    for name in _files(out):
+        assert filecmp.cmp(out / name, committed / name, shallow=False), (
+            f"model_repository/{name} differs from what `tritonpipe build` writes today"
+        )
+
+
+def test_build_writes_ensemble_stages_and_models(untrained_digits: Path, tmp_path: Path) -> None:
+    models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo")
+    assert set(models) == {"preprocess", "postprocess", "digits_onnx", "digits_torchscript",
+                           "digits", "digits_ts"}
+    ensemble = models["digits"].config
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 64
+    steps = ensemble.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["preprocess", "digits_onnx", "postprocess"]
+    assert dict(steps[1].input_map) == {"pixels": "pixels"}
+    assert [t.name for t in ensemble.input] == ["image"]
+    assert [t.name for t in ensemble.output] == ["labels", "probabilities"]
+    pre = models["preprocess"].config
+    assert pre.backend == "python" and pre.parameters["tritonpipe.function"].string_value == "stages:preprocess"
+    assert (tmp_path / "repo" / "preprocess" / "1" / "stages.py").is_file()  # self-contained
+    assert (tmp_path / "repo" / "digits_onnx" / "1" / "model.onnx").is_file()
+    post = models["postprocess"].config
+    assert post.parameters["tritonpipe.kwargs"].string_value == '{"k": 3}'
+
+
+def test_native_runtime_configs(untrained_digits: Path, tmp_path: Path) -> None:
+    models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo", runtime="native")
+    assert models["digits_onnx"].config.platform == "onnxruntime_onnx"
+    torchscript = models["digits_torchscript"].config
+    assert torchscript.platform == "pytorch_libtorch"
+    assert [t.name for t in torchscript.input] == ["pixels__0"]
+    step = models["digits_ts"].config.ensemble_scheduling.step[1]
+    assert dict(step.input_map) == {"pixels__0": "pixels"}
+    assert not (tmp_path / "repo" / "digits_onnx" / "1" / "model.py").exists()
+
+
+def _spec(untrained_digits: Path, tmp_path: Path, old: str, new: str) -> Path:
+    for name in ("stages.py",):
+        shutil.copy(untrained_digits / name, tmp_path / name)
+    shutil.copytree(untrained_digits / "artifacts", tmp_path / "artifacts", dirs_exist_ok=True)
+    text = (untrained_digits / "pipeline.yaml").read_text()
+    assert old in text
+    (tmp_path / "pipeline.yaml").write_text(text.replace(old, new))
+    return tmp_path / "pipeline.yaml"
+
+
+def test_edge_with_mismatched_shape_names_both_ends(untrained_digits: Path, tmp_path: Path) -> None:
+    spec = _spec(untrained_digits, tmp_path, "shape: [1, 8, 8]", "shape: [3, 8, 8]")
+    with pytest.raises(RepositoryError) as info:
+        build_repository(spec, tmp_path / "repo")
+    message = str(info.value)
+    assert ("model 'preprocess' output 'pixels' is FP32[3,8,8] but model 'digits_onnx' input "
+            "'pixels' wants FP32[1,8,8]") in message
+    assert str(tmp_path / "repo" / "digits" / "config.pbtxt") in message
+    assert not (tmp_path / "repo").exists()  # nothing written on failure
+
+
+def test_edge_with_mismatched_dtype(untrained_digits: Path, tmp_path: Path) -> None:
+    spec = _spec(untrained_digits, tmp_path, "{name: logits, dtype: FP32", "{name: logits, dtype: FP16")
+    with pytest.raises(RepositoryError, match="output 'logits' is FP32\\[10\\] but model 'postprocess' "
+                       "input 'logits' wants FP16\\[10\\]"):
+        build_repository(spec, tmp_path / "repo")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+         "max_batch_size: 8\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+         "models.digits_onnx: Value error, dynamic_batching.preferred_batch_size 16 is outside 1..max_batch_size \\(8\\)"),
+        ("format: onnx", "format: tflite", "models.digits_onnx.format: Input should be 'onnx' or 'torchscript'"),
+        ("max_queue_delay_microseconds: 200}", "max_queue_delay_microseconds: -1}", "stages.preprocess.dynamic_batching.max_queue_delay_microseconds: Input should be greater than or equal to 0"),
+        ("function: stages.py:preprocess", "function: stages.py:nothing", "has no function 'nothing'"),
+        ("function: stages.py:preprocess", "fn: stages.py:preprocess", "stages.preprocess.fn: Extra inputs are not permitted"),
+        ("steps: [preprocess, digits_onnx, postprocess]", "steps: [preprocess, digits_nope, postprocess]", "ensembles.digits.steps\\[1\\]: 'digits_nope' is not defined"),
+        ("parameters: {k: 3}", "parameters: {top: 3}", "takes no argument 'top'"),
+        ("max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+         "max_batch_size: 128\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+         "models.digits_onnx.max_batch_size: 128 is larger than the batch size its export was checked at \\(64\\)"),
+    ],
+)
+def test_bad_spec_fields(untrained_digits: Path, tmp_path: Path, old: str, new: str, message: str) -> None:
+    spec = _spec(untrained_digits, tmp_path, old, new)
+    with pytest.raises(SpecError, match=message) as info:
+        build_repository(spec, tmp_path / "repo")
+    if "Value error" in message or "Input should" in message or "Extra inputs" in message:
+        assert str(spec) in str(info.value)
+
+
+def test_spec_that_is_not_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("stages: [unclosed")
+    with pytest.raises(SpecError, match=f"{path}: not valid YAML"):
+        load_spec(path)
+
+
+def test_build_refuses_folder_with_other_files(untrained_digits: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SpecError, match="not model folders"):
+        build_repository(untrained_digits / "pipeline.yaml", tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_generated_configs_parse(untrained_digits: Path, tmp_path: Path) -> None:
+    build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo")
+    for config in (tmp_path / "repo").glob("*/config.pbtxt"):
+        assert parse_pbtxt(config.read_text()).name == config.parent.name

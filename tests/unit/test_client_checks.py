@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
+from tritonpipe.client.errors import map_error
+from tritonpipe.client.protocol import Endpoint
+from tritonpipe.errors import (
+    ClientError,
+    InputError,
+    InvalidArgument,
+    ModelNotFound,
+    RequestTimeout,
+    Unauthorized,
+    Unavailable,
+)
+
+CONFIG = {
+    "max_batch_size": 4,
+    "input": [{"name": "image", "data_type": "TYPE_STRING", "dims": ["1"]},
+              {"name": "x", "data_type": "TYPE_FP32", "dims": [2, -1]}],
+    "output": [{"name": "y", "data_type": "TYPE_INT64", "dims": [3]}],
+}
+INFO = ModelInfo.from_config("m", CONFIG)
+
+
+def good(batch: int = 2) -> dict[str, np.ndarray]:
+    return {"image": np.array([[b"png"]] * batch, dtype=object), "x": np.zeros((batch, 2, 5), np.float32)}
+
+
+def test_good_inputs_pass() -> None:
+    arrays, batch = check_inputs(INFO, good())
+    assert batch == 2 and arrays["image"].dtype == object
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"x": np.zeros((2, 2, 5), np.float64)}, "input 'x' is FP64 \\(float64\\) but model wants FP32"),
+        ({"x": np.zeros((2, 3, 5), np.float32)}, "input 'x' has shape \\[2, 3, 5\\]; model wants FP32\\[2,-1\\] per item"),
+        ({"x": np.zeros((2, 5), np.float32)}, "input 'x' has shape \\[2, 5\\] but model wants \\[batch, 2, -1\\]"),
+        ({"image": np.zeros((2, 1), np.float32)}, "input 'image' is float32 but model wants BYTES"),
+        ({"z": np.zeros(1)}, "model 'm' has no input 'z'"),
+        ({"x": np.zeros((3, 2, 5), np.float32)}, "different batch sizes: \\[2, 3\\]"),
+        ({"x": np.zeros((0, 2, 5), np.float32), "image": np.zeros((0, 1), object)}, "empty batch"),
+    ],
+)
+def test_bad_inputs_name_the_tensor(change: dict[str, np.ndarray], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_inputs(INFO, good() | change)
+
+
+def test_missing_input() -> None:
+    with pytest.raises(InputError, match="input 'x' is missing"):
+        check_inputs(INFO, {"image": good()["image"]})
+
+
+def test_split_and_join() -> None:
+    arrays, batch = check_inputs(INFO, good(10))
+    parts = list(chunks(arrays, batch, INFO.max_batch_size))
+    assert [len(p["x"]) for p in parts] == [4, 4, 2]
+    joined = join([{"y": p["x"][:, 0, 0]} for p in parts])
+    assert joined["y"].shape == (10,)
+
+
+def test_endpoint_parsing() -> None:
+    assert Endpoint.parse("grpc://localhost:9001") == Endpoint("grpc", "localhost:9001")
+    assert Endpoint.parse("http://h") == Endpoint("http", "h:8000")
+    assert Endpoint.parse("h:1", protocol="grpc") == Endpoint("grpc", "h:1")
+    with pytest.raises(ClientError, match="scheme"):
+        Endpoint.parse("ftp://h:1")
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [("400", "bad", InvalidArgument), ("StatusCode.INVALID_ARGUMENT", "bad", InvalidArgument),
+     ("400", "Request for unknown model: 'x' is not found", ModelNotFound),
+     ("StatusCode.UNAVAILABLE", "down", Unavailable), ("503", "x", Unavailable),
+     ("StatusCode.DEADLINE_EXCEEDED", "slow", RequestTimeout),
+     ("StatusCode.UNAVAILABLE", "This API is restricted, expecting header 'k'", Unauthorized)],
+)
+def test_error_mapping_keeps_server_message(status: str, message: str, kind: type) -> None:
+    error = map_error(InferenceServerException(message, status=status), "model 'm'")
+    assert type(error) is kind and str(error) == f"model 'm': {message}"

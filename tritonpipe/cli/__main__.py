@@ -1,0 +1,3 @@
+from tritonpipe.cli.main import main
+
+main()

@@ -1,0 +1,119 @@
+"""`tritonpipe serve` and `tritonpipe infer`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+
+from tritonpipe.errors import TritonPipeError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def serve(
+    repository: Annotated[Path, typer.Argument(help="Model repository to serve.")],
+    host: Annotated[str, typer.Option(help="Address to bind (HTTP, gRPC, metrics).")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="HTTP port (0: a free one).")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (0: a free one).")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Metrics port (0: a free one).")] = 8002,
+    model_control_mode: Annotated[str, typer.Option(help="none (load all) or explicit.")] = "none",
+    load_model: Annotated[list[str] | None, typer.Option(help="Explicit mode: model to load at start (repeat).")] = None,
+    token: Annotated[str | None, typer.Option(help="Protect repository, shared-memory, statistics, trace and logging endpoints with this token (header tritonpipe-token).", envvar="TRITONPIPE_TOKEN")] = None,
+    protect_inference: Annotated[bool, typer.Option(help="With --token: inference needs the token too.")] = False,
+    log_file: Annotated[Path | None, typer.Option(help="Server log (default tritonserver-PORT.log).")] = None,
+    exit_timeout: Annotated[int, typer.Option(help="Seconds to let in-flight requests finish on stop.")] = 30,
+    restart: Annotated[bool, typer.Option(help="Restart tritonserver with backoff if it dies.")] = True,
+    docker: Annotated[bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")] = False,
+) -> None:
+    """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
+    from tritonpipe.server import ServerOptions, TritonServer
+
+    try:
+        options = ServerOptions(
+            repository=repository, host=host, http_port=http_port, grpc_port=grpc_port,
+            metrics_port=metrics_port, model_control=model_control_mode,
+            models=tuple(load_model or ()), token=token, protect_inference=protect_inference,
+            exit_timeout_s=exit_timeout,
+        )
+        if docker:
+            typer.echo(options.docker_command())
+            return
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        server = TritonServer(options, log_path=log_file, restart=restart).start()
+    except TritonPipeError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+               f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)")
+    stop.wait()
+    typer.echo("stopping: letting in-flight requests finish")
+    code = server.stop()
+    typer.echo(f"tritonserver exited with code {code}")
+
+
+def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> np.ndarray:
+    from tritonpipe.tensors import dtype
+
+    first = paths[0]
+    if first.suffix.lower() == ".npy":
+        arrays = [np.load(p, allow_pickle=spec_dtype == "BYTES") for p in paths]
+        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    if first.suffix.lower() == ".json":
+        data = [json.loads(p.read_text()) for p in paths]
+        np_type = object if spec_dtype == "BYTES" else dtype(spec_dtype).numpy
+        rows = [np.asarray(d, dtype=np_type) for d in data]
+        return np.concatenate(rows) if len(rows) > 1 else rows[0]
+    # Anything else (images included) is sent as raw bytes, one file per batch row.
+    blobs = np.array([p.read_bytes() for p in paths], dtype=object)
+    return blobs.reshape(len(paths), *([1] * len(dims)))
+
+
+def _to_json(value: np.ndarray) -> Any:
+    if value.dtype == object:
+        return [_to_json(v) if isinstance(v, np.ndarray) else
+                (v.decode(errors="replace") if isinstance(v, bytes) else v) for v in value]
+    return value.tolist()
+
+
+def infer(
+    model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
+    inputs: Annotated[list[str], typer.Argument(help="NAME=FILE (repeat for a batch) or FILE for a single-input model; images and other files go as BYTES, .npy and .json as arrays.")],
+    url: Annotated[str, typer.Option(help="http://host:port or grpc://host:port.")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(help="Token for protected endpoints.", envvar="TRITONPIPE_TOKEN")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
+) -> None:
+    """Send files to a model and print its outputs as JSON."""
+    from tritonpipe.client import Client
+
+    try:
+        with Client(url, token=token, timeout_s=timeout) as client:
+            info = client.model(model)
+            specs = {s.name: s for s in info.inputs}
+            files: dict[str, list[Path]] = {}
+            for item in inputs:
+                name, sep, path = item.rpartition("=")
+                if not sep:
+                    if len(specs) != 1:
+                        raise typer.BadParameter(f"{item!r}: model '{model}' has inputs {list(specs)}; write NAME=FILE")
+                    name = next(iter(specs))
+                if name not in specs:
+                    raise typer.BadParameter(f"model '{model}' has no input '{name}' (inputs: {', '.join(specs)})")
+                if not Path(path).is_file():
+                    raise typer.BadParameter(f"input '{name}': file {path} not found")
+                files.setdefault(name, []).append(Path(path))
+            arrays = {n: _load_input(specs[n].dtype, specs[n].shape, p) for n, p in files.items()}
+            outputs = client.infer(model, arrays)
+    except (TritonPipeError, ValueError, OSError) as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({name: _to_json(value) for name, value in outputs.items()}, indent=1))

@@ -16,9 +16,23 @@ TRAINED_EXPORT = DIGITS / "artifacts" / "export"
 
 def run_export(factory: str, out: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "tritonpipe.cli", "export", factory, "--input", "pixels:FP32:1,8,8",
-         "--output", "logits", "--max-batch-size", "64", "--out", str(out)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "export",
+            factory,
+            "--input",
+            "pixels:FP32:1,8,8",
+            "--output",
+            "logits",
+            "--max-batch-size",
+            "64",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
 
 

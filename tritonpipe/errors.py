@@ -1,19 +1,19 @@
 """Every error tritonpipe raises on purpose derives from :class:`TritonPipeError`.
 
-    TritonPipeError
-    ├── SpecError              a pipeline spec, input spec or other user file is wrong
-    ├── ExportError            a model could not be exported
-    │   └── ParityError        an exported artifact disagrees with eager PyTorch
-    ├── RepositoryError        a model repository (or config.pbtxt) is invalid
-    ├── ServerError            tritonserver could not be found, started or kept running
-    ├── ClientError            a request could not be made or was refused
-    │   ├── InputError         inputs fail the model's metadata (caught before sending)
-    │   ├── InvalidArgument    the server rejected the request (HTTP 400 / INVALID_ARGUMENT)
-    │   ├── ModelNotFound      the server does not serve that model (HTTP 404 / NOT_FOUND)
-    │   ├── Unauthorized       a restricted endpoint was called without its token
-    │   ├── Unavailable        the server is down, not ready or overloaded (retried)
-    │   └── RequestTimeout     no answer within the client's timeout
-    └── PerfError              a profile or load test could not be run or read
+TritonPipeError
+├── SpecError              a pipeline spec, input spec or other user file is wrong
+├── ExportError            a model could not be exported
+│   └── ParityError        an exported artifact disagrees with eager PyTorch
+├── RepositoryError        a model repository (or config.pbtxt) is invalid
+├── ServerError            tritonserver could not be found, started or kept running
+├── ClientError            a request could not be made or was refused
+│   ├── InputError         inputs fail the model's metadata (caught before sending)
+│   ├── InvalidArgument    the server rejected the request (HTTP 400 / INVALID_ARGUMENT)
+│   ├── ModelNotFound      the server does not serve that model (HTTP 404 / NOT_FOUND)
+│   ├── Unauthorized       a restricted endpoint was called without its token
+│   ├── Unavailable        the server is down, not ready or overloaded (retried)
+│   └── RequestTimeout     no answer within the client's timeout
+└── PerfError              a profile or load test could not be run or read
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ def split_ref(ref: str) -> tuple[str, str]:
     """Split ``module_or_file:function`` into its two parts."""
     module, sep, func = ref.rpartition(":")
     if not sep or not module or not func:
-        raise SpecError(f"{ref!r}: expected 'path/to/file.py:function' or 'package.module:function'")
+        raise SpecError(
+            f"{ref!r}: expected 'path/to/file.py:function' or 'package.module:function'"
+        )
     return module, func
 
 

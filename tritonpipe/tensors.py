@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from tritonpipe.errors import SpecError
+
+Array = NDArray[Any]
 
 
 @dataclass(frozen=True, kw_only=True)

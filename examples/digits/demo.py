@@ -25,7 +25,9 @@ HELDOUT = Path(__file__).parent / "artifacts" / "heldout"
 ENSEMBLES = {"digits": "ONNX", "digits_ts": "TorchScript"}
 
 
-async def classify(url: str, model: str, images: list[bytes], concurrency: int) -> tuple[np.ndarray, list[float]]:
+async def classify(
+    url: str, model: str, images: list[bytes], concurrency: int
+) -> tuple[np.ndarray, list[float]]:
     """Top-1 label per image and each request's latency in ms."""
     labels = np.zeros(len(images), dtype=np.int64)
     latencies: list[float] = []
@@ -60,10 +62,16 @@ def main() -> int:
     options = ServerOptions(repository=args.repository, exit_timeout_s=10)
     rows = []
     with TritonServer(options, log_path=args.log) as server:
-        print(f"      ready in {time.perf_counter() - started:.1f}s: HTTP {server.http_url}, "
-              f"gRPC {server.grpc_url}", flush=True)
-        print(f"[2/3] classifying {len(images)} held-out PNGs, one request each, "
-              f"{args.concurrency} in flight", flush=True)
+        print(
+            f"      ready in {time.perf_counter() - started:.1f}s: HTTP {server.http_url}, "
+            f"gRPC {server.grpc_url}",
+            flush=True,
+        )
+        print(
+            f"[2/3] classifying {len(images)} held-out PNGs, one request each, "
+            f"{args.concurrency} in flight",
+            flush=True,
+        )
         for url in (server.http_url, server.grpc_url):
             protocol = url.split(":")[0]
             for model, fmt in ENSEMBLES.items():
@@ -76,15 +84,20 @@ def main() -> int:
                 print(f"      {protocol:<4} {fmt:<11} accuracy {accuracy:.2%}", flush=True)
         print("[3/3] stopping tritonserver", flush=True)
     print()
-    print(f"{'protocol':<9}{'scoring':<12}{'ensemble':<11}{'accuracy':>9}{'req/s':>8}"
-          f"{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}")
+    print(
+        f"{'protocol':<9}{'scoring':<12}{'ensemble':<11}{'accuracy':>9}{'req/s':>8}"
+        f"{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}"
+    )
     for protocol, fmt, model, acc, rps, p50, p90, p99 in rows:
-        print(f"{protocol:<9}{fmt:<12}{model:<11}{acc:>9.2%}{rps:>8.0f}{p50:>8.2f}{p90:>8.2f}{p99:>8.2f}")
+        print(
+            f"{protocol:<9}{fmt:<12}{model:<11}{acc:>9.2%}{rps:>8.0f}{p50:>8.2f}{p90:>8.2f}{p99:>8.2f}"
+        )
     worst = min(r[3] for r in rows)
     if worst < 0.95:
         print(f"FAILED: accuracy {worst:.2%} is below 95%")
         return 1
-    print(f"\nall four paths >= 95% accurate (lowest {worst:.2%}); total {time.perf_counter() - started:.0f}s")
+    total = time.perf_counter() - started
+    print(f"\nall four paths >= 95% accurate (lowest {worst:.2%}); total {total:.0f}s")
     return 0
 
 

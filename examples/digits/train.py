@@ -75,8 +75,12 @@ def train(out: Path, epochs: int, seed: int) -> dict[str, float]:
         (heldout / name).write_bytes(to_png(image))
         labels[name] = int(label)
     (heldout / "labels.json").write_text(json.dumps(labels, indent=0) + "\n")
-    metrics = {"accuracy": accuracy, "train_seconds": time.perf_counter() - start,
-               "train_size": len(x_train), "test_size": len(x_test)}
+    metrics = {
+        "accuracy": accuracy,
+        "train_seconds": time.perf_counter() - start,
+        "train_size": len(x_train),
+        "test_size": len(x_test),
+    }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
 
@@ -88,8 +92,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     metrics = train(args.out, args.epochs, args.seed)
-    print(f"held-out accuracy {metrics['accuracy']:.4f} on {metrics['test_size']} images "
-          f"({metrics['train_seconds']:.1f}s)")
+    print(
+        f"held-out accuracy {metrics['accuracy']:.4f} on {metrics['test_size']} images "
+        f"({metrics['train_seconds']:.1f}s)"
+    )
     if metrics["accuracy"] < 0.95:
         sys.exit(f"accuracy {metrics['accuracy']:.4f} is below 0.95")
 

@@ -13,11 +13,16 @@ WEIGHTS = {".onnx", ".pt"}
 
 
 def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                  if p.is_file() and p.suffix not in WEIGHTS and "__pycache__" not in p.parts)
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix not in WEIGHTS and "__pycache__" not in p.parts
+    )
 
 
-def test_committed_model_repository_is_what_build_writes(untrained_digits: Path, tmp_path: Path) -> None:
+def test_committed_model_repository_is_what_build_writes(
+    untrained_digits: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "repo"
     build_repository(untrained_digits / "pipeline.yaml", out)
     committed = ROOT / "model_repository"
@@ -30,8 +35,14 @@ def test_committed_model_repository_is_what_build_writes(untrained_digits: Path,
 
 def test_build_writes_ensemble_stages_and_models(untrained_digits: Path, tmp_path: Path) -> None:
     models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo")
-    assert set(models) == {"preprocess", "postprocess", "digits_onnx", "digits_torchscript",
-                           "digits", "digits_ts"}
+    assert set(models) == {
+        "preprocess",
+        "postprocess",
+        "digits_onnx",
+        "digits_torchscript",
+        "digits",
+        "digits_ts",
+    }
     ensemble = models["digits"].config
     assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 64
     steps = ensemble.ensemble_scheduling.step
@@ -40,7 +51,10 @@ def test_build_writes_ensemble_stages_and_models(untrained_digits: Path, tmp_pat
     assert [t.name for t in ensemble.input] == ["image"]
     assert [t.name for t in ensemble.output] == ["labels", "probabilities"]
     pre = models["preprocess"].config
-    assert pre.backend == "python" and pre.parameters["tritonpipe.function"].string_value == "stages:preprocess"
+    assert (
+        pre.backend == "python"
+        and pre.parameters["tritonpipe.function"].string_value == "stages:preprocess"
+    )
     assert (tmp_path / "repo" / "preprocess" / "1" / "stages.py").is_file()  # self-contained
     assert (tmp_path / "repo" / "digits_onnx" / "1" / "model.onnx").is_file()
     post = models["postprocess"].config
@@ -48,7 +62,9 @@ def test_build_writes_ensemble_stages_and_models(untrained_digits: Path, tmp_pat
 
 
 def test_native_runtime_configs(untrained_digits: Path, tmp_path: Path) -> None:
-    models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo", runtime="native")
+    models = build_repository(
+        untrained_digits / "pipeline.yaml", tmp_path / "repo", runtime="native"
+    )
     assert models["digits_onnx"].config.platform == "onnxruntime_onnx"
     torchscript = models["digits_torchscript"].config
     assert torchscript.platform == "pytorch_libtorch"
@@ -73,37 +89,70 @@ def test_edge_with_mismatched_shape_names_both_ends(untrained_digits: Path, tmp_
     with pytest.raises(RepositoryError) as info:
         build_repository(spec, tmp_path / "repo")
     message = str(info.value)
-    assert ("model 'preprocess' output 'pixels' is FP32[3,8,8] but model 'digits_onnx' input "
-            "'pixels' wants FP32[1,8,8]") in message
+    assert (
+        "model 'preprocess' output 'pixels' is FP32[3,8,8] but model 'digits_onnx' input "
+        "'pixels' wants FP32[1,8,8]"
+    ) in message
     assert str(tmp_path / "repo" / "digits" / "config.pbtxt") in message
     assert not (tmp_path / "repo").exists()  # nothing written on failure
 
 
 def test_edge_with_mismatched_dtype(untrained_digits: Path, tmp_path: Path) -> None:
-    spec = _spec(untrained_digits, tmp_path, "{name: logits, dtype: FP32", "{name: logits, dtype: FP16")
-    with pytest.raises(RepositoryError, match="output 'logits' is FP32\\[10\\] but model 'postprocess' "
-                       "input 'logits' wants FP16\\[10\\]"):
+    spec = _spec(
+        untrained_digits, tmp_path, "{name: logits, dtype: FP32", "{name: logits, dtype: FP16"
+    )
+    with pytest.raises(
+        RepositoryError,
+        match="output 'logits' is FP32\\[10\\] but model 'postprocess' "
+        "input 'logits' wants FP16\\[10\\]",
+    ):
         build_repository(spec, tmp_path / "repo")
 
 
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
-         "max_batch_size: 8\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
-         "models.digits_onnx: Value error, dynamic_batching.preferred_batch_size 16 is outside 1..max_batch_size \\(8\\)"),
-        ("format: onnx", "format: tflite", "models.digits_onnx.format: Input should be 'onnx' or 'torchscript'"),
-        ("max_queue_delay_microseconds: 200}", "max_queue_delay_microseconds: -1}", "stages.preprocess.dynamic_batching.max_queue_delay_microseconds: Input should be greater than or equal to 0"),
-        ("function: stages.py:preprocess", "function: stages.py:nothing", "has no function 'nothing'"),
-        ("function: stages.py:preprocess", "fn: stages.py:preprocess", "stages.preprocess.fn: Extra inputs are not permitted"),
-        ("steps: [preprocess, digits_onnx, postprocess]", "steps: [preprocess, digits_nope, postprocess]", "ensembles.digits.steps\\[1\\]: 'digits_nope' is not defined"),
+        (
+            "max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+            "max_batch_size: 8\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+            "models.digits_onnx: Value error, dynamic_batching.preferred_batch_size 16 is outside 1..max_batch_size \\(8\\)",
+        ),
+        (
+            "format: onnx",
+            "format: tflite",
+            "models.digits_onnx.format: Input should be 'onnx' or 'torchscript'",
+        ),
+        (
+            "max_queue_delay_microseconds: 200}",
+            "max_queue_delay_microseconds: -1}",
+            "stages.preprocess.dynamic_batching.max_queue_delay_microseconds: Input should be greater than or equal to 0",
+        ),
+        (
+            "function: stages.py:preprocess",
+            "function: stages.py:nothing",
+            "has no function 'nothing'",
+        ),
+        (
+            "function: stages.py:preprocess",
+            "fn: stages.py:preprocess",
+            "stages.preprocess.fn: Extra inputs are not permitted",
+        ),
+        (
+            "steps: [preprocess, digits_onnx, postprocess]",
+            "steps: [preprocess, digits_nope, postprocess]",
+            "ensembles.digits.steps\\[1\\]: 'digits_nope' is not defined",
+        ),
         ("parameters: {k: 3}", "parameters: {top: 3}", "takes no argument 'top'"),
-        ("max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
-         "max_batch_size: 128\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
-         "models.digits_onnx.max_batch_size: 128 is larger than the batch size its export was checked at \\(64\\)"),
+        (
+            "max_batch_size: 64\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+            "max_batch_size: 128\n    dynamic_batching: {max_queue_delay_microseconds: 500, preferred_batch_size: [16, 32]}",
+            "models.digits_onnx.max_batch_size: 128 is larger than the batch size its export was checked at \\(64\\)",
+        ),
     ],
 )
-def test_bad_spec_fields(untrained_digits: Path, tmp_path: Path, old: str, new: str, message: str) -> None:
+def test_bad_spec_fields(
+    untrained_digits: Path, tmp_path: Path, old: str, new: str, message: str
+) -> None:
     spec = _spec(untrained_digits, tmp_path, old, new)
     with pytest.raises(SpecError, match=message) as info:
         build_repository(spec, tmp_path / "repo")

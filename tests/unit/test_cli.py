@@ -6,7 +6,9 @@ from tests.conftest import ASSETS
 
 
 def tritonpipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tritonpipe.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "tritonpipe.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_every_command_has_help() -> None:
@@ -16,14 +18,26 @@ def test_every_command_has_help() -> None:
 
 
 def test_export_parity_failure_exits_nonzero(tmp_path: Path) -> None:
-    result = tritonpipe("export", f"{ASSETS / 'models.py'}:diverging", "-i", "x:FP32:3",
-                        "--output", "shifted", "-f", "onnx", "-o", str(tmp_path))
+    result = tritonpipe(
+        "export",
+        f"{ASSETS / 'models.py'}:diverging",
+        "-i",
+        "x:FP32:3",
+        "--output",
+        "shifted",
+        "-f",
+        "onnx",
+        "-o",
+        str(tmp_path),
+    )
     assert result.returncode == 1
     assert "onnx output 'shifted'" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_export_bad_input_spec(tmp_path: Path) -> None:
-    result = tritonpipe("export", f"{ASSETS / 'models.py'}:nan", "-i", "x:FLOAT:3", "-o", str(tmp_path))
+    result = tritonpipe(
+        "export", f"{ASSETS / 'models.py'}:nan", "-i", "x:FLOAT:3", "-o", str(tmp_path)
+    )
     assert result.returncode == 1 and "unknown dtype 'FLOAT'" in result.stderr
 
 

@@ -17,15 +17,20 @@ from tritonpipe.errors import (
 
 CONFIG = {
     "max_batch_size": 4,
-    "input": [{"name": "image", "data_type": "TYPE_STRING", "dims": ["1"]},
-              {"name": "x", "data_type": "TYPE_FP32", "dims": [2, -1]}],
+    "input": [
+        {"name": "image", "data_type": "TYPE_STRING", "dims": ["1"]},
+        {"name": "x", "data_type": "TYPE_FP32", "dims": [2, -1]},
+    ],
     "output": [{"name": "y", "data_type": "TYPE_INT64", "dims": [3]}],
 }
 INFO = ModelInfo.from_config("m", CONFIG)
 
 
 def good(batch: int = 2) -> dict[str, np.ndarray]:
-    return {"image": np.array([[b"png"]] * batch, dtype=object), "x": np.zeros((batch, 2, 5), np.float32)}
+    return {
+        "image": np.array([[b"png"]] * batch, dtype=object),
+        "x": np.zeros((batch, 2, 5), np.float32),
+    }
 
 
 def test_good_inputs_pass() -> None:
@@ -36,9 +41,18 @@ def test_good_inputs_pass() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"x": np.zeros((2, 2, 5), np.float64)}, "input 'x' is FP64 \\(float64\\) but model wants FP32"),
-        ({"x": np.zeros((2, 3, 5), np.float32)}, "input 'x' has shape \\[2, 3, 5\\]; model wants FP32\\[2,-1\\] per item"),
-        ({"x": np.zeros((2, 5), np.float32)}, "input 'x' has shape \\[2, 5\\] but model wants \\[batch, 2, -1\\]"),
+        (
+            {"x": np.zeros((2, 2, 5), np.float64)},
+            "input 'x' is FP64 \\(float64\\) but model wants FP32",
+        ),
+        (
+            {"x": np.zeros((2, 3, 5), np.float32)},
+            "input 'x' has shape \\[2, 3, 5\\]; model wants FP32\\[2,-1\\] per item",
+        ),
+        (
+            {"x": np.zeros((2, 5), np.float32)},
+            "input 'x' has shape \\[2, 5\\] but model wants \\[batch, 2, -1\\]",
+        ),
         ({"image": np.zeros((2, 1), np.float32)}, "input 'image' is float32 but model wants BYTES"),
         ({"z": np.zeros(1)}, "model 'm' has no input 'z'"),
         ({"x": np.zeros((3, 2, 5), np.float32)}, "different batch sizes: \\[2, 3\\]"),
@@ -73,11 +87,15 @@ def test_endpoint_parsing() -> None:
 
 @pytest.mark.parametrize(
     ("status", "message", "kind"),
-    [("400", "bad", InvalidArgument), ("StatusCode.INVALID_ARGUMENT", "bad", InvalidArgument),
-     ("400", "Request for unknown model: 'x' is not found", ModelNotFound),
-     ("StatusCode.UNAVAILABLE", "down", Unavailable), ("503", "x", Unavailable),
-     ("StatusCode.DEADLINE_EXCEEDED", "slow", RequestTimeout),
-     ("StatusCode.UNAVAILABLE", "This API is restricted, expecting header 'k'", Unauthorized)],
+    [
+        ("400", "bad", InvalidArgument),
+        ("StatusCode.INVALID_ARGUMENT", "bad", InvalidArgument),
+        ("400", "Request for unknown model: 'x' is not found", ModelNotFound),
+        ("StatusCode.UNAVAILABLE", "down", Unavailable),
+        ("503", "x", Unavailable),
+        ("StatusCode.DEADLINE_EXCEEDED", "slow", RequestTimeout),
+        ("StatusCode.UNAVAILABLE", "This API is restricted, expecting header 'k'", Unauthorized),
+    ],
 )
 def test_error_mapping_keeps_server_message(status: str, message: str, kind: type) -> None:
     error = map_error(InferenceServerException(message, status=status), "model 'm'")

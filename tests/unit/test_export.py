@@ -39,8 +39,14 @@ def test_multi_input_multi_output_export(tmp_path: Path) -> None:
 
 def test_parity_failure_names_output_and_error(tmp_path: Path) -> None:
     with pytest.raises(ParityError) as info:
-        export(f"{MODELS}:diverging", [parse_input_spec("x:FP32:3")], tmp_path,
-               formats=["onnx"], output_names=["shifted"], max_batch_size=8)
+        export(
+            f"{MODELS}:diverging",
+            [parse_input_spec("x:FP32:3")],
+            tmp_path,
+            formats=["onnx"],
+            output_names=["shifted"],
+            max_batch_size=8,
+        )
     message = str(info.value)
     assert "onnx output 'shifted'" in message and "max abs error" in message
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -53,15 +59,25 @@ def test_nan_output_fails(tmp_path: Path) -> None:
 
 
 def test_loose_tolerance_lets_divergence_pass(tmp_path: Path) -> None:
-    manifest = export(f"{MODELS}:diverging", [parse_input_spec("x:FP32:3")], tmp_path,
-                      formats=["torchscript"], atol=1e6, max_batch_size=4)
+    manifest = export(
+        f"{MODELS}:diverging",
+        [parse_input_spec("x:FP32:3")],
+        tmp_path,
+        formats=["torchscript"],
+        atol=1e6,
+        max_batch_size=4,
+    )
     assert manifest.parity["torchscript"]["output0"].passed
 
 
 @pytest.mark.parametrize(
     ("factory", "message"),
-    [(f"{MODELS}:not_a_module", "not torch.nn.Module"), (f"{MODELS}:missing", "has no function"),
-     ("nowhere.py:f", "not found"), ("no_colon", "expected 'path/to/file.py:function'")],
+    [
+        (f"{MODELS}:not_a_module", "not torch.nn.Module"),
+        (f"{MODELS}:missing", "has no function"),
+        ("nowhere.py:f", "not found"),
+        ("no_colon", "expected 'path/to/file.py:function'"),
+    ],
 )
 def test_bad_factory(tmp_path: Path, factory: str, message: str) -> None:
     with pytest.raises(ExportError if "Module" in message else Exception, match=message):

@@ -12,18 +12,43 @@ from tritonpipe.errors import TritonPipeError
 
 def test_public_api() -> None:
     assert tritonpipe.__all__ == [
-        "ClientError", "ExportError", "InputError", "InvalidArgument", "ModelNotFound",
-        "ParityError", "PerfError", "RepositoryError", "RequestTimeout", "ServerError",
-        "SpecError", "TensorSpec", "TritonPipeError", "Unauthorized", "Unavailable", "__version__",
+        "ClientError",
+        "ExportError",
+        "InputError",
+        "InvalidArgument",
+        "ModelNotFound",
+        "ParityError",
+        "PerfError",
+        "RepositoryError",
+        "RequestTimeout",
+        "ServerError",
+        "SpecError",
+        "TensorSpec",
+        "TritonPipeError",
+        "Unauthorized",
+        "Unavailable",
+        "__version__",
     ]
     assert tritonpipe.client.__all__ == ["AsyncClient", "Client", "ClientOptions", "ModelInfo"]
     assert tritonpipe.export.__all__ == ["FORMATS", "Manifest", "OutputParity", "export"]
     assert tritonpipe.ensembles.__all__ == ["PipelineSpec", "build_repository", "load_spec"]
     assert "validate_repository" in tritonpipe.repository.__all__
-    assert tritonpipe.server.__all__ == ["TOKEN_HEADER", "ServerOptions", "TritonInstall",
-                                         "TritonServer", "find_triton", "serve"]
-    for module in (tritonpipe, tritonpipe.client, tritonpipe.export, tritonpipe.ensembles,
-                   tritonpipe.repository, tritonpipe.server):
+    assert tritonpipe.server.__all__ == [
+        "TOKEN_HEADER",
+        "ServerOptions",
+        "TritonInstall",
+        "TritonServer",
+        "find_triton",
+        "serve",
+    ]
+    for module in (
+        tritonpipe,
+        tritonpipe.client,
+        tritonpipe.export,
+        tritonpipe.ensembles,
+        tritonpipe.repository,
+        tritonpipe.server,
+    ):
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
 
@@ -36,7 +61,9 @@ def test_one_exception_root() -> None:
 
 
 def test_cli_and_client_stay_light() -> None:
-    code = ("import sys, tritonpipe.cli.main, tritonpipe.client; "
-            "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))")
+    code = (
+        "import sys, tritonpipe.cli.main, tritonpipe.client; "
+        "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

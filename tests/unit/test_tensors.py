@@ -28,8 +28,13 @@ def test_parse_input_spec_with_dynamic_dims() -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("x:FP32", "expected NAME:DTYPE:DIMS"), ("x:FP99:1", "unknown dtype"),
-     ("x:FP32:a", "not a number"), ("x:FP32:4=2", "only a dynamic dim"), ("x:FP32:0", "dims are")],
+    [
+        ("x:FP32", "expected NAME:DTYPE:DIMS"),
+        ("x:FP99:1", "unknown dtype"),
+        ("x:FP32:a", "not a number"),
+        ("x:FP32:4=2", "only a dynamic dim"),
+        ("x:FP32:0", "dims are"),
+    ],
 )
 def test_parse_input_spec_errors(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):

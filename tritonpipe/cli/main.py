@@ -25,12 +25,34 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 @app.command()
 def export(
-    factory: Annotated[str, typer.Argument(help="'path/file.py:function' or 'package.module:function' returning an nn.Module.")],
-    input: Annotated[list[str], typer.Option("--input", "-i", help="NAME:DTYPE:DIMS without batch, e.g. pixels:FP32:1,8,8; -1=N is dynamic with sample size N. Repeat per input.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the artifacts and manifest.json.")],
-    output: Annotated[list[str] | None, typer.Option("--output", help="Output names in order (default: dict keys or output0..).")] = None,
-    format: Annotated[list[str] | None, typer.Option("--format", "-f", help="onnx and/or torchscript (default: both).")] = None,
-    max_batch_size: Annotated[int, typer.Option(help="Largest batch; parity runs at 1, 7 and this.")] = 64,
+    factory: Annotated[
+        str,
+        typer.Argument(
+            help="'path/file.py:function' or 'package.module:function' returning an nn.Module."
+        ),
+    ],
+    input: Annotated[
+        list[str],
+        typer.Option(
+            "--input",
+            "-i",
+            help="NAME:DTYPE:DIMS without batch, e.g. pixels:FP32:1,8,8; -1=N is dynamic with sample size N. Repeat per input.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the artifacts and manifest.json.")
+    ],
+    output: Annotated[
+        list[str] | None,
+        typer.Option("--output", help="Output names in order (default: dict keys or output0..)."),
+    ] = None,
+    format: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="onnx and/or torchscript (default: both)."),
+    ] = None,
+    max_batch_size: Annotated[
+        int, typer.Option(help="Largest batch; parity runs at 1, 7 and this.")
+    ] = 64,
     atol: Annotated[float, typer.Option(help="Absolute tolerance for parity.")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Relative tolerance for parity.")] = 1e-3,
     opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
@@ -42,23 +64,36 @@ def export(
     try:
         specs = [parse_input_spec(text) for text in input]
         manifest = run_export(
-            factory, specs, out, formats=format or ["onnx", "torchscript"],
-            max_batch_size=max_batch_size, output_names=output, atol=atol, rtol=rtol, opset=opset,
+            factory,
+            specs,
+            out,
+            formats=format or ["onnx", "torchscript"],
+            max_batch_size=max_batch_size,
+            output_names=output,
+            atol=atol,
+            rtol=rtol,
+            opset=opset,
         )
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
     for fmt, outputs in manifest.parity.items():
         for name, p in outputs.items():
-            typer.echo(f"{fmt:<12} {name:<16} max abs {p.max_abs_error:.2e}  "
-                       f"max rel {p.max_rel_error:.2e}  batches {list(p.batch_sizes)}  ok")
-    typer.echo(f"wrote {', '.join(a['file'] for a in manifest.artifacts.values())} and manifest.json to {out}")
+            typer.echo(
+                f"{fmt:<12} {name:<16} max abs {p.max_abs_error:.2e}  "
+                f"max rel {p.max_rel_error:.2e}  batches {list(p.batch_sizes)}  ok"
+            )
+    typer.echo(
+        f"wrote {', '.join(a['file'] for a in manifest.artifacts.values())} and manifest.json to {out}"
+    )
 
 
 @app.command()
 def build(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model repository to write (replaced).")],
-    runtime: Annotated[str | None, typer.Option(help="Override every scoring model's runtime: python or native.")] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="Override every scoring model's runtime: python or native.")
+    ] = None,
 ) -> None:
     """Build a Triton model repository (stages, scoring models, ensembles) from a pipeline spec."""
     from tritonpipe.ensembles import build_repository

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from tritonpipe.errors import TritonPipeError
+from tritonpipe.tensors import Array
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -24,22 +25,46 @@ def serve(
     grpc_port: Annotated[int, typer.Option(help="gRPC port (0: a free one).")] = 8001,
     metrics_port: Annotated[int, typer.Option(help="Metrics port (0: a free one).")] = 8002,
     model_control_mode: Annotated[str, typer.Option(help="none (load all) or explicit.")] = "none",
-    load_model: Annotated[list[str] | None, typer.Option(help="Explicit mode: model to load at start (repeat).")] = None,
-    token: Annotated[str | None, typer.Option(help="Protect repository, shared-memory, statistics, trace and logging endpoints with this token (header tritonpipe-token).", envvar="TRITONPIPE_TOKEN")] = None,
-    protect_inference: Annotated[bool, typer.Option(help="With --token: inference needs the token too.")] = False,
-    log_file: Annotated[Path | None, typer.Option(help="Server log (default tritonserver-PORT.log).")] = None,
-    exit_timeout: Annotated[int, typer.Option(help="Seconds to let in-flight requests finish on stop.")] = 30,
-    restart: Annotated[bool, typer.Option(help="Restart tritonserver with backoff if it dies.")] = True,
-    docker: Annotated[bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")] = False,
+    load_model: Annotated[
+        list[str] | None, typer.Option(help="Explicit mode: model to load at start (repeat).")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            help="Protect repository, shared-memory, statistics, trace and logging endpoints with this token (header tritonpipe-token).",
+            envvar="TRITONPIPE_TOKEN",
+        ),
+    ] = None,
+    protect_inference: Annotated[
+        bool, typer.Option(help="With --token: inference needs the token too.")
+    ] = False,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Server log (default tritonserver-PORT.log).")
+    ] = None,
+    exit_timeout: Annotated[
+        int, typer.Option(help="Seconds to let in-flight requests finish on stop.")
+    ] = 30,
+    restart: Annotated[
+        bool, typer.Option(help="Restart tritonserver with backoff if it dies.")
+    ] = True,
+    docker: Annotated[
+        bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
+    ] = False,
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer
 
     try:
         options = ServerOptions(
-            repository=repository, host=host, http_port=http_port, grpc_port=grpc_port,
-            metrics_port=metrics_port, model_control=model_control_mode,
-            models=tuple(load_model or ()), token=token, protect_inference=protect_inference,
+            repository=repository,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            model_control=model_control_mode,
+            models=tuple(load_model or ()),
+            token=token,
+            protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
         )
         if docker:
@@ -53,15 +78,17 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    typer.echo(f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
-               f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)")
+    typer.echo(
+        f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
+        f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
+    )
     stop.wait()
     typer.echo("stopping: letting in-flight requests finish")
     code = server.stop()
     typer.echo(f"tritonserver exited with code {code}")
 
 
-def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> np.ndarray:
+def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> Array:
     from tritonpipe.tensors import dtype
 
     first = paths[0]
@@ -78,18 +105,31 @@ def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> np
     return blobs.reshape(len(paths), *([1] * len(dims)))
 
 
-def _to_json(value: np.ndarray) -> Any:
+def _to_json(value: Array) -> Any:
     if value.dtype == object:
-        return [_to_json(v) if isinstance(v, np.ndarray) else
-                (v.decode(errors="replace") if isinstance(v, bytes) else v) for v in value]
+        return [
+            _to_json(v)
+            if isinstance(v, np.ndarray)
+            else (v.decode(errors="replace") if isinstance(v, bytes) else v)
+            for v in value
+        ]
     return value.tolist()
 
 
 def infer(
     model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
-    inputs: Annotated[list[str], typer.Argument(help="NAME=FILE (repeat for a batch) or FILE for a single-input model; images and other files go as BYTES, .npy and .json as arrays.")],
-    url: Annotated[str, typer.Option(help="http://host:port or grpc://host:port.")] = "http://127.0.0.1:8000",
-    token: Annotated[str | None, typer.Option(help="Token for protected endpoints.", envvar="TRITONPIPE_TOKEN")] = None,
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="NAME=FILE (repeat for a batch) or FILE for a single-input model; images and other files go as BYTES, .npy and .json as arrays."
+        ),
+    ],
+    url: Annotated[
+        str, typer.Option(help="http://host:port or grpc://host:port.")
+    ] = "http://127.0.0.1:8000",
+    token: Annotated[
+        str | None, typer.Option(help="Token for protected endpoints.", envvar="TRITONPIPE_TOKEN")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
     """Send files to a model and print its outputs as JSON."""
@@ -104,10 +144,14 @@ def infer(
                 name, sep, path = item.rpartition("=")
                 if not sep:
                     if len(specs) != 1:
-                        raise typer.BadParameter(f"{item!r}: model '{model}' has inputs {list(specs)}; write NAME=FILE")
+                        raise typer.BadParameter(
+                            f"{item!r}: model '{model}' has inputs {list(specs)}; write NAME=FILE"
+                        )
                     name = next(iter(specs))
                 if name not in specs:
-                    raise typer.BadParameter(f"model '{model}' has no input '{name}' (inputs: {', '.join(specs)})")
+                    raise typer.BadParameter(
+                        f"model '{model}' has no input '{name}' (inputs: {', '.join(specs)})"
+                    )
                 if not Path(path).is_file():
                     raise typer.BadParameter(f"input '{name}': file {path} not found")
                 files.setdefault(name, []).append(Path(path))

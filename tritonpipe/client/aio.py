@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
-
-import numpy as np
 
 from tritonpipe.client.base import ClientCore, ClientOptions
 from tritonpipe.client.checks import ModelInfo, join
 from tritonpipe.client.errors import map_error
 from tritonpipe.client.protocol import unwrap_config
+from tritonpipe.tensors import Array
 
 T = TypeVar("T")
 
@@ -53,15 +54,19 @@ class AsyncClient:
     async def model(self, name: str) -> ModelInfo:
         info = self.core.infos.get(name)
         if info is None:
-            raw = await self._call(f"model '{name}' config", lambda: self._raw.get_model_config(
-                name, **self._json(), **self.core.call_kwargs()))
+            raw = await self._call(
+                f"model '{name}' config",
+                lambda: self._raw.get_model_config(name, **self._json(), **self.core.call_kwargs()),
+            )
             info = ModelInfo.from_config(name, unwrap_config(self.protocol, raw))
             self.core.infos[name] = info
         return info
 
     async def metadata(self, name: str) -> dict[str, Any]:
-        raw = await self._call(f"model '{name}' metadata", lambda: self._raw.get_model_metadata(
-            name, **self._json(), **self.core.call_kwargs()))
+        raw = await self._call(
+            f"model '{name}' metadata",
+            lambda: self._raw.get_model_metadata(name, **self._json(), **self.core.call_kwargs()),
+        )
         return dict(raw)
 
     async def is_ready(self) -> bool:
@@ -77,57 +82,88 @@ class AsyncClient:
             return False
 
     async def load(self, name: str) -> None:
-        await self._call(f"load model '{name}'", lambda: self._raw.load_model(name, **self.core.call_kwargs()), retry=False)
+        await self._call(
+            f"load model '{name}'",
+            lambda: self._raw.load_model(name, **self.core.call_kwargs()),
+            retry=False,
+        )
         self.core.infos.pop(name, None)
 
     async def unload(self, name: str) -> None:
-        await self._call(f"unload model '{name}'", lambda: self._raw.unload_model(name, **self.core.call_kwargs()), retry=False)
+        await self._call(
+            f"unload model '{name}'",
+            lambda: self._raw.unload_model(name, **self.core.call_kwargs()),
+            retry=False,
+        )
         self.core.infos.pop(name, None)
 
     async def statistics(self, name: str = "") -> dict[str, Any]:
-        raw = await self._call("statistics", lambda: self._raw.get_inference_statistics(
-            name, **self._json(), **self.core.call_kwargs()))
+        raw = await self._call(
+            "statistics",
+            lambda: self._raw.get_inference_statistics(
+                name, **self._json(), **self.core.call_kwargs()
+            ),
+        )
         return dict(raw)
 
-    async def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    async def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Array]:
         """Run ``model``; batches above its max batch size are split, sent concurrently, joined."""
         info = await self.model(model)
         plan = self.core.plan(info, inputs)
         parts = await asyncio.gather(*(self._infer_one(info, arrays) for arrays in plan))
         return join(list(parts))
 
-    async def _infer_one(self, info: ModelInfo, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    async def _infer_one(self, info: ModelInfo, arrays: dict[str, Array]) -> dict[str, Array]:
         context = f"model '{info.name}'"
         if self.core.pool is None:
             prepared = self.core.prepare(info, arrays)
-            result = await self._call(context, lambda: self._raw.infer(
-                info.name, prepared.inputs, **self.core.infer_kwargs()))
+            result = await self._call(
+                context,
+                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+            )
             return self.core.outputs(info, result)
         async with self._shm_lock:  # regions are reused: one request at a time uses them
             prepared = self.core.prepare(info, arrays)
             for name in prepared.stale_regions:
-                await self._call("unregister shared memory", lambda n=name:
-                                 self._raw.unregister_system_shared_memory(n, headers=self.core.headers))
+                await self._call(
+                    "unregister shared memory",
+                    partial(
+                        self._raw.unregister_system_shared_memory, name, headers=self.core.headers
+                    ),
+                )
             for name, key, size in prepared.new_regions:
-                await self._call("register shared memory", lambda n=name, k=key, s=size:
-                                 self._raw.register_system_shared_memory(n, k, s, headers=self.core.headers))
-            result = await self._call(context, lambda: self._raw.infer(
-                info.name, prepared.inputs, **self.core.infer_kwargs()))
+                await self._call(
+                    "register shared memory",
+                    partial(
+                        self._raw.register_system_shared_memory,
+                        name,
+                        key,
+                        size,
+                        headers=self.core.headers,
+                    ),
+                )
+            result = await self._call(
+                context,
+                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+            )
             return self.core.outputs(info, result)
 
     async def close(self) -> None:
         if self.core.pool is not None:
             for name in self.core.pool.names():
-                try:
+                # The server may be gone; the region is freed all the same.
+                with contextlib.suppress(Exception):
                     await self._raw.unregister_system_shared_memory(name, headers=self.core.headers)
-                except Exception:  # noqa: BLE001 - the server may be gone; the region is freed
-                    pass
             self.core.pool.destroy()
         await self._raw.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()

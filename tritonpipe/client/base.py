@@ -6,13 +6,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, shm_input
-
-from tritonpipe.errors import ClientError, Unavailable
+from tritonpipe.errors import ClientError, InputError, Unavailable
 from tritonpipe.server.options import TOKEN_HEADER
+from tritonpipe.tensors import Array
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +25,7 @@ class ClientOptions:
     token: str | None = None
     shared_memory: bool = False
     shm_threshold_bytes: int = 1 << 20
+    split_batches: bool = True  # else a batch above max_batch_size is an InputError
 
 
 @dataclass
@@ -39,11 +38,15 @@ class Prepared:
 
 
 class ClientCore:
-    def __init__(self, url: str, protocol: str | None, options: ClientOptions, asyncio: bool) -> None:
+    def __init__(
+        self, url: str, protocol: str | None, options: ClientOptions, asyncio: bool
+    ) -> None:
         self.endpoint = Endpoint.parse(url, protocol)
         self.options = options
         self.mod = module(self.endpoint.protocol, asyncio)
-        self.headers = {TOKEN_HEADER: options.token} if options.token else None
+        # Triton reads gRPC restricted-protocol keys from "triton-grpc-protocol-<key>" metadata.
+        header = TOKEN_HEADER if self.protocol == "http" else f"triton-grpc-protocol-{TOKEN_HEADER}"
+        self.headers = {header: options.token} if options.token else None
         self.infos: dict[str, ModelInfo] = {}
         self.pool = _pool() if options.shared_memory else None
 
@@ -58,12 +61,17 @@ class ClientCore:
     def retryable(self, exc: ClientError) -> bool:
         return isinstance(exc, Unavailable)
 
-    def plan(self, info: ModelInfo, inputs: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
+    def plan(self, info: ModelInfo, inputs: Mapping[str, Any]) -> list[dict[str, Array]]:
         """Checked arrays, split into requests no larger than the model's max batch size."""
         arrays, batch = check_inputs(info, inputs)
+        if not self.options.split_batches and batch > info.max_batch_size > 0:
+            raise InputError(
+                f"batch of {batch} is larger than model '{info.name}' "
+                f"max_batch_size {info.max_batch_size}"
+            )
         return list(chunks(arrays, batch, info.max_batch_size))
 
-    def prepare(self, info: ModelInfo, arrays: dict[str, np.ndarray]) -> Prepared:
+    def prepare(self, info: ModelInfo, arrays: dict[str, Array]) -> Prepared:
         dtypes = {s.name: s.dtype for s in info.inputs}
         if self.pool is None:
             return Prepared(infer_inputs(self.mod, arrays, dtypes), [], [])
@@ -79,7 +87,7 @@ class ClientCore:
         stale, self.pool.stale = self.pool.stale, []
         return Prepared(inputs, new, stale)
 
-    def outputs(self, info: ModelInfo, result: Any) -> dict[str, np.ndarray]:
+    def outputs(self, info: ModelInfo, result: Any) -> dict[str, Array]:
         return {s.name: result.as_numpy(s.name) for s in info.outputs}
 
     def infer_kwargs(self) -> dict[str, Any]:

@@ -47,8 +47,12 @@ def map_error(exc: BaseException, context: str) -> ClientError:
             kind = Unauthorized
         elif "deadline exceeded" in lowered or "timed out" in lowered or "timeout" in lowered:
             kind = RequestTimeout
-        elif kind is ClientError and ("connection refused" in lowered or "failed to connect" in lowered
-                                      or "unavailable" in lowered or "not ready" in lowered):
+        elif kind is ClientError and (
+            "connection refused" in lowered
+            or "failed to connect" in lowered
+            or "unavailable" in lowered
+            or "not ready" in lowered
+        ):
             kind = Unavailable
         return kind(f"{context}: {message}")
     if isinstance(exc, TimeoutError):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
-import numpy as np
-
 from tritonpipe.errors import ClientError
+from tritonpipe.tensors import Array
 
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
 
@@ -27,7 +26,9 @@ class Endpoint:
         if scheme not in DEFAULT_PORTS:
             raise ClientError(f"url {url!r}: scheme must be http:// or grpc://")
         if protocol and parts.scheme and protocol != parts.scheme:
-            raise ClientError(f"url {url!r} is {parts.scheme} but protocol {protocol} was asked for")
+            raise ClientError(
+                f"url {url!r} is {parts.scheme} but protocol {protocol} was asked for"
+            )
         host = parts.hostname or "127.0.0.1"
         return cls(scheme, f"{host}:{parts.port or DEFAULT_PORTS[scheme]}")
 
@@ -37,17 +38,17 @@ def module(protocol: str, asyncio: bool) -> ModuleType:
         if asyncio:
             import tritonclient.grpc.aio as grpc_aio
 
-            return grpc_aio
+            return cast(ModuleType, grpc_aio)
         import tritonclient.grpc as grpc
 
-        return grpc
+        return cast(ModuleType, grpc)
     if asyncio:
         import tritonclient.http.aio as http_aio
 
-        return http_aio
+        return cast(ModuleType, http_aio)
     import tritonclient.http as http
 
-    return http
+    return cast(ModuleType, http)
 
 
 def unwrap_config(protocol: str, answer: Any) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def unwrap_config(protocol: str, answer: Any) -> dict[str, Any]:
     return config
 
 
-def infer_inputs(mod: ModuleType, arrays: dict[str, np.ndarray], specs: dict[str, str]) -> list[Any]:
+def infer_inputs(mod: ModuleType, arrays: dict[str, Array], specs: dict[str, str]) -> list[Any]:
     inputs = []
     for name, array in arrays.items():
         tensor = mod.InferInput(name, list(array.shape), specs[name])
@@ -65,7 +66,7 @@ def infer_inputs(mod: ModuleType, arrays: dict[str, np.ndarray], specs: dict[str
     return inputs
 
 
-def shm_input(mod: ModuleType, name: str, array: np.ndarray, dtype: str, region: str, size: int) -> Any:
+def shm_input(mod: ModuleType, name: str, array: Array, dtype: str, region: str, size: int) -> Any:
     tensor = mod.InferInput(name, list(array.shape), dtype)
     tensor.set_shared_memory(region, size)
     return tensor

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from tritonclient.utils import serialize_byte_tensor
 
+from tritonpipe.tensors import Array
+
 with warnings.catch_warnings():  # it imports pkg_resources, deprecated but working
     warnings.simplefilter("ignore")
     import tritonclient.utils.shared_memory as shm
@@ -24,7 +26,7 @@ class _Region:
     size: int
 
 
-def tensor_bytes(array: np.ndarray) -> int:
+def tensor_bytes(array: Array) -> int:
     """Bytes the tensor takes in shared memory (BYTES tensors are length-prefixed)."""
     if array.dtype == np.object_:
         serialized = serialize_byte_tensor(array)  # a 0-d object array holding the bytes
@@ -41,7 +43,7 @@ class SharedMemoryPool:
         self.stale: list[str] = []  # replaced by larger regions; still registered on the server
         self.lock = threading.Lock()
 
-    def place(self, input_name: str, array: np.ndarray) -> tuple[_Region, int, bool]:
+    def place(self, input_name: str, array: Array) -> tuple[_Region, int, bool]:
         """Copy ``array`` into the input's region. Returns (region, bytes, created) where
         ``created`` says the caller must (re)register it with the server."""
         size = tensor_bytes(array)

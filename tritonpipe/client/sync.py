@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
-
-import numpy as np
 
 from tritonpipe.client.base import ClientCore, ClientOptions
 from tritonpipe.client.checks import ModelInfo, join
 from tritonpipe.client.errors import map_error
 from tritonpipe.client.protocol import unwrap_config
-from tritonpipe.errors import ClientError
+from tritonpipe.tensors import Array
 
 T = TypeVar("T")
 
@@ -56,15 +56,19 @@ class Client:
         """The model's config, fetched on first use and kept."""
         info = self.core.infos.get(name)
         if info is None:
-            raw = self._call(f"model '{name}' config", lambda: self._raw.get_model_config(
-                name, **self._json(), **self.core.call_kwargs()))
+            raw = self._call(
+                f"model '{name}' config",
+                lambda: self._raw.get_model_config(name, **self._json(), **self.core.call_kwargs()),
+            )
             info = ModelInfo.from_config(name, unwrap_config(self.protocol, raw))
             self.core.infos[name] = info
         return info
 
     def metadata(self, name: str) -> dict[str, Any]:
-        raw = self._call(f"model '{name}' metadata", lambda: self._raw.get_model_metadata(
-            name, **self._json(), **self.core.call_kwargs()))
+        raw = self._call(
+            f"model '{name}' metadata",
+            lambda: self._raw.get_model_metadata(name, **self._json(), **self.core.call_kwargs()),
+        )
         return dict(raw)
 
     def _json(self) -> dict[str, Any]:
@@ -83,61 +87,89 @@ class Client:
             return False
 
     def load(self, name: str) -> None:
-        self._call(f"load model '{name}'", lambda: self._raw.load_model(name, **self.core.call_kwargs()), retry=False)
+        self._call(
+            f"load model '{name}'",
+            lambda: self._raw.load_model(name, **self.core.call_kwargs()),
+            retry=False,
+        )
         self.core.infos.pop(name, None)
 
     def unload(self, name: str) -> None:
-        self._call(f"unload model '{name}'", lambda: self._raw.unload_model(name, **self.core.call_kwargs()), retry=False)
+        self._call(
+            f"unload model '{name}'",
+            lambda: self._raw.unload_model(name, **self.core.call_kwargs()),
+            retry=False,
+        )
         self.core.infos.pop(name, None)
 
     def statistics(self, name: str = "") -> dict[str, Any]:
-        raw = self._call("statistics", lambda: self._raw.get_inference_statistics(
-            name, **self._json(), **self.core.call_kwargs()))
+        raw = self._call(
+            "statistics",
+            lambda: self._raw.get_inference_statistics(
+                name, **self._json(), **self.core.call_kwargs()
+            ),
+        )
         return dict(raw)
 
     # -- inference -----------------------------------------------------------------------
-    def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Array]:
         """Run ``model``; batches above its max batch size are split and the outputs joined."""
         info = self.model(model)
         parts = [self._infer_one(info, arrays) for arrays in self.core.plan(info, inputs)]
         return join(parts)
 
-    def _infer_one(self, info: ModelInfo, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _infer_one(self, info: ModelInfo, arrays: dict[str, Array]) -> dict[str, Array]:
         context = f"model '{info.name}'"
         if self.core.pool is None:
             prepared = self.core.prepare(info, arrays)
-            result = self._call(context, lambda: self._raw.infer(
-                info.name, prepared.inputs, **self.core.infer_kwargs()))
+            result = self._call(
+                context,
+                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+            )
             return self.core.outputs(info, result)
         with self.core.pool.lock:  # regions are reused: one request at a time uses them
             prepared = self.core.prepare(info, arrays)
             for name in prepared.stale_regions:
-                self._call("unregister shared memory", lambda n=name:
-                           self._raw.unregister_system_shared_memory(n, headers=self.core.headers))
+                self._call(
+                    "unregister shared memory",
+                    partial(
+                        self._raw.unregister_system_shared_memory, name, headers=self.core.headers
+                    ),
+                )
             for name, key, size in prepared.new_regions:
-                self._call("register shared memory", lambda n=name, k=key, s=size:
-                           self._raw.register_system_shared_memory(n, k, s, headers=self.core.headers))
-            result = self._call(context, lambda: self._raw.infer(
-                info.name, prepared.inputs, **self.core.infer_kwargs()))
+                self._call(
+                    "register shared memory",
+                    partial(
+                        self._raw.register_system_shared_memory,
+                        name,
+                        key,
+                        size,
+                        headers=self.core.headers,
+                    ),
+                )
+            result = self._call(
+                context,
+                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+            )
             return self.core.outputs(info, result)
 
     def close(self) -> None:
         """Unregister shared memory and close connections (Triton waits for open ones on exit)."""
         if self.core.pool is not None:
             for name in self.core.pool.names():
-                try:
+                # The server may be gone; the region is freed all the same.
+                with contextlib.suppress(Exception):
                     self._raw.unregister_system_shared_memory(name, headers=self.core.headers)
-                except Exception:  # noqa: BLE001 - the server may be gone; the region is freed
-                    pass
             self.core.pool.destroy()
         self._raw.close()
 
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
-
-
-

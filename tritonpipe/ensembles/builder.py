@@ -43,7 +43,9 @@ def _build_stage(name: str, stage: Stage, base: Path, out: Path) -> _Io:
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
     for arg in [t.name for t in stage.inputs] + list(stage.parameters):
         if arg not in accepted and not takes_any:
-            raise SpecError(f"stages.{name}: function '{func_name}' in {source} takes no argument '{arg}'")
+            raise SpecError(
+                f"stages.{name}: function '{func_name}' in {source} takes no argument '{arg}'"
+            )
     version = out / name / "1"
     version.mkdir(parents=True)
     shutil.copyfile(MODEL_PY, version / "model.py")
@@ -56,7 +58,11 @@ def _build_stage(name: str, stage: Stage, base: Path, out: Path) -> _Io:
         "tritonpipe.kwargs": json.dumps(stage.parameters, sort_keys=True),
     }
     config = model_config(
-        name, inputs=inputs, outputs=outputs, serving=stage.serving(), backend="python",
+        name,
+        inputs=inputs,
+        outputs=outputs,
+        serving=stage.serving(),
+        backend="python",
         parameters=params,
     )
     _write(out / name, to_pbtxt(config))
@@ -73,8 +79,10 @@ def _build_model(name: str, model: ScoringModel, base: Path, out: Path) -> _Io:
     if failed:
         raise SpecError(f"{where}: {model.format} export failed its parity check on {failed}")
     if model.max_batch_size > manifest.max_batch_size:
-        raise SpecError(f"{where}.max_batch_size: {model.max_batch_size} is larger than the batch "
-                        f"size its export was checked at ({manifest.max_batch_size})")
+        raise SpecError(
+            f"{where}.max_batch_size: {model.max_batch_size} is larger than the batch "
+            f"size its export was checked at ({manifest.max_batch_size})"
+        )
     artifact = folder / manifest.artifacts[model.format]["file"]
     if not artifact.is_file():
         raise SpecError(f"{where}.export: {artifact} is missing")
@@ -84,20 +92,37 @@ def _build_model(name: str, model: ScoringModel, base: Path, out: Path) -> _Io:
     inputs, outputs = list(manifest.inputs), list(manifest.outputs)
     if model.runtime == "native":
         # LibTorch binds tensors by position through the "<name>__<index>" naming convention.
-        rename = (lambda t, i: TensorSpec(name=f"{t.name}__{i}", dtype=t.dtype, shape=t.shape)) \
-            if model.format == "torchscript" else (lambda t, i: t)
+        rename = (
+            (lambda t, i: TensorSpec(name=f"{t.name}__{i}", dtype=t.dtype, shape=t.shape))
+            if model.format == "torchscript"
+            else (lambda t, i: t)
+        )
         cfg_in = [rename(t, i) for i, t in enumerate(inputs)]
         cfg_out = [rename(t, i) for i, t in enumerate(outputs)]
-        config = model_config(name, inputs=cfg_in, outputs=cfg_out, serving=model.serving(),
-                              platform=NATIVE_PLATFORMS[model.format])
+        config = model_config(
+            name,
+            inputs=cfg_in,
+            outputs=cfg_out,
+            serving=model.serving(),
+            platform=NATIVE_PLATFORMS[model.format],
+        )
     else:
         shutil.copyfile(MODEL_PY, version / "model.py")
         cfg_in, cfg_out = inputs, outputs
-        config = model_config(name, inputs=inputs, outputs=outputs, serving=model.serving(),
-                              backend="python", parameters={"tritonpipe.kind": model.format})
+        config = model_config(
+            name,
+            inputs=inputs,
+            outputs=outputs,
+            serving=model.serving(),
+            backend="python",
+            parameters={"tritonpipe.kind": model.format},
+        )
     _write(out / name, to_pbtxt(config))
-    return _Io([(c.name, t) for c, t in zip(cfg_in, inputs, strict=True)],
-               [(c.name, t) for c, t in zip(cfg_out, outputs, strict=True)], model.max_batch_size)
+    return _Io(
+        [(c.name, t) for c, t in zip(cfg_in, inputs, strict=True)],
+        [(c.name, t) for c, t in zip(cfg_out, outputs, strict=True)],
+        model.max_batch_size,
+    )
 
 
 def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: Path) -> None:
@@ -114,8 +139,10 @@ def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: P
         for key, known in (("inputs", plain_in), ("outputs", plain_out)):
             for tensor in getattr(ref, key):
                 if tensor not in known:
-                    raise SpecError(f"{where}.{key}: '{ref.model}' has no {key[:-1]} '{tensor}' "
-                                    f"(it has {', '.join(known)})")
+                    raise SpecError(
+                        f"{where}.{key}: '{ref.model}' has no {key[:-1]} '{tensor}' "
+                        f"(it has {', '.join(known)})"
+                    )
         input_map = {}
         for config_name, spec in io.inputs:
             tensor = ref.inputs.get(spec.name, spec.name)
@@ -136,8 +163,13 @@ def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: P
     mbs = ensemble.max_batch_size
     if mbs is None:
         mbs = min(built[s.model].max_batch_size for s in steps)
-    config = ensemble_config(name, inputs=ens_inputs, outputs=[available[t] for t in wanted],
-                             max_batch_size=mbs, steps=steps)
+    config = ensemble_config(
+        name,
+        inputs=ens_inputs,
+        outputs=[available[t] for t in wanted],
+        max_batch_size=mbs,
+        steps=steps,
+    )
     _write(out / name, to_pbtxt(config))
     (out / name / "1").mkdir()
     (out / name / "1" / ".gitkeep").write_text("")
@@ -160,8 +192,10 @@ def _check_target(out: Path) -> None:
         return
     strays = [p.name for p in out.iterdir() if not (p.is_dir() and (p / CONFIG).is_file())]
     if strays:
-        raise SpecError(f"{out}: holds {sorted(strays)[:5]}, which are not model folders; "
-                        "build into an empty folder or an existing repository")
+        raise SpecError(
+            f"{out}: holds {sorted(strays)[:5]}, which are not model folders; "
+            "build into an empty folder or an existing repository"
+        )
 
 
 def build_repository(
@@ -182,7 +216,9 @@ def build_repository(
         try:
             validate_repository(staging)
         except RepositoryError as exc:  # report paths where the user will look for them
-            raise RepositoryError([p.replace(str(staging), str(out)) for p in exc.problems]) from None
+            raise RepositoryError(
+                [p.replace(str(staging), str(out)) for p in exc.problems]
+            ) from None
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

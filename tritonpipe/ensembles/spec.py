@@ -60,10 +60,11 @@ class InstanceGroup(_Strict):
 class ServingOptions(_Strict):
     max_batch_size: int = Field(64, ge=0, description="Largest batch; 0 turns batching off.")
     dynamic_batching: DynamicBatching | None = Field(
-        default_factory=DynamicBatching, description="Dynamic batcher; null turns it off."
+        default_factory=lambda: DynamicBatching(), description="Dynamic batcher; null turns it off."
     )
     instance_groups: list[InstanceGroup] = Field(
-        default_factory=lambda: [InstanceGroup()], description="Instances that serve the model."
+        default_factory=lambda: [InstanceGroup(count=1, kind="cpu")],
+        description="Instances that serve the model.",
     )
 
     @model_validator(mode="after")
@@ -86,7 +87,9 @@ class ServingOptions(_Strict):
                 max_queue_delay_microseconds=self.dynamic_batching.max_queue_delay_microseconds,
                 preferred_batch_size=tuple(self.dynamic_batching.preferred_batch_size),
             )
-        groups = tuple(Instances(count=g.count, kind=g.kind, gpus=tuple(g.gpus)) for g in self.instance_groups)
+        groups = tuple(
+            Instances(count=g.count, kind=g.kind, gpus=tuple(g.gpus)) for g in self.instance_groups
+        )
         return Serving(max_batch_size=self.max_batch_size, batching=batching, instances=groups)
 
 

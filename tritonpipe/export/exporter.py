@@ -14,7 +14,7 @@ from tritonpipe.errors import ExportError, ParityError
 from tritonpipe.export.manifest import FORMATS, Manifest, OutputParity, sha256
 from tritonpipe.export.parity import measure, parity_batch_sizes
 from tritonpipe.loading import load_function
-from tritonpipe.tensors import TensorSpec, dtype, from_torch
+from tritonpipe.tensors import Array, TensorSpec, dtype, from_torch
 
 DEFAULT_OPSET = 17
 
@@ -26,10 +26,10 @@ class _Sample:
         self.specs = specs
         self.sample_shapes = sample_shapes
 
-    def make(self, batch: int, seed: int, grow: int = 0) -> dict[str, np.ndarray]:
-        """Inputs of ``batch`` rows; ``grow`` adds to every dynamic dim (to find dynamic outputs)."""
+    def make(self, batch: int, seed: int, grow: int = 0) -> dict[str, Array]:
+        """``batch`` rows; ``grow`` is added to every dynamic dim (to find dynamic outputs)."""
         rng = np.random.default_rng(seed)
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, Array] = {}
         for spec, sample in zip(self.specs, self.sample_shapes, strict=True):
             dims = [s + grow if d == -1 else s for d, s in zip(spec.shape, sample, strict=True)]
             shape = (batch, *dims)
@@ -79,7 +79,9 @@ def _load_model(factory: str) -> Any:
     except Exception as exc:  # the user's factory: report what it raised, not a traceback
         raise ExportError(f"factory {factory!r} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"factory {factory!r} returned {type(model).__name__}, not torch.nn.Module")
+        raise ExportError(
+            f"factory {factory!r} returned {type(model).__name__}, not torch.nn.Module"
+        )
     return model.eval()
 
 
@@ -96,7 +98,7 @@ def _dict_keys(model: Any, specs: Sequence[TensorSpec], sample: _Sample) -> list
 def _eager(model: Any, specs: Sequence[TensorSpec], names: Sequence[str]) -> Any:
     import torch
 
-    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(inputs: dict[str, Array]) -> dict[str, Array]:
         with torch.no_grad():
             result = model(*(torch.from_numpy(inputs[s.name]) for s in specs))
         return {n: t.detach().numpy() for n, t in zip(names, result, strict=True)}
@@ -125,15 +127,21 @@ def _output_specs(
         if not isinstance(a, torch.Tensor):
             raise ExportError(f"output '{name}' is {type(a).__name__}, not a tensor")
         if a.dim() == 0 or a.shape[0] != 2 or b.shape[0] != 3:
-            raise ExportError(f"output '{name}' has shape {list(a.shape)}: no batch dimension first")
+            raise ExportError(
+                f"output '{name}' has shape {list(a.shape)}: no batch dimension first"
+            )
         dims = tuple(x if x == y else -1 for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
         result.append(TensorSpec(name=name, dtype=from_torch(a.dtype).triton, shape=dims))
     return tuple(result)
 
 
 def _export_onnx(
-    model: Any, example: tuple[Any, ...], inputs: Sequence[TensorSpec],
-    outputs: Sequence[TensorSpec], path: Path, opset: int,
+    model: Any,
+    example: tuple[Any, ...],
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    path: Path,
+    opset: int,
 ) -> None:
     import torch
 
@@ -145,9 +153,14 @@ def _export_onnx(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, example, str(path), input_names=[s.name for s in inputs],
-            output_names=[s.name for s in outputs], dynamic_axes=axes,
-            opset_version=opset, dynamo=False,
+            model,
+            example,
+            str(path),
+            input_names=[s.name for s in inputs],
+            output_names=[s.name for s in outputs],
+            dynamic_axes=axes,
+            opset_version=opset,
+            dynamo=False,
         )
 
 
@@ -156,26 +169,28 @@ def _export_torchscript(model: Any, example: tuple[Any, ...], path: Path) -> Non
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example, check_trace=False)
+        traced = torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-untyped-call]
     traced.save(str(path))
 
 
-def _runner(fmt: str, path: Path, outputs: Sequence[TensorSpec], specs: Sequence[TensorSpec]) -> Any:
+def _runner(
+    fmt: str, path: Path, outputs: Sequence[TensorSpec], specs: Sequence[TensorSpec]
+) -> Any:
     names = [o.name for o in outputs]
     if fmt == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-        def run_onnx(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        def run_onnx(inputs: dict[str, Array]) -> dict[str, Array]:
             return dict(zip(names, session.run(names, inputs), strict=True))
 
         return run_onnx
     import torch
 
-    module = torch.jit.load(str(path))
+    module = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
 
-    def run_ts(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run_ts(inputs: dict[str, Array]) -> dict[str, Array]:
         with torch.no_grad():
             result = _as_tuple(module(*(torch.from_numpy(inputs[s.name]) for s in specs)))
         return {n: t.numpy() for n, t in zip(names, result, strict=True)}
@@ -222,9 +237,14 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     example = tuple(torch.from_numpy(v) for v in sample.make(2, seed=1).values())
     manifest = Manifest(
-        inputs=tuple(specs), outputs=outputs, max_batch_size=max_batch_size,
-        opset=opset if "onnx" in formats else None, torch_version=torch.__version__,
-        factory=factory, atol=atol, rtol=rtol,
+        inputs=tuple(specs),
+        outputs=outputs,
+        max_batch_size=max_batch_size,
+        opset=opset if "onnx" in formats else None,
+        torch_version=torch.__version__,
+        factory=factory,
+        atol=atol,
+        rtol=rtol,
     )
     sizes = parity_batch_sizes(max_batch_size)
     batches = {bs: sample.make(bs, seed=100 + bs) for bs in sizes}
@@ -264,4 +284,5 @@ def _describe(fmt: str, name: str, p: OutputParity, atol: float, rtol: float) ->
         what = "contains NaN or Inf"
     else:
         what = f"max abs error {p.max_abs_error:.3g}, max rel error {p.max_rel_error:.3g}"
-    return f"  {fmt} output '{name}': {what} (atol {atol:g}, rtol {rtol:g}, batches {list(p.batch_sizes)})"
+    limits = f"atol {atol:g}, rtol {rtol:g}, batches {list(p.batch_sizes)}"
+    return f"  {fmt} output '{name}': {what} ({limits})"

@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from tritonpipe.export.manifest import OutputParity
+from tritonpipe.tensors import Array
 
-Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Runner = Callable[[dict[str, Array]], dict[str, Array]]
 
 
 def parity_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
@@ -17,7 +18,7 @@ def parity_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
 
 
 def compare(
-    expected: np.ndarray, actual: np.ndarray, *, atol: float, rtol: float
+    expected: Array, actual: Array, *, atol: float, rtol: float
 ) -> tuple[float, float, bool]:
     """Return (max abs error, max relative error, passed). NaN or Inf anywhere fails."""
     if expected.shape != actual.shape:
@@ -39,7 +40,7 @@ def compare(
 def measure(
     eager: Runner,
     exported: Runner,
-    batches: Mapping[int, dict[str, np.ndarray]],
+    batches: Mapping[int, dict[str, Array]],
     output_names: Sequence[str],
     *,
     atol: float,
@@ -60,7 +61,10 @@ def measure(
     sizes = tuple(batches)
     return {
         name: OutputParity(
-            max_abs_error=float(w[0]), max_rel_error=float(w[1]), batch_sizes=sizes, passed=bool(w[2])
+            max_abs_error=float(w[0]),
+            max_rel_error=float(w[1]),
+            batch_sizes=sizes,
+            passed=bool(w[2]),
         )
         for name, w in worst.items()
     }

@@ -78,7 +78,11 @@ def model_config(
             )
         )
     for group in serving.instances:
-        kind = pb.ModelInstanceGroup.KIND_GPU if group.kind == "gpu" else pb.ModelInstanceGroup.KIND_CPU
+        kind = (
+            pb.ModelInstanceGroup.KIND_GPU
+            if group.kind == "gpu"
+            else pb.ModelInstanceGroup.KIND_CPU
+        )
         config.instance_group.append(
             pb.ModelInstanceGroup(count=group.count, kind=kind, gpus=list(group.gpus))
         )

@@ -44,7 +44,7 @@ class LoadedModel:
 
     @property
     def is_ensemble(self) -> bool:
-        return self.config.platform == "ensemble"
+        return bool(self.config.platform == "ensemble")
 
 
 def load_model(folder: Path, problems: list[str]) -> LoadedModel | None:
@@ -74,7 +74,11 @@ def _check_files(model: LoadedModel, problems: list[str]) -> None:
     filename = config.default_model_filename or MODEL_FILES.get(config.platform or config.backend)
     needed = [filename] if filename else []  # none for a backend whose layout we do not know
     # tritonpipe's Python runtime also needs the exported artifact beside model.py.
-    kind = config.parameters["tritonpipe.kind"].string_value if "tritonpipe.kind" in config.parameters else ""
+    kind = (
+        config.parameters["tritonpipe.kind"].string_value
+        if "tritonpipe.kind" in config.parameters
+        else ""
+    )
     needed += [RUNTIME_FILES[kind]] if kind in RUNTIME_FILES else []
     for version in versions:
         for name in needed:

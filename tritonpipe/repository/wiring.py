@@ -4,6 +4,7 @@ cycles, and no batch larger than a composing model takes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
@@ -24,8 +25,8 @@ class _End:
         return f"{name}[{','.join(map(str, self.dims))}]"
 
 
-def _tensor_map(tensors: object) -> dict[str, object]:
-    return {t.name: t for t in tensors}  # type: ignore[attr-defined]
+def _tensor_map(tensors: Any) -> dict[str, Any]:
+    return {t.name: t for t in tensors}
 
 
 def _producers(
@@ -36,13 +37,17 @@ def _producers(
     produced: dict[str, _End] = {}
     by_step: dict[str, int] = {}
     for t in ensemble.config.input:
-        produced[t.name] = _End(f"ensemble '{ensemble.name}' input '{t.name}'", t.data_type, tuple(t.dims))
+        produced[t.name] = _End(
+            f"ensemble '{ensemble.name}' input '{t.name}'", t.data_type, tuple(t.dims)
+        )
         by_step[t.name] = -1
     for i, step in enumerate(ensemble.config.ensemble_scheduling.step):
         where = f"{path}: ensemble_scheduling.step[{i}]"
         target = models.get(step.model_name)
         if target is None:
-            problems.append(f"{where}.model_name: model '{step.model_name}' is not in the repository")
+            problems.append(
+                f"{where}.model_name: model '{step.model_name}' is not in the repository"
+            )
             continue
         outputs = _tensor_map(target.config.output)
         for model_out, tensor in step.output_map.items():
@@ -53,23 +58,35 @@ def _producers(
                 )
                 continue
             if tensor in produced:
-                problems.append(f"{where}.output_map: tensor '{tensor}' is already produced by "
-                                f"{produced[tensor].who}")
+                problems.append(
+                    f"{where}.output_map: tensor '{tensor}' is already produced by "
+                    f"{produced[tensor].who}"
+                )
                 continue
             produced[tensor] = _End(
-                f"model '{step.model_name}' output '{model_out}'", out.data_type, tuple(out.dims)  # type: ignore[attr-defined]
+                f"model '{step.model_name}' output '{model_out}'",
+                out.data_type,
+                tuple(out.dims),
             )
             by_step[tensor] = i
     return produced, by_step
 
 
-def _edge(consumer: _End, tensor: str, producer: _End | None, where: str, problems: list[str]) -> None:
+def _edge(
+    consumer: _End, tensor: str, producer: _End | None, where: str, problems: list[str]
+) -> None:
     if producer is None:
-        problems.append(f"{where}: tensor '{tensor}' for {consumer.who} is produced by nothing "
-                        "(neither an ensemble input nor an earlier step's output)")
-    elif producer.data_type != consumer.data_type or not shapes_compatible(producer.dims, consumer.dims):
-        problems.append(f"{where}: {producer.who} is {producer.describe()} but {consumer.who} "
-                        f"wants {consumer.describe()} (tensor '{tensor}')")
+        problems.append(
+            f"{where}: tensor '{tensor}' for {consumer.who} is produced by nothing "
+            "(neither an ensemble input nor an earlier step's output)"
+        )
+    elif producer.data_type != consumer.data_type or not shapes_compatible(
+        producer.dims, consumer.dims
+    ):
+        problems.append(
+            f"{where}: {producer.who} is {producer.describe()} but {consumer.who} "
+            f"wants {consumer.describe()} (tensor '{tensor}')"
+        )
 
 
 def _check_cycles(name: str, deps: dict[int, set[int]], where: str, problems: list[str]) -> None:
@@ -89,7 +106,9 @@ def _check_cycles(name: str, deps: dict[int, set[int]], where: str, problems: li
         problems.append(f"{where}: ensemble '{name}' steps form a cycle")
 
 
-def check_ensemble(ensemble: LoadedModel, models: dict[str, LoadedModel], problems: list[str]) -> None:
+def check_ensemble(
+    ensemble: LoadedModel, models: dict[str, LoadedModel], problems: list[str]
+) -> None:
     """Append every wiring problem of ``ensemble`` to ``problems``."""
     path = ensemble.config_path
     produced, by_step = _producers(ensemble, models, problems)
@@ -103,15 +122,21 @@ def check_ensemble(ensemble: LoadedModel, models: dict[str, LoadedModel], proble
         for model_in, tensor in step.input_map.items():
             spec = inputs.get(model_in)
             if spec is None:
-                problems.append(f"{where}.input_map: model '{step.model_name}' has no input '{model_in}'")
+                problems.append(
+                    f"{where}.input_map: model '{step.model_name}' has no input '{model_in}'"
+                )
                 continue
-            consumer = _End(f"model '{step.model_name}' input '{model_in}'", spec.data_type, tuple(spec.dims))  # type: ignore[attr-defined]
+            consumer = _End(
+                f"model '{step.model_name}' input '{model_in}'", spec.data_type, tuple(spec.dims)
+            )
             _edge(consumer, tensor, produced.get(tensor), f"{where}.input_map", problems)
             if by_step.get(tensor, -1) >= 0:
                 deps.setdefault(i, set()).add(by_step[tensor])
         for name, spec in inputs.items():
-            if name not in step.input_map and not spec.optional:  # type: ignore[attr-defined]
-                problems.append(f"{where}.input_map: model '{step.model_name}' input '{name}' is not fed")
+            if name not in step.input_map and not spec.optional:
+                problems.append(
+                    f"{where}.input_map: model '{step.model_name}' input '{name}' is not fed"
+                )
         _check_batch(ensemble, target, where, problems)
     for t in ensemble.config.output:
         consumer = _End(f"ensemble '{ensemble.name}' output '{t.name}'", t.data_type, tuple(t.dims))
@@ -119,11 +144,17 @@ def check_ensemble(ensemble: LoadedModel, models: dict[str, LoadedModel], proble
     _check_cycles(ensemble.name, deps, f"{path}: ensemble_scheduling", problems)
 
 
-def _check_batch(ensemble: LoadedModel, target: LoadedModel, where: str, problems: list[str]) -> None:
+def _check_batch(
+    ensemble: LoadedModel, target: LoadedModel, where: str, problems: list[str]
+) -> None:
     mine, theirs = ensemble.config.max_batch_size, target.config.max_batch_size
     if mine > 0 and theirs == 0:
-        problems.append(f"{where}: model '{target.name}' does not batch (max_batch_size 0) but the "
-                        f"ensemble has max_batch_size {mine}")
+        problems.append(
+            f"{where}: model '{target.name}' does not batch (max_batch_size 0) but the "
+            f"ensemble has max_batch_size {mine}"
+        )
     elif mine > theirs > 0:
-        problems.append(f"{where}: ensemble max_batch_size {mine} is larger than model "
-                        f"'{target.name}' max_batch_size {theirs}")
+        problems.append(
+            f"{where}: ensemble max_batch_size {mine} is larger than model "
+            f"'{target.name}' max_batch_size {theirs}"
+        )

@@ -59,5 +59,7 @@ def find_triton() -> TritonInstall:
         try:
             shutil.copy2(stub, target)
         except OSError as exc:
-            raise ServerError(f"cannot install the Python {version} stub into {target}: {exc}") from exc
+            raise ServerError(
+                f"cannot install the Python {version} stub into {target}: {exc}"
+            ) from exc
     return TritonInstall(binary=binary, backends=root / "backends", libs=libs)

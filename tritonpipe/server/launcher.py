@@ -24,22 +24,34 @@ from tritonpipe.server.options import TOKEN_HEADER, ServerOptions
 log = logging.getLogger("tritonpipe.server")
 
 
+# Lines every CPU-only start prints; they explain nothing about a failure.
+HARMLESS = ("Failed to initialize NVML", "DCGM", "CUDA driver version is insufficient")
+START_MARKER = "=== tritonpipe: starting"
+
+
 def log_excerpt(path: Path, lines: int = 15) -> str:
-    """The server log's error lines (E..., terminate, what()), else its last lines."""
+    """From the latest run in the server log: its error lines (E..., terminate, what()), else
+    its last lines."""
     try:
         text = path.read_text(errors="replace").splitlines()
     except OSError:
         return "(no server log)"
-    markers = ("E1", "E0", "terminate", "what()", "error", "Error", "failed", "Aborted")
-    errors = [line for line in text if line.startswith(markers[:2]) or any(m in line for m in markers[2:])]
-    return "\n".join((errors or text)[-lines:])
+    starts = [i for i, line in enumerate(text) if line.startswith(START_MARKER)]
+    run = [
+        line
+        for line in text[starts[-1] + 1 if starts else 0 :]
+        if not any(h in line for h in HARMLESS)
+    ]
+    markers = ("terminate", "what()", "error", "Error", "failed", "Aborted", "Signal")
+    errors = [line for line in run if line.startswith("E1") or any(m in line for m in markers)]
+    return "\n".join((errors or run)[-lines:])
 
 
 class TritonServer:
     """A supervised tritonserver process. Use as a context manager::
 
-        with TritonServer(ServerOptions(repository=Path("model_repository"))) as server:
-            client = Client(server.http_url)
+    with TritonServer(ServerOptions(repository=Path("model_repository"))) as server:
+        client = Client(server.http_url)
     """
 
     def __init__(
@@ -94,7 +106,9 @@ class TritonServer:
             self._terminate(timeout_s=5)
             raise
         if self.restart:
-            self._supervisor = threading.Thread(target=self._supervise, name="triton-supervisor", daemon=True)
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="triton-supervisor", daemon=True
+            )
             self._supervisor.start()
         return self
 
@@ -111,8 +125,12 @@ class TritonServer:
     def __enter__(self) -> TritonServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def is_ready(self) -> bool:
@@ -125,16 +143,25 @@ class TritonServer:
     # -- internals -------------------------------------------------------------------------
     def _spawn(self) -> None:
         assert self._log is not None
-        cmd = [str(self.install.binary), *self.options.arguments(),
-               f"--backend-directory={self.install.backends}"]
-        self._log.write(f"\n=== tritonpipe: starting {' '.join(cmd)}\n".encode())
+        cmd = [
+            str(self.install.binary),
+            *self.options.arguments(),
+            f"--backend-directory={self.install.backends}",
+        ]
+        self._log.write(f"\n{START_MARKER} {' '.join(cmd)}\n".encode())
         self._log.flush()
         with self._lock:
             self._process = subprocess.Popen(
-                cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=self.install.environment(), start_new_session=True,
+                cmd,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.install.environment(),
+                start_new_session=True,
             )
-        log.info("tritonserver pid %s: http %s grpc %s", self._process.pid, self.http_url, self.grpc_url)
+        log.info(
+            "tritonserver pid %s: http %s grpc %s", self._process.pid, self.http_url, self.grpc_url
+        )
 
     def _get(self, path: str) -> int:
         request = urllib.request.Request(self.http_url + path)
@@ -150,18 +177,24 @@ class TritonServer:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = ["/v2/health/ready"] + [f"/v2/models/{m}/ready" for m in self.options.awaited_models()]
+        pending = ["/v2/health/ready"] + [
+            f"/v2/models/{m}/ready" for m in self.options.awaited_models()
+        ]
         while pending:
             process = self._process
             if process is not None and process.poll() is not None:
-                raise ServerError(f"tritonserver exited with code {process.returncode} before it was "
-                                  f"ready; from its log {self.log_path}:\n{log_excerpt(self.log_path)}")
+                raise ServerError(
+                    f"tritonserver exited with code {process.returncode} before it was "
+                    f"ready; from its log {self.log_path}:\n{log_excerpt(self.log_path)}"
+                )
             if self._get(pending[0]) == 200:
                 pending.pop(0)
                 continue
             if time.monotonic() > deadline:
-                raise ServerError(f"tritonserver not ready after {timeout_s:.0f}s (waiting for "
-                                  f"{pending[0]}); from its log {self.log_path}:\n{log_excerpt(self.log_path)}")
+                raise ServerError(
+                    f"tritonserver not ready after {timeout_s:.0f}s (waiting for "
+                    f"{pending[0]}); from its log {self.log_path}:\n{log_excerpt(self.log_path)}"
+                )
             time.sleep(0.1)
 
     def _terminate(self, timeout_s: float) -> int | None:
@@ -185,8 +218,12 @@ class TritonServer:
                 self._stopping.wait(0.2)
                 continue
             self.last_crash = log_excerpt(self.log_path, lines=5)
-            log.error("tritonserver died (exit code %s); restarting in %.1fs. From its log:\n%s",
-                      process.returncode, backoff, self.last_crash)
+            log.error(
+                "tritonserver died (exit code %s); restarting in %.1fs. From its log:\n%s",
+                process.returncode,
+                backoff,
+                self.last_crash,
+            )
             if self._stopping.wait(backoff):
                 return
             self._spawn()

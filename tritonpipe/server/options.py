@@ -54,7 +54,9 @@ class ServerOptions:
         )
 
     def repository_models(self) -> tuple[str, ...]:
-        return tuple(sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file()))
+        return tuple(
+            sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
+        )
 
     def awaited_models(self) -> tuple[str, ...]:
         if self.model_control == "explicit":
@@ -65,9 +67,12 @@ class ServerOptions:
         """tritonserver's arguments; ``repository`` replaces the path (e.g. inside a container)."""
         args = [
             f"--model-repository={repository or self.repository.resolve()}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            f"--http-address={self.host}",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
+            f"--metrics-port={self.metrics_port}",
             f"--model-control-mode={self.model_control}",
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
@@ -82,7 +87,12 @@ class ServerOptions:
     def docker_command(self) -> str:
         """The equivalent run of NVIDIA's NGC image (build the repository with --runtime native)."""
         ports = " ".join(f"-p {p}:{p}" for p in (self.http_port, self.grpc_port, self.metrics_port))
-        args = [a for a in self.arguments("/models") if not a.startswith(("--http-address",
-                "--grpc-address", "--metrics-address"))]
-        return (f"docker run --rm --gpus all --shm-size 1g {ports} "
-                f"-v {self.repository.resolve()}:/models {NGC_IMAGE} tritonserver " + " ".join(args))
+        args = [
+            a
+            for a in self.arguments("/models")
+            if not a.startswith(("--http-address", "--grpc-address", "--metrics-address"))
+        ]
+        return (
+            f"docker run --rm --gpus all --shm-size 1g {ports} "
+            f"-v {self.repository.resolve()}:/models {NGC_IMAGE} tritonserver " + " ".join(args)
+        )

@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-Arrays = dict[str, np.ndarray]
+Arrays = dict[str, "np.ndarray[Any, Any]"]
 
 
 class UserInputError(Exception):
@@ -59,7 +60,7 @@ def _load_onnx(path: Path, gpu: bool, device_id: int) -> Callable[[Arrays], Arra
     names = [o.name for o in session.get_outputs()]
 
     def run(inputs: Arrays) -> Arrays:
-        return dict(zip(names, session.run(names, inputs)))
+        return dict(zip(names, session.run(names, inputs), strict=True))
 
     return run
 
@@ -77,7 +78,7 @@ def _load_torchscript(
             result = module(*(torch.from_numpy(arrays[n]).to(device) for n in inputs))
         if not isinstance(result, (tuple, list)):
             result = (result,)
-        return {n: t.cpu().numpy() for n, t in zip(outputs, result)}
+        return {n: t.cpu().numpy() for n, t in zip(outputs, result, strict=True)}
 
     return run
 

@@ -35,7 +35,9 @@ def preprocess(image: np.ndarray) -> dict[str, np.ndarray]:
             pixels[i, 0] = decode(bytes(item))
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             reason = type(exc).__name__
-            raise ValueError(f"input 'image' item {i} is not a decodable image ({reason})") from None
+            raise ValueError(
+                f"input 'image' item {i} is not a decodable image ({reason})"
+            ) from None
     return {"pixels": (pixels - MEAN) / STD}
 
 

@@ -1,0 +1,51 @@
+"""One real tritonserver per session serving the digits repository plus test-only stages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ASSETS, DIGITS
+from tritonpipe.ensembles import build_repository
+from tritonpipe.server import ServerOptions, TritonServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def repository(trained_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serving")
+    build_repository(DIGITS / "pipeline.yaml", root / "repo")
+    build_repository(ASSETS / "test_pipeline.yaml", root / "extra")
+    for folder in (root / "extra").iterdir():
+        shutil.move(str(folder), root / "repo" / folder.name)
+    return root / "repo"
+
+
+@pytest.fixture(scope="session")
+def server(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
+    log = tmp_path_factory.mktemp("logs") / "tritonserver.log"
+    with TritonServer(
+        ServerOptions(repository=repository, exit_timeout_s=5), log_path=log
+    ) as running:
+        yield running
+
+
+@pytest.fixture(params=["http", "grpc"])
+def url(request: pytest.FixtureRequest, server: TritonServer) -> str:
+    return server.http_url if request.param == "http" else server.grpc_url
+
+
+@pytest.fixture(scope="session")
+def heldout(trained_export: Path) -> tuple[np.ndarray, np.ndarray]:
+    """All held-out digits as a BYTES batch of PNGs, and their labels."""
+    folder = trained_export.parent / "heldout"
+    truth = json.loads((folder / "labels.json").read_text())
+    names = sorted(truth)
+    images = np.array([[(folder / n).read_bytes()] for n in names], dtype=object)
+    return images, np.array([truth[n] for n in names])

@@ -1,0 +1,88 @@
+"""`tritonpipe serve` and `tritonpipe infer` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tritonpipe.server.options import free_port
+
+
+def test_serve_infer_and_stop_on_sigint(
+    repository: Path, trained_export: Path, tmp_path: Path
+) -> None:
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "serve",
+            str(repository),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--log-file",
+            str(tmp_path / "log"),
+            "--exit-timeout",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        deadline = time.monotonic() + 90
+        for line in serve.stdout:
+            if line.startswith("serving") or time.monotonic() > deadline:
+                break
+        assert line.startswith("serving"), line
+        heldout = trained_export.parent / "heldout"
+        truth = json.loads((heldout / "labels.json").read_text())
+        names = sorted(truth)[:3]
+        for url in (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tritonpipe.cli",
+                    "infer",
+                    "digits",
+                    *(f"image={heldout / n}" for n in names),
+                    "--url",
+                    url,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out = json.loads(result.stdout)
+            assert [row[0] for row in out["labels"]] == [truth[n] for n in names]
+        bad = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tritonpipe.cli",
+                "infer",
+                "digits",
+                f"img={heldout / names[0]}",
+                "--url",
+                f"http://127.0.0.1:{http}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert bad.returncode != 0 and "has no input 'img'" in bad.stderr
+    finally:
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=30)
+    assert serve.returncode == 0
+    assert "tritonserver exited with code 0" in output

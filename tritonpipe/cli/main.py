@@ -137,10 +137,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import serving
+    from tritonpipe.cli import perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
+    app.add_typer(perf.app, name="perf")
 
 
 _register()

@@ -20,22 +20,55 @@ def _fail(exc: Exception) -> typer.Exit:
 @app.command()
 def profile(
     model: Annotated[str, typer.Option("-m", "--model-name", help="Model or ensemble to profile.")],
-    url: Annotated[str | None, typer.Option("-u", "--url", help="host:port (default localhost:8000 for HTTP, :8001 for gRPC).")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "-u", "--url", help="host:port (default localhost:8000 for HTTP, :8001 for gRPC)."
+        ),
+    ] = None,
     protocol: Annotated[str, typer.Option("-i", "--protocol", help="http or grpc.")] = "http",
     batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="Rows per request.")] = 1,
-    concurrency_range: Annotated[str | None, typer.Option(help="start:end:step of requests in flight.")] = None,
-    request_rate_range: Annotated[str | None, typer.Option(help="start:end:step requests per second.")] = None,
-    request_distribution: Annotated[str, typer.Option(help="constant or poisson (request-rate mode).")] = "constant",
-    measurement_interval: Annotated[int, typer.Option("-p", "--measurement-interval", help="Window length in ms.")] = 5000,
-    stability_percentage: Annotated[float, typer.Option("-s", "--stability-percentage", help="Allowed spread of the last 3 windows, %.")] = 10.0,
-    max_trials: Annotated[int, typer.Option(help="Windows per load level before giving up on stability.")] = 10,
-    percentile: Annotated[int | None, typer.Option(help="Stabilise on this latency percentile instead of the average.")] = None,
-    input_data: Annotated[str, typer.Option(help="zero, random or a perf_analyzer JSON file.")] = "random",
-    shape: Annotated[list[str] | None, typer.Option(help="NAME:D1,D2 for dynamic dims (repeat).")] = None,
+    concurrency_range: Annotated[
+        str | None, typer.Option(help="start:end:step of requests in flight.")
+    ] = None,
+    request_rate_range: Annotated[
+        str | None, typer.Option(help="start:end:step requests per second.")
+    ] = None,
+    request_distribution: Annotated[
+        str, typer.Option(help="constant or poisson (request-rate mode).")
+    ] = "constant",
+    measurement_interval: Annotated[
+        int, typer.Option("-p", "--measurement-interval", help="Window length in ms.")
+    ] = 5000,
+    stability_percentage: Annotated[
+        float,
+        typer.Option(
+            "-s", "--stability-percentage", help="Allowed spread of the last 3 windows, %."
+        ),
+    ] = 10.0,
+    max_trials: Annotated[
+        int, typer.Option(help="Windows per load level before giving up on stability.")
+    ] = 10,
+    percentile: Annotated[
+        int | None,
+        typer.Option(help="Stabilise on this latency percentile instead of the average."),
+    ] = None,
+    input_data: Annotated[
+        str, typer.Option(help="zero, random or a perf_analyzer JSON file.")
+    ] = "random",
+    shape: Annotated[
+        list[str] | None, typer.Option(help="NAME:D1,D2 for dynamic dims (repeat).")
+    ] = None,
     shared_memory: Annotated[str, typer.Option(help="none or system.")] = "none",
-    file: Annotated[Path | None, typer.Option("-f", "--filename", help="Write perf_analyzer's CSV here.")] = None,
-    engine: Annotated[str, typer.Option(help="tritonpipe (asyncio) or perf_analyzer (the real binary).")] = "tritonpipe",
-    token: Annotated[str | None, typer.Option(help="Token for a protected server.", envvar="TRITONPIPE_TOKEN")] = None,
+    file: Annotated[
+        Path | None, typer.Option("-f", "--filename", help="Write perf_analyzer's CSV here.")
+    ] = None,
+    engine: Annotated[
+        str, typer.Option(help="tritonpipe (asyncio) or perf_analyzer (the real binary).")
+    ] = "tritonpipe",
+    token: Annotated[
+        str | None, typer.Option(help="Token for a protected server.", envvar="TRITONPIPE_TOKEN")
+    ] = None,
 ) -> None:
     """Measure throughput and latency per load level, as perf_analyzer does."""
     from tritonpipe.perf.generator import ProfileOptions
@@ -48,26 +81,49 @@ def profile(
         if protocol not in ("http", "grpc") or shared_memory not in ("none", "system"):
             raise typer.BadParameter("-i is http or grpc; --shared-memory is none or system")
         mode = "request_rate" if request_rate_range else "concurrency"
-        loads = parse_range(request_rate_range or concurrency_range or "1", integer=mode == "concurrency")
+        loads = parse_range(
+            request_rate_range or concurrency_range or "1", integer=mode == "concurrency"
+        )
         address = url or f"localhost:{8001 if protocol == 'grpc' else 8000}"
         options = ProfileOptions(
-            model=model, url=address.split("://")[-1], protocol=protocol, batch_size=batch_size,
-            mode=mode, loads=loads, distribution=request_distribution,
-            measurement_interval_ms=measurement_interval, stability_percentage=stability_percentage,
-            max_trials=max_trials, percentile=percentile, input_data=input_data,
-            shapes=parse_shapes(shape or []), shared_memory=shared_memory, token=token,
+            model=model,
+            url=address.split("://")[-1],
+            protocol=protocol,
+            batch_size=batch_size,
+            mode=mode,
+            loads=loads,
+            distribution=request_distribution,
+            measurement_interval_ms=measurement_interval,
+            stability_percentage=stability_percentage,
+            max_trials=max_trials,
+            percentile=percentile,
+            input_data=input_data,
+            shapes=parse_shapes(shape or []),
+            shared_memory=shared_memory,
+            token=token,
         )
-        typer.echo(f"profiling '{model}' at {options.url} over {protocol} with {engine}: {mode} "
-                   f"{', '.join(f'{v:g}' for v in loads)}")
+        typer.echo(
+            f"profiling '{model}' at {options.url} over {protocol} with {engine}: {mode} "
+            f"{', '.join(f'{v:g}' for v in loads)}"
+        )
         results = profile(options, file, engine, typer.echo)
     except TritonPipeError as exc:
         raise _fail(exc) from None
     typer.echo(summary(results, mode))
     if file:
-        typer.echo(f"wrote {file}" + (f" and {len(results[0].composing)} composing-model CSVs" if results and results[0].composing else ""))
+        typer.echo(
+            f"wrote {file}"
+            + (
+                f" and {len(results[0].composing)} composing-model CSVs"
+                if results and results[0].composing
+                else ""
+            )
+        )
     if any(r.errors for r in results):
         first = next(r.first_error for r in results if r.errors)
-        typer.secho(f"warning: some requests failed, e.g. {first}", err=True, fg=typer.colors.YELLOW)
+        typer.secho(
+            f"warning: some requests failed, e.g. {first}", err=True, fg=typer.colors.YELLOW
+        )
 
 
 @app.command()
@@ -75,25 +131,49 @@ def locust(
     url: Annotated[str, typer.Option("--host", help="http://host:port or grpc://host:port.")],
     model: Annotated[str, typer.Option("-m", "--model-name", help="Model to load-test.")],
     users: Annotated[int, typer.Option("-u", "--users", help="Concurrent users.")] = 4,
-    spawn_rate: Annotated[float, typer.Option("-r", "--spawn-rate", help="Users started per second.")] = 4.0,
-    run_time: Annotated[str, typer.Option("-t", "--run-time", help="Duration, e.g. 30s or 2m.")] = "20s",
-    input_data: Annotated[str, typer.Option(help="zero, random or a perf_analyzer JSON file.")] = "random",
+    spawn_rate: Annotated[
+        float, typer.Option("-r", "--spawn-rate", help="Users started per second.")
+    ] = 4.0,
+    run_time: Annotated[
+        str, typer.Option("-t", "--run-time", help="Duration, e.g. 30s or 2m.")
+    ] = "20s",
+    input_data: Annotated[
+        str, typer.Option(help="zero, random or a perf_analyzer JSON file.")
+    ] = "random",
     batch_size: Annotated[int, typer.Option("-b", "--batch-size", help="Rows per request.")] = 1,
-    csv: Annotated[Path, typer.Option(help="Prefix of locust's CSV files.")] = Path("build/locust/run"),
+    csv: Annotated[Path, typer.Option(help="Prefix of locust's CSV files.")] = Path(
+        "build/locust/run"
+    ),
 ) -> None:
     """Run locust headless for a fixed time; write its CSV stats and a perf_analyzer-format row."""
+    from tritonpipe.perf.generator import LevelResult
     from tritonpipe.perf.locust_run import LocustRun, run_locust
     from tritonpipe.perf.profile import summary
-    from tritonpipe.perf.generator import LevelResult
 
     try:
-        result = run_locust(LocustRun(url=url, model=model, users=users, spawn_rate=spawn_rate,
-                                      run_time=run_time, input_data=input_data,
-                                      batch_size=batch_size, csv_prefix=csv))
+        result = run_locust(
+            LocustRun(
+                url=url,
+                model=model,
+                users=users,
+                spawn_rate=spawn_rate,
+                run_time=run_time,
+                input_data=input_data,
+                batch_size=batch_size,
+                csv_prefix=csv,
+            )
+        )
     except TritonPipeError as exc:
         raise _fail(exc) from None
-    typer.echo(summary([LevelResult(result.row, {}, True, result.requests, result.failures, None)], "concurrency"))
-    typer.echo(f"{result.requests} requests, {result.failures} failures; wrote {result.stats_csv} and {result.perf_csv}")
+    typer.echo(
+        summary(
+            [LevelResult(result.row, {}, True, result.requests, result.failures, None)],
+            "concurrency",
+        )
+    )
+    typer.echo(
+        f"{result.requests} requests, {result.failures} failures; wrote {result.stats_csv} and {result.perf_csv}"
+    )
     if result.failures:
         raise typer.Exit(1)
 

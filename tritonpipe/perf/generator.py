@@ -5,6 +5,7 @@ Poisson schedule. Each load level runs time windows until the last three are sta
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections.abc import Callable
@@ -70,12 +71,20 @@ class Profiler:
             raise PerfError(f"mode {options.mode!r}: concurrency or request_rate")
         if options.distribution not in ("constant", "poisson"):
             raise PerfError(f"--request-distribution {options.distribution!r}: constant or poisson")
-        if options.batch_size < 1 or options.max_trials < WINDOWS or options.measurement_interval_ms < 10:
+        if (
+            options.batch_size < 1
+            or options.max_trials < WINDOWS
+            or options.measurement_interval_ms < 10
+        ):
             raise PerfError("batch size >= 1, max trials >= 3 and measurement interval >= 10 ms")
         self.options = options
         self.endpoint = Endpoint.parse(options.url, options.protocol)
         self.mod = module(self.endpoint.protocol, asyncio=True)
-        header = TOKEN_HEADER if self.endpoint.protocol == "http" else f"triton-grpc-protocol-{TOKEN_HEADER}"
+        header = (
+            TOKEN_HEADER
+            if self.endpoint.protocol == "http"
+            else f"triton-grpc-protocol-{TOKEN_HEADER}"
+        )
         self.headers = {header: options.token} if options.token else None
         self.json = {"as_json": True} if self.endpoint.protocol == "grpc" else {}
         self.rng = np.random.default_rng(0)
@@ -91,11 +100,17 @@ class Profiler:
         names: list[str] = []
         for step in config.get("ensemble_scheduling", {}).get("step", []):
             sub = await self._config(client, step["model_name"])
-            names += await self._composing(client, sub) if sub.get("platform") == "ensemble" else [step["model_name"]]
+            names += (
+                await self._composing(client, sub)
+                if sub.get("platform") == "ensemble"
+                else [step["model_name"]]
+            )
         return names
 
     async def _snapshot(self, client: Any) -> Snapshot:
-        return snapshot(dict(await client.get_inference_statistics("", headers=self.headers, **self.json)))
+        return snapshot(
+            dict(await client.get_inference_statistics("", headers=self.headers, **self.json))
+        )
 
     async def run(self, progress: Callable[[str], None] = lambda _: None) -> list[LevelResult]:
         client = self.mod.InferenceServerClient(self.endpoint.address)
@@ -104,33 +119,37 @@ class Profiler:
             config = await self._config(client, self.options.model)
             info = ModelInfo.from_config(self.options.model, config)
             if info.max_batch_size and self.options.batch_size > info.max_batch_size:
-                raise PerfError(f"-b {self.options.batch_size} is larger than model "
-                                f"'{info.name}' max_batch_size {info.max_batch_size}")
+                raise PerfError(
+                    f"-b {self.options.batch_size} is larger than model "
+                    f"'{info.name}' max_batch_size {info.max_batch_size}"
+                )
             if not info.max_batch_size and self.options.batch_size != 1:
                 raise PerfError(f"model '{info.name}' does not batch; use -b 1")
             composing = await self._composing(client, config)
             samples = input_data.load(self.options.input_data, info, self.options.shapes)
-            requests = [input_data.batch(s, self.options.batch_size, info.max_batch_size > 0) for s in samples]
+            requests = [
+                input_data.batch(s, self.options.batch_size, info.max_batch_size > 0)
+                for s in samples
+            ]
             makers = await self._request_makers(client, info, requests, regions)
             results = []
             for load in self.options.loads:
                 results.append(await self._level(client, info, makers, composing, load, progress))
             return results
         finally:
-            for name in regions:
-                try:
+            for name in regions:  # best effort on the way out
+                with contextlib.suppress(Exception):
                     await client.unregister_system_shared_memory(name, headers=self.headers)
-                except Exception:  # noqa: BLE001, S110 - best effort on the way out
-                    pass
             self._destroy_regions()
             await client.close()
 
-    async def _request_makers(self, client: Any, info: ModelInfo, requests: list[dict[str, Any]],
-                              regions: list[str]) -> list[Callable[[], list[Any]]]:
+    async def _request_makers(
+        self, client: Any, info: ModelInfo, requests: list[dict[str, Any]], regions: list[str]
+    ) -> list[Callable[[], list[Any]]]:
         """Per sample, a function building the request's inputs (timed as Client Send)."""
         dtypes = {s.name: s.dtype for s in info.inputs}
         self._handles: list[Any] = []
-        makers = []
+        makers: list[Callable[[], list[Any]]] = []
         for i, arrays in enumerate(requests):
             if self.options.shared_memory == "system":
                 from tritonpipe.client.shm import SharedMemoryPool
@@ -139,8 +158,9 @@ class Profiler:
                 placed = {}
                 for name, array in arrays.items():
                     region, size, _ = pool.place(name, array)
-                    await client.register_system_shared_memory(region.name, pool.key(region), region.size,
-                                                                headers=self.headers)
+                    await client.register_system_shared_memory(
+                        region.name, pool.key(region), region.size, headers=self.headers
+                    )
                     regions.append(region.name)
                     placed[name] = (region.name, size, list(array.shape))
                 self._handles.append(pool)
@@ -155,22 +175,23 @@ class Profiler:
 
                 makers.append(make_shm)
             else:
-                def make(arrays: dict[str, Any] = arrays) -> list[Any]:
-                    out = []
-                    for name, array in arrays.items():
-                        tensor = self.mod.InferInput(name, list(array.shape), dtypes[name])
-                        tensor.set_data_from_numpy(array)
-                        out.append(tensor)
-                    return out
-
-                makers.append(make)
+                # Serialised once and reused, as perf_analyzer prepares its requests up front:
+                # the generator's own CPU time competes with the server on small machines.
+                prepared = []
+                for name, array in arrays.items():
+                    tensor = self.mod.InferInput(name, list(array.shape), dtypes[name])
+                    tensor.set_data_from_numpy(array)
+                    prepared.append(tensor)
+                makers.append(lambda prepared=prepared: prepared)
         return makers
 
     def _destroy_regions(self) -> None:
         for pool in getattr(self, "_handles", []):
             pool.destroy()
 
-    async def _one(self, client: Any, info: ModelInfo, make: Callable[[], list[Any]], done: list[_Done]) -> None:
+    async def _one(
+        self, client: Any, info: ModelInfo, make: Callable[[], list[Any]], done: list[_Done]
+    ) -> None:
         start = time.perf_counter()
         error = None
         send = recv = 0.0
@@ -180,7 +201,9 @@ class Profiler:
             kwargs: dict[str, Any] = {"headers": self.headers}
             if self.endpoint.protocol == "grpc":
                 kwargs["client_timeout"] = self.options.timeout_s
-            result = await asyncio.wait_for(client.infer(info.name, inputs, **kwargs), self.options.timeout_s)
+            result = await asyncio.wait_for(
+                client.infer(info.name, inputs, **kwargs), self.options.timeout_s
+            )
             before_recv = time.perf_counter()
             for spec in info.outputs:
                 result.as_numpy(spec.name)
@@ -190,8 +213,15 @@ class Profiler:
         end = time.perf_counter()
         done.append(_Done(end, end - start, send, recv, error))
 
-    async def _level(self, client: Any, info: ModelInfo, makers: list[Callable[[], list[Any]]],
-                     composing: list[str], load: float, progress: Callable[[str], None]) -> LevelResult:
+    async def _level(
+        self,
+        client: Any,
+        info: ModelInfo,
+        makers: list[Callable[[], list[Any]]],
+        composing: list[str],
+        load: float,
+        progress: Callable[[str], None],
+    ) -> LevelResult:
         done: list[_Done] = []
         stop = asyncio.Event()
         cycle = itertools.cycle(makers)
@@ -204,7 +234,11 @@ class Profiler:
         async def scheduler() -> None:
             next_at = time.perf_counter()
             while not stop.is_set():
-                gap = 1 / load if self.options.distribution == "constant" else self.rng.exponential(1 / load)
+                gap = (
+                    1 / load
+                    if self.options.distribution == "constant"
+                    else self.rng.exponential(1 / load)
+                )
                 next_at += gap
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
                 task = asyncio.create_task(self._one(client, info, next(cycle), done))
@@ -212,8 +246,11 @@ class Profiler:
                 task.add_done_callback(tasks.discard)
 
         label = "concurrency" if self.options.mode == "concurrency" else "request rate"
-        drivers = ([asyncio.create_task(worker()) for _ in range(int(load))]
-                   if self.options.mode == "concurrency" else [asyncio.create_task(scheduler())])
+        drivers = (
+            [asyncio.create_task(worker()) for _ in range(int(load))]
+            if self.options.mode == "concurrency"
+            else [asyncio.create_task(scheduler())]
+        )
         snaps = [await self._snapshot(client)]
         windows: list[tuple[float, float, list[_Done]]] = []
         throughputs: list[float] = []
@@ -230,16 +267,20 @@ class Profiler:
             ok = [d for d in window if d.error is None]
             throughputs.append(len(ok) * self.options.batch_size / (t1 - t0))
             latencies.append(self._stability_latency(ok))
-            progress(f"  {label} {load:g}: window {trial}: {throughputs[-1]:.1f} infer/s, "
-                     f"latency {latencies[-1] * 1e6:.0f} us, {len(window) - len(ok)} errors")
+            progress(
+                f"  {label} {load:g}: window {trial}: {throughputs[-1]:.1f} infer/s, "
+                f"latency {latencies[-1] * 1e6:.0f} us, {len(window) - len(ok)} errors"
+            )
             if is_stable(throughputs, latencies, self.options.stability_percentage):
                 stable = True
                 break
         stop.set()
         await asyncio.gather(*drivers, *tasks, return_exceptions=True)
         if not stable:
-            progress(f"  {label} {load:g}: not stable within {self.options.max_trials} windows "
-                     f"(+-{self.options.stability_percentage:g}%); reporting the last {WINDOWS}")
+            progress(
+                f"  {label} {load:g}: not stable within {self.options.max_trials} windows "
+                f"(+-{self.options.stability_percentage:g}%); reporting the last {WINDOWS}"
+            )
         last = windows[-WINDOWS:]
         merged = [d for _, _, w in last for d in w]
         seconds = sum(t1 - t0 for t0, t1, _ in last)
@@ -248,12 +289,15 @@ class Profiler:
         errors = [d for d in merged if d.error is not None]
         ok = [d for d in merged if d.error is None]
         if not ok:
-            raise PerfError(f"model '{info.name}' at {label} {load:g}: every request failed; first "
-                            f"error: {errors[0].error if errors else 'no requests completed'}")
+            raise PerfError(
+                f"model '{info.name}' at {label} {load:g}: every request failed; first "
+                f"error: {errors[0].error if errors else 'no requests completed'}"
+            )
         row = self._row(load, ok, seconds, server)
         comp_rows = {m: _server_row(load, t, seconds) for m, t in parts.items()}
-        return LevelResult(row, comp_rows, stable, len(merged), len(errors),
-                           errors[0].error if errors else None)
+        return LevelResult(
+            row, comp_rows, stable, len(merged), len(errors), errors[0].error if errors else None
+        )
 
     def _stability_latency(self, ok: list[_Done]) -> float:
         if not ok:
@@ -270,18 +314,36 @@ class Profiler:
         p50, p90, p95, p99 = (int(v) for v in np.percentile(latency, [50, 90, 95, 99]))
         network = max(0, round(float(latency.mean()) - send - recv - server.total_us))
         return ResultRow(
-            load=load, throughput=round(len(ok) * self.options.batch_size / seconds, 3),
-            client_send_us=round(send), network_us=network, server_queue_us=server.queue_us,
-            server_input_us=server.input_us, server_infer_us=server.infer_us,
-            server_output_us=server.output_us, client_recv_us=round(recv),
-            p50_us=p50, p90_us=p90, p95_us=p95, p99_us=p99,
+            load=load,
+            throughput=round(len(ok) * self.options.batch_size / seconds, 3),
+            client_send_us=round(send),
+            network_us=network,
+            server_queue_us=server.queue_us,
+            server_input_us=server.input_us,
+            server_infer_us=server.infer_us,
+            server_output_us=server.output_us,
+            client_recv_us=round(recv),
+            p50_us=p50,
+            p90_us=p90,
+            p95_us=p95,
+            p99_us=p99,
         )
 
 
 def _server_row(load: float, times: ServerTimes, seconds: float) -> ResultRow:
     """A composing model's row: its own throughput and server columns; no client columns."""
     return ResultRow(
-        load=load, throughput=round(times.inferences / seconds, 3), client_send_us=0, network_us=0,
-        server_queue_us=times.queue_us, server_input_us=times.input_us, server_infer_us=times.infer_us,
-        server_output_us=times.output_us, client_recv_us=0, p50_us=0, p90_us=0, p95_us=0, p99_us=0,
+        load=load,
+        throughput=round(times.inferences / seconds, 3),
+        client_send_us=0,
+        network_us=0,
+        server_queue_us=times.queue_us,
+        server_input_us=times.input_us,
+        server_infer_us=times.infer_us,
+        server_output_us=times.output_us,
+        client_recv_us=0,
+        p50_us=0,
+        p90_us=0,
+        p95_us=0,
+        p99_us=0,
     )

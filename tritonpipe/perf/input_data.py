@@ -41,16 +41,24 @@ def parse_shapes(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
 
 def _shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:
     shape = shapes.get(spec.name, spec.shape)
-    if len(shape) != len(spec.shape) or any(-1 != d != s for d, s in zip(spec.shape, shape, strict=True)):
-        raise PerfError(f"--shape {spec.name}:{','.join(map(str, shape))} does not fit the model's "
-                        f"{spec.describe()}")
+    if len(shape) != len(spec.shape) or any(
+        -1 != d != s for d, s in zip(spec.shape, shape, strict=True)
+    ):
+        raise PerfError(
+            f"--shape {spec.name}:{','.join(map(str, shape))} does not fit the model's "
+            f"{spec.describe()}"
+        )
     if -1 in shape:
-        raise PerfError(f"input '{spec.name}' has dynamic shape {list(spec.shape)}; give "
-                        f"--shape {spec.name}:DIMS")
+        raise PerfError(
+            f"input '{spec.name}' has dynamic shape {list(spec.shape)}; give "
+            f"--shape {spec.name}:DIMS"
+        )
     return shape
 
 
-def synthetic(info: ModelInfo, kind: str, shapes: Mapping[str, tuple[int, ...]], seed: int = 0) -> list[Sample]:
+def synthetic(
+    info: ModelInfo, kind: str, shapes: Mapping[str, tuple[int, ...]], seed: int = 0
+) -> list[Sample]:
     """One sample of zeros or random values per input (perf_analyzer's zero/random)."""
     rng = np.random.default_rng(seed)
     sample: Sample = {}
@@ -89,7 +97,9 @@ def _value(spec: TensorSpec, raw: Any, where: str, shapes: Mapping[str, tuple[in
                 except Exception as exc:  # noqa: BLE001 - any decoding failure is the file's
                     raise PerfError(f"{where}.b64: not a serialized BYTES tensor ({exc})") from None
             else:
-                content = np.frombuffer(blob, dtype=np.dtype(dtype(spec.dtype).numpy).newbyteorder("<"))
+                content = np.frombuffer(
+                    blob, dtype=np.dtype(dtype(spec.dtype).numpy).newbyteorder("<")
+                )
         elif "content" in raw:
             content = raw["content"]
         else:
@@ -97,13 +107,18 @@ def _value(spec: TensorSpec, raw: Any, where: str, shapes: Mapping[str, tuple[in
     target = tuple(shape) if shape is not None else _shape(spec, shapes)
     try:
         if spec.dtype == "BYTES":
-            flat = [v.encode() if isinstance(v, str) else bytes(v) for v in np.asarray(content, dtype=object).reshape(-1)]
+            flat = [
+                v.encode() if isinstance(v, str) else bytes(v)
+                for v in np.asarray(content, dtype=object).reshape(-1)
+            ]
             array = np.array(flat, dtype=object)
         else:
             array = np.asarray(content, dtype=dtype(spec.dtype).numpy).reshape(-1)
         return array.reshape(target)
     except (ValueError, TypeError) as exc:
-        raise PerfError(f"{where}: cannot make {spec.dtype}{list(target)} from it ({exc})") from None
+        raise PerfError(
+            f"{where}: cannot make {spec.dtype}{list(target)} from it ({exc})"
+        ) from None
 
 
 def from_json(path: Path, info: ModelInfo, shapes: Mapping[str, tuple[int, ...]]) -> list[Sample]:
@@ -116,7 +131,7 @@ def from_json(path: Path, info: ModelInfo, shapes: Mapping[str, tuple[int, ...]]
         raise PerfError(f"{path}: not JSON ({exc})") from None
     entries = document.get("data") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise PerfError(f"{path}: expected {{\"data\": [ {{input: value, ...}}, ... ]}}")
+        raise PerfError(f'{path}: expected {{"data": [ {{input: value, ...}}, ... ]}}')
     specs = {s.name: s for s in info.inputs}
     samples = []
     for i, entry in enumerate(entries):

@@ -22,14 +22,22 @@ from tritonpipe.client.protocol import Endpoint, module, unwrap_config
 from tritonpipe.perf import input_data
 
 
-@events.init_command_line_parser.add_listener
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]
 def _options(parser: Any) -> None:
     parser.add_argument("--model", env_var="TRITONPIPE_MODEL", default="", help="Model to infer")
-    parser.add_argument("--input-data", env_var="TRITONPIPE_INPUT_DATA", default="random",
-                        help="zero, random or a perf_analyzer JSON file")
+    parser.add_argument(
+        "--input-data",
+        env_var="TRITONPIPE_INPUT_DATA",
+        default="random",
+        help="zero, random or a perf_analyzer JSON file",
+    )
     parser.add_argument("--batch-size", env_var="TRITONPIPE_BATCH_SIZE", type=int, default=1)
-    parser.add_argument("--shape", env_var="TRITONPIPE_SHAPE", default="",
-                        help="NAME:D1,D2 for dynamic dims, several separated by spaces")
+    parser.add_argument(
+        "--shape",
+        env_var="TRITONPIPE_SHAPE",
+        default="",
+        help="NAME:D1,D2 for dynamic dims, several separated by spaces",
+    )
 
 
 class _TritonUser(User):
@@ -40,19 +48,27 @@ class _TritonUser(User):
         options = self.environment.parsed_options
         endpoint = Endpoint.parse(self.host or "", self.protocol)
         self.model = options.model
-        self.client = module(endpoint.protocol, asyncio=False).InferenceServerClient(endpoint.address)
+        self.client = module(endpoint.protocol, asyncio=False).InferenceServerClient(
+            endpoint.address
+        )
         json_kw = {"as_json": True} if endpoint.protocol == "grpc" else {}
-        config = unwrap_config(endpoint.protocol, self._blocking(
-            lambda: self.client.get_model_config(self.model, **json_kw)))
+        config = unwrap_config(
+            endpoint.protocol,
+            self._blocking(lambda: self.client.get_model_config(self.model, **json_kw)),
+        )
         info = ModelInfo.from_config(self.model, config)
         shapes = input_data.parse_shapes(options.shape.split()) if options.shape else {}
         samples = input_data.load(options.input_data, info, shapes)
         mod = module(endpoint.protocol, asyncio=False)
         dtypes = {s.name: s.dtype for s in info.inputs}
-        self.requests: Iterator[list[Any]] = itertools.cycle([
-            self._inputs(mod, input_data.batch(s, options.batch_size, info.max_batch_size > 0), dtypes)
-            for s in samples
-        ])
+        self.requests: Iterator[list[Any]] = itertools.cycle(
+            [
+                self._inputs(
+                    mod, input_data.batch(s, options.batch_size, info.max_batch_size > 0), dtypes
+                )
+                for s in samples
+            ]
+        )
 
     @staticmethod
     def _inputs(mod: Any, arrays: dict[str, Any], dtypes: dict[str, str]) -> list[Any]:
@@ -78,9 +94,13 @@ class _TritonUser(User):
             self._blocking(lambda: self.client.infer(self.model, inputs))
         except Exception as exc:  # noqa: BLE001 - reported to locust as a failure
             error = exc
-        events.request.fire(
-            request_type=self.protocol, name=self.model, response_time=(time.perf_counter() - start) * 1000,
-            response_length=0, exception=error, context={},
+        events.request.fire(  # type: ignore[no-untyped-call]
+            request_type=self.protocol,
+            name=self.model,
+            response_time=(time.perf_counter() - start) * 1000,
+            response_length=0,
+            exception=error,
+            context={},
         )
 
 

@@ -21,7 +21,9 @@ _BLOCK = re.compile(r"^(?:Request concurrency|Request Rate): ([\d.]+)", re.M)
 _COMPOSING = re.compile(
     r"^\s+(\S+), version: \S*\n(?:.*\n)*?\s+Avg request latency: \d+ usec \(overhead \d+ usec \+ "
     r"queue (\d+) usec \+ compute input (\d+) usec \+ compute infer (\d+) usec \+ "
-    r"compute output (\d+) usec\)", re.M)
+    r"compute output (\d+) usec\)",
+    re.M,
+)
 
 
 def find_perf_analyzer() -> tuple[Path, dict[str, str]]:
@@ -35,7 +37,9 @@ def find_perf_analyzer() -> tuple[Path, dict[str, str]]:
         import nvidia.cuda_runtime as cudart  # libcudart.so.12, which perf_analyzer links
 
         lib = Path(next(iter(cudart.__path__))) / "lib"
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(lib), env.get("LD_LIBRARY_PATH")]))
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(
+            filter(None, [str(lib), env.get("LD_LIBRARY_PATH")])
+        )
     except ImportError:
         pass
     return binary, env
@@ -43,11 +47,28 @@ def find_perf_analyzer() -> tuple[Path, dict[str, str]]:
 
 def arguments(options: ProfileOptions, csv: Path) -> list[str]:
     endpoint = Endpoint.parse(options.url, options.protocol)
-    args = ["-m", options.model, "-u", endpoint.address, "-i", endpoint.protocol,
-            "-b", str(options.batch_size), "--measurement-interval", str(options.measurement_interval_ms),
-            "--stability-percentage", f"{options.stability_percentage:g}",
-            "--max-trials", str(options.max_trials), "--input-data", options.input_data,
-            "--shared-memory", options.shared_memory, "-f", str(csv)]
+    args = [
+        "-m",
+        options.model,
+        "-u",
+        endpoint.address,
+        "-i",
+        endpoint.protocol,
+        "-b",
+        str(options.batch_size),
+        "--measurement-interval",
+        str(options.measurement_interval_ms),
+        "--stability-percentage",
+        f"{options.stability_percentage:g}",
+        "--max-trials",
+        str(options.max_trials),
+        "--input-data",
+        options.input_data,
+        "--shared-memory",
+        options.shared_memory,
+        "-f",
+        str(csv),
+    ]
     loads = options.loads
     step = loads[1] - loads[0] if len(loads) > 1 else 1
     span = f"{loads[0]:g}:{loads[-1]:g}:{step:g}"
@@ -60,7 +81,9 @@ def arguments(options: ProfileOptions, csv: Path) -> list[str]:
     for name, dims in options.shapes.items():
         args += ["--shape", f"{name}:{','.join(map(str, dims))}"]
     if options.token:
-        key = TOKEN_HEADER if endpoint.protocol == "http" else f"triton-grpc-protocol-{TOKEN_HEADER}"
+        key = (
+            TOKEN_HEADER if endpoint.protocol == "http" else f"triton-grpc-protocol-{TOKEN_HEADER}"
+        )
         args += ["-H", f"{key}:{options.token}"]
     return args
 
@@ -70,16 +93,22 @@ def _composing(stdout: str) -> dict[float, dict[str, tuple[int, int, int, int]]]
     result: dict[float, dict[str, tuple[int, int, int, int]]] = {}
     marks = list(_BLOCK.finditer(stdout))
     for i, mark in enumerate(marks):
-        block = stdout[mark.end(): marks[i + 1].start() if i + 1 < len(marks) else len(stdout)]
+        block = stdout[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else len(stdout)]
         if "Composing models:" in block:
             part = block.split("Composing models:", 1)[1]
-            result[float(mark[1])] = {m[1]: (int(m[2]), int(m[3]), int(m[4]), int(m[5]))
-                                      for m in _COMPOSING.finditer(part)}
+            result[float(mark[1])] = {
+                m[1]: (int(m[2]), int(m[3]), int(m[4]), int(m[5]))
+                for m in _COMPOSING.finditer(part)
+            }
     return result
 
 
-def run(options: ProfileOptions, csv: Path, progress: Callable[[str], None] = lambda _: None,
-        timeout_s: float = 3600) -> list[LevelResult]:
+def run(
+    options: ProfileOptions,
+    csv: Path,
+    progress: Callable[[str], None] = lambda _: None,
+    timeout_s: float = 3600,
+) -> list[LevelResult]:
     binary, env = find_perf_analyzer()
     command = [str(binary), *arguments(options, csv)]
     progress("running " + " ".join(command))
@@ -95,9 +124,21 @@ def run(options: ProfileOptions, csv: Path, progress: Callable[[str], None] = la
     results = []
     for row in rows:
         parts = {
-            name: ResultRow(load=row.load, throughput=row.throughput, client_send_us=0, network_us=0,
-                            server_queue_us=q, server_input_us=ci, server_infer_us=cf,
-                            server_output_us=co, client_recv_us=0, p50_us=0, p90_us=0, p95_us=0, p99_us=0)
+            name: ResultRow(
+                load=row.load,
+                throughput=row.throughput,
+                client_send_us=0,
+                network_us=0,
+                server_queue_us=q,
+                server_input_us=ci,
+                server_infer_us=cf,
+                server_output_us=co,
+                client_recv_us=0,
+                p50_us=0,
+                p90_us=0,
+                p95_us=0,
+                p99_us=0,
+            )
             for name, (q, ci, cf, co) in composing.get(row.load, {}).items()
         }
         results.append(LevelResult(row, parts, True, 0, 0, None))

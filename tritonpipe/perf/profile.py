@@ -37,8 +37,12 @@ def composing_csv(path: Path, model: str) -> Path:
     return path.with_name(f"{path.stem}_{model}{path.suffix}")
 
 
-def profile(options: ProfileOptions, csv: Path | None, engine: str = "tritonpipe",
-            progress: Callable[[str], None] = lambda _: None) -> list[LevelResult]:
+def profile(
+    options: ProfileOptions,
+    csv: Path | None,
+    engine: str = "tritonpipe",
+    progress: Callable[[str], None] = lambda _: None,
+) -> list[LevelResult]:
     """Profile with ``engine`` and write ``csv`` (plus one CSV per composing model)."""
     if engine == "perf_analyzer":
         from tritonpipe.perf import perf_analyzer
@@ -51,19 +55,25 @@ def profile(options: ProfileOptions, csv: Path | None, engine: str = "tritonpipe
     if csv is not None:
         write_csv(csv, [r.row for r in results], options.mode)
         for model in results[0].composing if results else ():
-            write_csv(composing_csv(csv, model), [r.composing[model] for r in results], options.mode)
+            write_csv(
+                composing_csv(csv, model), [r.composing[model] for r in results], options.mode
+            )
     return results
 
 
 def summary(results: list[LevelResult], mode: str) -> str:
     """The console table: load, throughput, percentiles and server breakdown (microseconds)."""
     load = "Concurrency" if mode == "concurrency" else "Rate"
-    lines = [f"{load:>11} {'infer/s':>10} {'p50':>8} {'p90':>8} {'p99':>8} {'queue':>7} "
-             f"{'compute':>8} {'network':>8} {'errors':>7} stable"]
+    lines = [
+        f"{load:>11} {'infer/s':>10} {'p50':>8} {'p90':>8} {'p99':>8} {'queue':>7} "
+        f"{'compute':>8} {'network':>8} {'errors':>7} stable"
+    ]
     for r in results:
         row = r.row
         compute = row.server_input_us + row.server_infer_us + row.server_output_us
-        lines.append(f"{row.load:>11g} {row.throughput:>10.1f} {row.p50_us:>8} {row.p90_us:>8} "
-                     f"{row.p99_us:>8} {row.server_queue_us:>7} {compute:>8} {row.network_us:>8} "
-                     f"{r.errors:>7} {'yes' if r.stable else 'NO'}")
+        lines.append(
+            f"{row.load:>11g} {row.throughput:>10.1f} {row.p50_us:>8} {row.p90_us:>8} "
+            f"{row.p99_us:>8} {row.server_queue_us:>7} {compute:>8} {row.network_us:>8} "
+            f"{r.errors:>7} {'yes' if r.stable else 'NO'}"
+        )
     return "\n".join(lines)

@@ -26,10 +26,17 @@ def _plot_curves(runs: dict[str, tuple[str, list[ResultRow]]], path: Path) -> No
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for name, (mode, rows) in runs.items():
         rows = sorted(rows, key=lambda r: r.load)
-        ax.plot([r.p99_us / 1000 for r in rows], [r.throughput for r in rows], marker="o", label=name)
+        ax.plot(
+            [r.p99_us / 1000 for r in rows], [r.throughput for r in rows], marker="o", label=name
+        )
         for r in rows:
-            ax.annotate(f"{'c' if mode == 'concurrency' else 'r'}={r.load:g}", (r.p99_us / 1000, r.throughput),
-                        textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(
+                f"{'c' if mode == 'concurrency' else 'r'}={r.load:g}",
+                (r.p99_us / 1000, r.throughput),
+                textcoords="offset points",
+                xytext=(4, 4),
+                fontsize=7,
+            )
     ax.set_xlabel("p99 latency (ms)")
     ax.set_ylabel("throughput (inferences/s)")
     ax.set_title("Throughput against p99 latency")
@@ -52,8 +59,14 @@ def _plot_breakdown(name: str, mode: str, rows: list[ResultRow], path: Path) -> 
     bottom = [0.0] * len(rows)
     for label, attr, color in BREAKDOWN:
         # Network+Server Send/Recv as perf_analyzer reports it, plus the client's own send/recv.
-        values = [(getattr(r, attr) + (r.client_send_us + r.client_recv_us if attr == "network_us" else 0)) / 1000
-                  for r in rows]
+        values = [
+            (
+                getattr(r, attr)
+                + (r.client_send_us + r.client_recv_us if attr == "network_us" else 0)
+            )
+            / 1000
+            for r in rows
+        ]
         ax.bar(labels, values, bottom=bottom, label=label, color=color)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("concurrency" if mode == "concurrency" else "request rate (req/s)")

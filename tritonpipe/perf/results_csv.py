@@ -10,9 +10,18 @@ from tritonpipe.errors import PerfError
 
 # perf_analyzer's own header, column for column (its first column is "Request Rate" in rate mode).
 COLUMNS = (
-    "Inferences/Second", "Client Send", "Network+Server Send/Recv", "Server Queue",
-    "Server Compute Input", "Server Compute Infer", "Server Compute Output", "Client Recv",
-    "p50 latency", "p90 latency", "p95 latency", "p99 latency",
+    "Inferences/Second",
+    "Client Send",
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Client Recv",
+    "p50 latency",
+    "p90 latency",
+    "p95 latency",
+    "p99 latency",
 )
 LOAD_COLUMNS = ("Concurrency", "Request Rate")
 
@@ -71,7 +80,11 @@ def read_csv(path: Path) -> tuple[str, list[ResultRow]]:
     names = [f.name for f in fields(ResultRow)]
     for n, record in enumerate(body, start=2):
         try:
-            values = [float(record[0]), float(record[1]), *(int(float(v or 0)) for v in record[2:13])]
+            values = [
+                float(record[0]),
+                float(record[1]),
+                *(int(float(v or 0)) for v in record[2:13]),
+            ]
         except (ValueError, IndexError) as exc:
             raise PerfError(f"{path}:{n}: malformed row ({exc})") from exc
         rows.append(ResultRow(**dict(zip(names, values, strict=True))))  # type: ignore[arg-type]

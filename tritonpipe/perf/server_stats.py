@@ -39,7 +39,8 @@ def snapshot(statistics: dict[str, Any]) -> Snapshot:
         previous = result.get(entry["name"])
         if previous is not None:
             counters = ModelCounters(
-                previous.success + counters.success, previous.inferences + counters.inferences,
+                previous.success + counters.success,
+                previous.inferences + counters.inferences,
                 previous.executions + counters.executions,
                 {s: previous.ns[s] + counters.ns[s] for s in STAGES},
             )

@@ -1,0 +1,161 @@
+"""Short real profiles and load tests against the test server (no speed is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonpipe.perf.input_data import to_json
+from tritonpipe.perf.locust_run import LocustRun, run_locust
+from tritonpipe.perf.results_csv import read_csv
+from tritonpipe.server import TritonServer
+
+
+@pytest.fixture(scope="module")
+def pngs(heldout: tuple[np.ndarray, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("perf") / "pngs.json"
+    path.write_text(json.dumps(to_json([{"image": row} for row in heldout[0][:16]])))
+    return path
+
+
+@pytest.mark.parametrize("engine", ["tritonpipe", "perf_analyzer"])
+def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
+    server: TritonServer, pngs: Path, tmp_path: Path, engine: str
+) -> None:
+    out = tmp_path / "digits.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            "digits",
+            "-u",
+            server.grpc_url.removeprefix("grpc://"),
+            "-i",
+            "grpc",
+            "--concurrency-range",
+            "1:2",
+            "-p",
+            "300",
+            "--max-trials",
+            "6",
+            "--stability-percentage",
+            "50",
+            "--input-data",
+            str(pngs),
+            "-f",
+            str(out),
+            "--engine",
+            engine,
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Concurrency    infer/s" in result.stdout
+    header = out.read_text().splitlines()[0]
+    assert header.startswith(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue"
+    )
+    _, rows = read_csv(out)
+    assert [r.load for r in rows] == [1, 2]
+    assert all(r.throughput > 0 and r.p99_us >= r.p50_us > 0 for r in rows)
+    assert all(r.server_infer_us > 0 for r in rows)  # summed over the composing models
+    for model in ("preprocess", "digits_onnx", "postprocess"):
+        _, parts = read_csv(tmp_path / f"digits_{model}.csv")
+        assert [p.load for p in parts] == [1, 2] and parts[0].server_infer_us > 0
+
+
+def test_profile_request_rate_with_shared_memory(server: TritonServer, tmp_path: Path) -> None:
+    out = tmp_path / "rate.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            "digits_onnx",
+            "-u",
+            server.http_url.removeprefix("http://"),
+            "--request-rate-range",
+            "50:100:50",
+            "--request-distribution",
+            "poisson",
+            "-p",
+            "300",
+            "--max-trials",
+            "4",
+            "--stability-percentage",
+            "80",
+            "--shared-memory",
+            "system",
+            "-b",
+            "4",
+            "-f",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("Request Rate,Inferences/Second")
+    _, rows = read_csv(out)
+    assert [r.load for r in rows] == [50, 100] and rows[0].throughput > 0
+
+
+def test_profile_reports_a_failing_model_clearly(server: TritonServer) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            "digits",
+            "-u",
+            server.http_url.removeprefix("http://"),
+            "-p",
+            "100",
+            "--max-trials",
+            "3",
+            "--input-data",
+            "zero",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "every request failed" in result.stderr and "not a decodable image" in result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_locust_headless_run(
+    server: TritonServer, pngs: Path, tmp_path: Path, protocol: str
+) -> None:
+    url = server.http_url if protocol == "http" else server.grpc_url
+    result = run_locust(
+        LocustRun(
+            url=url,
+            model="digits",
+            users=2,
+            spawn_rate=2,
+            run_time="3s",
+            input_data=str(pngs),
+            csv_prefix=tmp_path / protocol,
+        )
+    )
+    assert result.failures == 0 and result.requests > 10
+    assert result.stats_csv.is_file()
+    _, rows = read_csv(result.perf_csv)
+    assert rows[0].load == 2 and rows[0].throughput > 0 and rows[0].server_infer_us > 0

@@ -1,0 +1,212 @@
+"""Benchmark tritonpipe's load generator against the real perf_analyzer, on one server, in one run.
+
+    python -m tritonpipe.perf.benchmark --repository model_repository --repeat 3 \
+        --out tritonpipe/perf/results/generator_vs_perf_analyzer.md
+
+Profiles the digits ensemble (PNG input data) and its ONNX scoring model alone at concurrency
+1, 4 and 16 with both engines, alternating which goes first. Each engine runs as a child process,
+so its CPU time is measured the same way (getrusage of children) and divided by the requests the
+server counted for the run. Prints medians over the repeats side by side with their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tritonpipe.client import Client
+from tritonpipe.perf.input_data import to_json
+from tritonpipe.perf.results_csv import read_csv
+from tritonpipe.server import ServerOptions, TritonServer
+
+HELDOUT = Path(__file__).resolve().parents[2] / "examples" / "digits" / "artifacts" / "heldout"
+ENGINES = ("tritonpipe", "perf_analyzer")
+
+
+@dataclass(frozen=True)
+class Measure:
+    throughput: float
+    p50_us: int
+    p99_us: int
+    cpu_per_1k: float
+
+
+def _served(client: Client, model: str) -> int:
+    stats = client.statistics(model)["model_stats"][0]
+    return int(stats["inference_stats"]["success"]["count"])
+
+
+def _run(
+    engine: str,
+    model: str,
+    concurrency: int,
+    data: str,
+    url: str,
+    protocol: str,
+    interval_ms: int,
+    folder: Path,
+    client: Client,
+) -> Measure:
+    csv = folder / f"{engine}_{model}_{concurrency}.csv"
+    before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = _served(client, model)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            model,
+            "-u",
+            url,
+            "-i",
+            protocol,
+            "--concurrency-range",
+            str(concurrency),
+            "-p",
+            str(interval_ms),
+            "--input-data",
+            data,
+            "-f",
+            str(csv),
+            "--engine",
+            engine,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    after_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    requests = _served(client, model) - before
+    cpu = (after_cpu.ru_utime - before_cpu.ru_utime) + (after_cpu.ru_stime - before_cpu.ru_stime)
+    _, rows = read_csv(csv)
+    row = rows[0]
+    return Measure(row.throughput, row.p50_us, row.p99_us, cpu / max(requests, 1) * 1000)
+
+
+def _machine() -> str:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    import os
+
+    return (
+        f"{model}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
+        f"Triton 2.51.0 (nvidia-pytriton 0.7.0, CPU only), perf_analyzer 2.51.0; client and "
+        f"server share the machine"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository", type=Path, default=Path("model_repository"))
+    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--interval-ms", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="Also write the results as Markdown."
+    )
+    args = parser.parse_args()
+
+    truth = json.loads((HELDOUT / "labels.json").read_text())
+    pngs = [np.array([(HELDOUT / n).read_bytes()], dtype=object) for n in sorted(truth)[:64]]
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TritonServer(
+            ServerOptions(repository=args.repository, exit_timeout_s=5),
+            log_path=Path(tmp) / "server.log",
+        ) as server,
+    ):
+        folder = Path(tmp)
+        data = folder / "pngs.json"
+        data.write_text(json.dumps(to_json([{"image": p} for p in pngs])))
+        url = (server.http_url if args.protocol == "http" else server.grpc_url).split("://")[1]
+        targets = {"digits": str(data), "digits_onnx": "random"}
+        results: dict[tuple[str, int, str], list[Measure]] = {}
+        with Client(server.http_url) as client:
+            for rep in range(args.repeat):
+                for model, source in targets.items():
+                    for c in args.concurrency:
+                        order = ENGINES if (rep + c) % 2 == 0 else ENGINES[::-1]
+                        for engine in order:
+                            m = _run(
+                                engine,
+                                model,
+                                c,
+                                source,
+                                url,
+                                args.protocol,
+                                args.interval_ms,
+                                folder,
+                                client,
+                            )
+                            results.setdefault((model, c, engine), []).append(m)
+                            print(
+                                f"[{rep + 1}/{args.repeat}] {model:<12} c={c:<3} {engine:<14} "
+                                f"{m.throughput:8.1f} infer/s  p50 {m.p50_us:6d} us  p99 {m.p99_us:6d} us  "
+                                f"cpu {m.cpu_per_1k:5.2f} s/1k",
+                                flush=True,
+                            )
+    table = _table(results, targets, args.concurrency)
+    print("\n" + table)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {_machine()}.\n\n"
+            f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} --repeat {args.repeat} "
+            f"--interval-ms {args.interval_ms}`; medians over {args.repeat} repeats; ratio = tritonpipe / "
+            f"perf_analyzer. Targets: throughput within 10%, p50 within 15%.\n\n{table}\n"
+        )
+    return 0
+
+
+def _median(values: list[Measure], attr: str) -> float:
+    return float(statistics.median(getattr(v, attr) for v in values))
+
+
+def _table(
+    results: dict[tuple[str, int, str], list[Measure]],
+    targets: dict[str, str],
+    concurrency: list[int],
+) -> str:
+    head = (
+        "| model | c | infer/s tp | infer/s pa | ratio | p50 us tp | p50 us pa | ratio | "
+        "p99 us tp | p99 us pa | ratio | CPU s/1k tp | CPU s/1k pa | ratio |"
+    )
+    lines = [head, "|" + "---|" * 14]
+    for model in targets:
+        for c in concurrency:
+            tp, pa = results[(model, c, "tritonpipe")], results[(model, c, "perf_analyzer")]
+            cells = [model, str(c)]
+            for attr, fmt in (
+                ("throughput", "{:.1f}"),
+                ("p50_us", "{:.0f}"),
+                ("p99_us", "{:.0f}"),
+                ("cpu_per_1k", "{:.2f}"),
+            ):
+                a, b = _median(tp, attr), _median(pa, attr)
+                cells += [fmt.format(a), fmt.format(b), f"{a / b:.2f}" if b else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

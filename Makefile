@@ -7,7 +7,7 @@ EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve clean
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ format: .venv/.installed ## Apply ruff's fixes and formatting
 
 serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gRPC)
 	.venv/bin/tritonpipe serve model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002
+
+bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes tritonpipe/perf/results/)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --repeat 3 --concurrency 1 4 16 \
+		--out tritonpipe/perf/results/generator_vs_perf_analyzer.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build

@@ -43,6 +43,7 @@ class ClientCore:
     ) -> None:
         self.endpoint = Endpoint.parse(url, protocol)
         self.options = options
+        self.asyncio = asyncio
         self.mod = module(self.endpoint.protocol, asyncio)
         # Triton reads gRPC restricted-protocol keys from "triton-grpc-protocol-<key>" metadata.
         header = TOKEN_HEADER if self.protocol == "http" else f"triton-grpc-protocol-{TOKEN_HEADER}"
@@ -91,7 +92,11 @@ class ClientCore:
         return {s.name: result.as_numpy(s.name) for s in info.outputs}
 
     def infer_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"headers": self.headers}
+        headers = dict(self.headers or {})
+        if self.protocol == "http" and self.asyncio:
+            # aiohttp asks for gzip by default; Triton would compress every response for nothing.
+            headers["Accept-Encoding"] = "identity"
+        kwargs: dict[str, Any] = {"headers": headers or None}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.options.timeout_s
         return kwargs

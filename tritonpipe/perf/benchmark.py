@@ -52,47 +52,27 @@ def _run(
     concurrency: int,
     data: str,
     url: str,
-    protocol: str,
-    interval_ms: int,
+    args: argparse.Namespace,
     folder: Path,
     client: Client,
-) -> Measure:
+) -> Measure | None:
+    """One profile in a child process; None (with the reason printed) when it failed."""
     csv = folder / f"{engine}_{model}_{concurrency}.csv"
     before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     before = _served(client, model)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            model,
-            "-u",
-            url,
-            "-i",
-            protocol,
-            "--concurrency-range",
-            str(concurrency),
-            "-p",
-            str(interval_ms),
-            "--input-data",
-            data,
-            "-f",
-            str(csv),
-            "--engine",
-            engine,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", "-m", model, "-u", url]
+    command += ["-i", args.protocol, "--concurrency-range", str(concurrency)]
+    command += ["-p", str(args.interval_ms), "--max-trials", str(args.max_trials)]
+    command += ["--stability-percentage", str(args.stability), "--input-data", data]
+    command += ["-f", str(csv), "--engine", engine]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  {engine} {model} c={concurrency} failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
     after_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     requests = _served(client, model) - before
     cpu = (after_cpu.ru_utime - before_cpu.ru_utime) + (after_cpu.ru_stime - before_cpu.ru_stime)
-    _, rows = read_csv(csv)
-    row = rows[0]
+    row = read_csv(csv)[1][0]
     return Measure(row.throughput, row.p50_us, row.p99_us, cpu / max(requests, 1) * 1000)
 
 
@@ -121,6 +101,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--interval-ms", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--stability", type=float, default=15.0, help="--stability-percentage")
+    parser.add_argument("--max-trials", type=int, default=15)
     parser.add_argument(
         "--out", type=Path, default=None, help="Also write the results as Markdown."
     )
@@ -147,22 +129,14 @@ def main() -> int:
                     for c in args.concurrency:
                         order = ENGINES if (rep + c) % 2 == 0 else ENGINES[::-1]
                         for engine in order:
-                            m = _run(
-                                engine,
-                                model,
-                                c,
-                                source,
-                                url,
-                                args.protocol,
-                                args.interval_ms,
-                                folder,
-                                client,
-                            )
+                            m = _run(engine, model, c, source, url, args, folder, client)
+                            if m is None:
+                                continue
                             results.setdefault((model, c, engine), []).append(m)
                             print(
                                 f"[{rep + 1}/{args.repeat}] {model:<12} c={c:<3} {engine:<14} "
-                                f"{m.throughput:8.1f} infer/s  p50 {m.p50_us:6d} us  p99 {m.p99_us:6d} us  "
-                                f"cpu {m.cpu_per_1k:5.2f} s/1k",
+                                f"{m.throughput:8.1f} infer/s  p50 {m.p50_us:6d} us  "
+                                f"p99 {m.p99_us:6d} us  cpu {m.cpu_per_1k:5.2f} s/1k",
                                 flush=True,
                             )
     table = _table(results, targets, args.concurrency)
@@ -171,9 +145,11 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             f"# tritonpipe's generator against perf_analyzer\n\nMachine: {_machine()}.\n\n"
-            f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} --repeat {args.repeat} "
-            f"--interval-ms {args.interval_ms}`; medians over {args.repeat} repeats; ratio = tritonpipe / "
-            f"perf_analyzer. Targets: throughput within 10%, p50 within 15%.\n\n{table}\n"
+            f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} "
+            f"--repeat {args.repeat} --interval-ms {args.interval_ms} "
+            f"--stability {args.stability:g} --max-trials {args.max_trials}`; medians over "
+            f"{args.repeat} repeats; ratio = tritonpipe / perf_analyzer. Targets: throughput "
+            f"within 10%, p50 within 15%.\n\n{table}\n"
         )
     return 0
 
@@ -194,8 +170,11 @@ def _table(
     lines = [head, "|" + "---|" * 14]
     for model in targets:
         for c in concurrency:
-            tp, pa = results[(model, c, "tritonpipe")], results[(model, c, "perf_analyzer")]
+            tp, pa = results.get((model, c, "tritonpipe")), results.get((model, c, "perf_analyzer"))
             cells = [model, str(c)]
+            if not tp or not pa:
+                lines.append("| " + " | ".join(cells + ["no stable run"] + [""] * 11) + " |")
+                continue
             for attr, fmt in (
                 ("throughput", "{:.1f}"),
                 ("p50_us", "{:.0f}"),

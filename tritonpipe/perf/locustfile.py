@@ -18,7 +18,7 @@ from typing import Any
 from locust import User, events, task
 
 from tritonpipe.client.checks import ModelInfo
-from tritonpipe.client.protocol import Endpoint, module, unwrap_config
+from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
 from tritonpipe.perf import input_data
 
 
@@ -63,21 +63,12 @@ class _TritonUser(User):
         dtypes = {s.name: s.dtype for s in info.inputs}
         self.requests: Iterator[list[Any]] = itertools.cycle(
             [
-                self._inputs(
+                infer_inputs(
                     mod, input_data.batch(s, options.batch_size, info.max_batch_size > 0), dtypes
                 )
                 for s in samples
             ]
         )
-
-    @staticmethod
-    def _inputs(mod: Any, arrays: dict[str, Any], dtypes: dict[str, str]) -> list[Any]:
-        tensors = []
-        for name, array in arrays.items():
-            tensor = mod.InferInput(name, list(array.shape), dtypes[name])
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
-        return tensors
 
     def _blocking(self, call: Callable[[], Any]) -> Any:
         return call()

@@ -57,8 +57,8 @@ serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gR
 	.venv/bin/tritonpipe serve model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002
 
 bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes tritonpipe/perf/results/)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --repeat 3 --concurrency 1 4 16 \
-		--out tritonpipe/perf/results/generator_vs_perf_analyzer.md
+	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
+		--repeat 3 --concurrency 1 4 16 --out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build

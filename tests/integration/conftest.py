@@ -14,7 +14,13 @@ from tests.conftest import ASSETS, DIGITS
 from tritonpipe.ensembles import build_repository
 from tritonpipe.server import ServerOptions, TritonServer
 
-pytestmark = pytest.mark.integration
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/integration talks to a real server: `-m "not integration"` skips it."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")

@@ -59,6 +59,8 @@ serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gR
 bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes tritonpipe/perf/results/)
 	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
 		--repeat 3 --concurrency 1 4 16 --out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol http --transport raw --repeat 3 \
+		--concurrency 1 4 16 --out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_http.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build

@@ -66,6 +66,12 @@ def profile(
     engine: Annotated[
         str, typer.Option(help="tritonpipe (asyncio) or perf_analyzer (the real binary).")
     ] = "tritonpipe",
+    transport: Annotated[
+        str,
+        typer.Option(
+            help="tritonpipe engine: tritonclient (its asyncio clients) or raw (HTTP only: prebuilt requests on asyncio streams, far less client CPU)."
+        ),
+    ] = "tritonclient",
     token: Annotated[
         str | None, typer.Option(help="Token for a protected server.", envvar="TRITONPIPE_TOKEN")
     ] = None,
@@ -101,6 +107,7 @@ def profile(
             shapes=parse_shapes(shape or []),
             shared_memory=shared_memory,
             token=token,
+            transport=transport,
         )
         typer.echo(
             f"profiling '{model}' at {options.url} over {protocol} with {engine}: {mode} "

@@ -65,6 +65,8 @@ def _run(
     command += ["-p", str(args.interval_ms), "--max-trials", str(args.max_trials)]
     command += ["--stability-percentage", str(args.stability), "--input-data", data]
     command += ["-f", str(csv), "--engine", engine]
+    if engine == "tritonpipe":
+        command += ["--transport", args.transport]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         print(f"  {engine} {model} c={concurrency} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -103,6 +105,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--stability", type=float, default=15.0, help="--stability-percentage")
     parser.add_argument("--max-trials", type=int, default=15)
+    parser.add_argument(
+        "--transport",
+        choices=["tritonclient", "raw"],
+        default="tritonclient",
+        help="tritonpipe engine's transport (raw: HTTP only)",
+    )
     parser.add_argument(
         "--out", type=Path, default=None, help="Also write the results as Markdown."
     )
@@ -147,7 +155,8 @@ def main() -> int:
             f"# tritonpipe's generator against perf_analyzer\n\nMachine: {_machine()}.\n\n"
             f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} "
             f"--repeat {args.repeat} --interval-ms {args.interval_ms} "
-            f"--stability {args.stability:g} --max-trials {args.max_trials}`; medians over "
+            f"--stability {args.stability:g} --max-trials {args.max_trials} "
+            f"--transport {args.transport}`; medians over "
             f"{args.repeat} repeats; ratio = tritonpipe / perf_analyzer. Targets: throughput "
             f"within 10%, p50 within 15%.\n\n{table}\n"
         )

@@ -18,6 +18,7 @@ from tritonpipe.client.checks import ModelInfo
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
 from tritonpipe.errors import PerfError
 from tritonpipe.perf import input_data
+from tritonpipe.perf.raw_http import RawHttp, build_request
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
@@ -42,6 +43,9 @@ class ProfileOptions:
     shared_memory: str = "none"  # or "system"
     token: str | None = None
     timeout_s: float = 60.0
+    # "tritonclient" (its asyncio clients) or "raw" (HTTP only: prebuilt requests on asyncio
+    # streams, see tritonpipe.perf.raw_http).
+    transport: str = "tritonclient"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,11 @@ class Profiler:
             raise PerfError("batch size >= 1, max trials >= 3 and measurement interval >= 10 ms")
         self.options = options
         self.endpoint = Endpoint.parse(options.url, options.protocol)
+        if options.transport not in ("tritonclient", "raw"):
+            raise PerfError(f"--transport {options.transport!r}: tritonclient or raw")
+        if options.transport == "raw" and self.endpoint.protocol != "http":
+            raise PerfError("--transport raw speaks HTTP only; use -i http")
+        self.raw: RawHttp | None = None
         self.mod = module(self.endpoint.protocol, asyncio=True)
         header = (
             TOKEN_HEADER
@@ -136,6 +145,9 @@ class Profiler:
                 input_data.batch(s, self.options.batch_size, info.max_batch_size > 0)
                 for s in samples
             ]
+            if self.options.transport == "raw":
+                host, _, port = self.endpoint.address.rpartition(":")
+                self.raw = RawHttp(host, int(port), self.options.timeout_s)
             makers = await self._request_makers(client, info, requests, regions)
             results = []
             for load in self.options.loads:
@@ -146,61 +158,83 @@ class Profiler:
                 with contextlib.suppress(Exception):
                     await client.unregister_system_shared_memory(name, headers=self.headers)
             self._destroy_regions()
+            if self.raw is not None:
+                await self.raw.close()
             await client.close()
 
     async def _request_makers(
         self, client: Any, info: ModelInfo, requests: list[dict[str, Any]], regions: list[str]
-    ) -> list[Callable[[], list[Any]]]:
-        """Per sample, a function building the request's inputs (timed as Client Send)."""
+    ) -> list[Callable[[], Any]]:
+        """Per sample, a function returning the request to send: tritonclient inputs, or the
+        raw transport's bytes. Both are prepared once, as perf_analyzer prepares its requests."""
         dtypes = {s.name: s.dtype for s in info.inputs}
         self._handles: list[Any] = []
-        makers: list[Callable[[], list[Any]]] = []
+        makers: list[Callable[[], Any]] = []
         for i, arrays in enumerate(requests):
-            if self.options.shared_memory == "system":
-                from tritonpipe.client.shm import SharedMemoryPool
-
-                pool = SharedMemoryPool(prefix=f"tritonpipe_perf_{id(self):x}_{i}")
-                placed = {}
-                for name, array in arrays.items():
-                    region, size, _ = pool.place(name, array)
-                    await client.register_system_shared_memory(
-                        region.name, pool.key(region), region.size, headers=self.headers
-                    )
-                    regions.append(region.name)
-                    placed[name] = (region.name, size, list(array.shape))
-                self._handles.append(pool)
-
-                def make_shm(placed: dict[str, tuple[str, int, list[int]]] = placed) -> list[Any]:
-                    out = []
-                    for name, (region, size, shape) in placed.items():
-                        tensor = self.mod.InferInput(name, shape, dtypes[name])
-                        tensor.set_shared_memory(region, size)
-                        out.append(tensor)
-                    return out
-
-                makers.append(make_shm)
+            placed = await self._place(client, arrays, i, regions)
+            if self.raw is not None:
+                outputs = [o.name for o in info.outputs]
+                token = {k: v for k, v in (self.headers or {}).items()}
+                request: Any = build_request(
+                    info.name,
+                    self.endpoint.address,
+                    arrays,
+                    dtypes,
+                    outputs,
+                    token,
+                    {n: (r, b) for n, (r, b, _) in placed.items()},
+                )
+            elif placed:
+                request = []
+                for name, (region, size, shape) in placed.items():
+                    tensor = self.mod.InferInput(name, shape, dtypes[name])
+                    tensor.set_shared_memory(region, size)
+                    request.append(tensor)
             else:
-                # Serialised once and reused, as perf_analyzer prepares its requests up front:
-                # the generator's own CPU time competes with the server on small machines.
-                prepared = infer_inputs(self.mod, arrays, dtypes)
+                request = infer_inputs(self.mod, arrays, dtypes)
 
-                def reuse(prepared: list[Any] = prepared) -> list[Any]:
-                    return prepared
+            def reuse(request: Any = request) -> Any:
+                return request
 
-                makers.append(reuse)
+            makers.append(reuse)
         return makers
+
+    async def _place(
+        self, client: Any, arrays: dict[str, Any], index: int, regions: list[str]
+    ) -> dict[str, tuple[str, int, list[int]]]:
+        """With --shared-memory system: copy the sample into regions registered once."""
+        if self.options.shared_memory != "system":
+            return {}
+        from tritonpipe.client.shm import SharedMemoryPool
+
+        pool = SharedMemoryPool(prefix=f"tritonpipe_perf_{id(self):x}_{index}")
+        self._handles.append(pool)
+        placed = {}
+        for name, array in arrays.items():
+            region, size, _ = pool.place(name, array)
+            await client.register_system_shared_memory(
+                region.name, pool.key(region), region.size, headers=self.headers
+            )
+            regions.append(region.name)
+            placed[name] = (region.name, size, list(array.shape))
+        return placed
 
     def _destroy_regions(self) -> None:
         for pool in getattr(self, "_handles", []):
             pool.destroy()
 
     async def _one(
-        self, client: Any, info: ModelInfo, make: Callable[[], list[Any]], done: list[_Done]
+        self, client: Any, info: ModelInfo, make: Callable[[], Any], done: list[_Done]
     ) -> None:
         start = time.perf_counter()
         error = None
         send = recv = 0.0
         try:
+            if self.raw is not None:
+                send, recv, error = await self.raw.infer(make())
+                end = time.perf_counter()
+                done.append(_Done(end, end - start, send, recv, error))
+                return
             inputs = make()
             send = time.perf_counter() - start
             kwargs: dict[str, Any] = {"headers": self.infer_headers}
@@ -222,7 +256,7 @@ class Profiler:
         self,
         client: Any,
         info: ModelInfo,
-        makers: list[Callable[[], list[Any]]],
+        makers: list[Callable[[], Any]],
         composing: list[str],
         load: float,
         progress: Callable[[str], None],

@@ -159,3 +159,65 @@ def test_locust_headless_run(
     assert result.stats_csv.is_file()
     _, rows = read_csv(result.perf_csv)
     assert rows[0].load == 2 and rows[0].throughput > 0 and rows[0].server_infer_us > 0
+
+
+def test_raw_transport_profile_with_shared_memory(
+    server: TritonServer, pngs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "raw.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            "digits",
+            "-u",
+            server.http_url.removeprefix("http://"),
+            "--transport",
+            "raw",
+            "--concurrency-range",
+            "1:2",
+            "-p",
+            "300",
+            "--max-trials",
+            "6",
+            "--stability-percentage",
+            "50",
+            "--shared-memory",
+            "system",
+            "--input-data",
+            str(pngs),
+            "-f",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    _, rows = read_csv(out)
+    assert [r.load for r in rows] == [1, 2] and all(
+        r.throughput > 0 and r.server_infer_us > 0 for r in rows
+    )
+    grpc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "profile",
+            "-m",
+            "digits",
+            "-i",
+            "grpc",
+            "-u",
+            server.grpc_url.removeprefix("grpc://"),
+            "--transport",
+            "raw",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert grpc.returncode == 1 and "--transport raw speaks HTTP only" in grpc.stderr

@@ -50,7 +50,6 @@ class ProfileOptions:
 
 @dataclass(frozen=True)
 class _Done:
-    end: float
     latency: float
     send: float
     recv: float
@@ -174,14 +173,13 @@ class Profiler:
             placed = await self._place(client, arrays, i, regions)
             if self.raw is not None:
                 outputs = [o.name for o in info.outputs]
-                token = {k: v for k, v in (self.headers or {}).items()}
                 request: Any = build_request(
                     info.name,
                     self.endpoint.address,
                     arrays,
                     dtypes,
                     outputs,
-                    token,
+                    self.headers,
                     {n: (r, b) for n, (r, b, _) in placed.items()},
                 )
             elif placed:
@@ -233,7 +231,7 @@ class Profiler:
             if self.raw is not None:
                 send, recv, error = await self.raw.infer(make())
                 end = time.perf_counter()
-                done.append(_Done(end, end - start, send, recv, error))
+                done.append(_Done(end - start, send, recv, error))
                 return
             inputs = make()
             send = time.perf_counter() - start
@@ -250,7 +248,7 @@ class Profiler:
         except Exception as exc:  # noqa: BLE001 - counted as a failed request
             error = str(exc) or type(exc).__name__
         end = time.perf_counter()
-        done.append(_Done(end, end - start, send, recv, error))
+        done.append(_Done(end - start, send, recv, error))
 
     async def _level(
         self,

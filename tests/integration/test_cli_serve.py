@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tritonpipe.server.options import free_port
 
 
@@ -66,6 +68,27 @@ def test_serve_infer_and_stop_on_sigint(
             )
             out = json.loads(result.stdout)
             assert [row[0] for row in out["labels"]] == [truth[n] for n in names]
+        pixels = tmp_path / "pixels.npy"
+        np.save(pixels, np.zeros((2, 1, 8, 8), np.float32))
+        as_json = tmp_path / "pixels.json"
+        as_json.write_text(json.dumps(np.zeros((1, 1, 8, 8)).tolist()))
+        for source, rows in ((pixels, 2), (as_json, 1)):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "tritonpipe.cli",
+                    "infer",
+                    "digits_onnx",
+                    str(source),
+                    "--url",
+                    f"grpc://127.0.0.1:{grpc}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            assert np.array(json.loads(result.stdout)["logits"]).shape == (rows, 10)
         bad = subprocess.run(
             [
                 sys.executable,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from tritonpipe.client import AsyncClient, Client
+from tritonpipe.errors import RequestTimeout, Unavailable
 from tritonpipe.server import TritonServer
+from tritonpipe.server.options import free_port
 
 
 @pytest.mark.parametrize("ensemble", ["digits", "digits_ts"])
@@ -69,3 +73,31 @@ def test_metadata_and_statistics(url: str) -> None:
         assert meta["name"] == "digits"
         stats = client.statistics("digits_onnx")
         assert stats["model_stats"][0]["name"] == "digits_onnx"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_timeout_is_reported_and_not_retried(url: str, asynchronous: bool) -> None:
+    x = {"x": np.ones((1, 4), np.float32)}  # slow_echo sleeps 1 s
+    started = time.perf_counter()
+    with pytest.raises(RequestTimeout):
+        if asynchronous:
+            async with AsyncClient(url, timeout_s=0.3) as client:
+                await client.model("slow_echo")
+                await client.infer("slow_echo", x)
+        else:
+            with Client(url, timeout_s=0.3) as client:
+                client.model("slow_echo")
+                client.infer("slow_echo", x)
+    assert time.perf_counter() - started < 1.5  # one attempt, not retried
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_unreachable_server_is_retried_then_unavailable(scheme: str) -> None:
+    port = free_port()  # nothing listens there
+    started = time.perf_counter()
+    with (
+        Client(f"{scheme}://127.0.0.1:{port}", retries=2, backoff_s=0.1, timeout_s=2) as client,
+        pytest.raises(Unavailable),
+    ):
+        client.model("digits")
+    assert time.perf_counter() - started >= 0.3  # waited 0.1 + 0.2 between the three attempts

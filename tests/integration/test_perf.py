@@ -16,6 +16,12 @@ from tritonpipe.perf.results_csv import read_csv
 from tritonpipe.server import TritonServer
 
 
+def profile(*args: str) -> subprocess.CompletedProcess[str]:
+    """`tritonpipe perf profile ARGS` as a user runs it."""
+    command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", *args]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
 @pytest.fixture(scope="module")
 def pngs(heldout: tuple[np.ndarray, np.ndarray], tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("perf") / "pngs.json"
@@ -28,36 +34,27 @@ def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
     server: TritonServer, pngs: Path, tmp_path: Path, engine: str
 ) -> None:
     out = tmp_path / "digits.csv"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            "digits",
-            "-u",
-            server.grpc_url.removeprefix("grpc://"),
-            "-i",
-            "grpc",
-            "--concurrency-range",
-            "1:2",
-            "-p",
-            "300",
-            "--max-trials",
-            "6",
-            "--stability-percentage",
-            "50",
-            "--input-data",
-            str(pngs),
-            "-f",
-            str(out),
-            "--engine",
-            engine,
-        ],
-        capture_output=True,
-        text=True,
+    result = profile(
+        "-m",
+        "digits",
+        "-u",
+        server.grpc_url.removeprefix("grpc://"),
+        "-i",
+        "grpc",
+        "--concurrency-range",
+        "1:2",
+        "-p",
+        "300",
+        "--max-trials",
+        "6",
+        "--stability-percentage",
+        "50",
+        "--input-data",
+        str(pngs),
+        "-f",
+        str(out),
+        "--engine",
+        engine,
     )
     assert result.returncode == 0, result.stderr
     assert "Concurrency    infer/s" in result.stdout
@@ -76,36 +73,27 @@ def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
 
 def test_profile_request_rate_with_shared_memory(server: TritonServer, tmp_path: Path) -> None:
     out = tmp_path / "rate.csv"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            "digits_onnx",
-            "-u",
-            server.http_url.removeprefix("http://"),
-            "--request-rate-range",
-            "50:100:50",
-            "--request-distribution",
-            "poisson",
-            "-p",
-            "300",
-            "--max-trials",
-            "4",
-            "--stability-percentage",
-            "80",
-            "--shared-memory",
-            "system",
-            "-b",
-            "4",
-            "-f",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    result = profile(
+        "-m",
+        "digits_onnx",
+        "-u",
+        server.http_url.removeprefix("http://"),
+        "--request-rate-range",
+        "50:100:50",
+        "--request-distribution",
+        "poisson",
+        "-p",
+        "300",
+        "--max-trials",
+        "4",
+        "--stability-percentage",
+        "80",
+        "--shared-memory",
+        "system",
+        "-b",
+        "4",
+        "-f",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert out.read_text().startswith("Request Rate,Inferences/Second")
@@ -114,26 +102,17 @@ def test_profile_request_rate_with_shared_memory(server: TritonServer, tmp_path:
 
 
 def test_profile_reports_a_failing_model_clearly(server: TritonServer) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            "digits",
-            "-u",
-            server.http_url.removeprefix("http://"),
-            "-p",
-            "100",
-            "--max-trials",
-            "3",
-            "--input-data",
-            "zero",
-        ],
-        capture_output=True,
-        text=True,
+    result = profile(
+        "-m",
+        "digits",
+        "-u",
+        server.http_url.removeprefix("http://"),
+        "-p",
+        "100",
+        "--max-trials",
+        "3",
+        "--input-data",
+        "zero",
     )
     assert result.returncode == 1
     assert "every request failed" in result.stderr and "not a decodable image" in result.stderr
@@ -165,59 +144,41 @@ def test_raw_transport_profile_with_shared_memory(
     server: TritonServer, pngs: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "raw.csv"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            "digits",
-            "-u",
-            server.http_url.removeprefix("http://"),
-            "--transport",
-            "raw",
-            "--concurrency-range",
-            "1:2",
-            "-p",
-            "300",
-            "--max-trials",
-            "6",
-            "--stability-percentage",
-            "50",
-            "--shared-memory",
-            "system",
-            "--input-data",
-            str(pngs),
-            "-f",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
+    result = profile(
+        "-m",
+        "digits",
+        "-u",
+        server.http_url.removeprefix("http://"),
+        "--transport",
+        "raw",
+        "--concurrency-range",
+        "1:2",
+        "-p",
+        "300",
+        "--max-trials",
+        "6",
+        "--stability-percentage",
+        "50",
+        "--shared-memory",
+        "system",
+        "--input-data",
+        str(pngs),
+        "-f",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     _, rows = read_csv(out)
     assert [r.load for r in rows] == [1, 2] and all(
         r.throughput > 0 and r.server_infer_us > 0 for r in rows
     )
-    grpc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "perf",
-            "profile",
-            "-m",
-            "digits",
-            "-i",
-            "grpc",
-            "-u",
-            server.grpc_url.removeprefix("grpc://"),
-            "--transport",
-            "raw",
-        ],
-        capture_output=True,
-        text=True,
+    grpc = profile(
+        "-m",
+        "digits",
+        "-i",
+        "grpc",
+        "-u",
+        server.grpc_url.removeprefix("grpc://"),
+        "--transport",
+        "raw",
     )
     assert grpc.returncode == 1 and "--transport raw speaks HTTP only" in grpc.stderr

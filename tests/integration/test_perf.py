@@ -46,7 +46,7 @@ def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
         "-p",
         "300",
         "--max-trials",
-        "6",
+        "10",
         "--stability-percentage",
         "50",
         "--input-data",

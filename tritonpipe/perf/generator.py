@@ -87,6 +87,7 @@ class Profiler:
         if options.transport == "raw" and self.endpoint.protocol != "http":
             raise PerfError("--transport raw speaks HTTP only; use -i http")
         self.raw: RawHttp | None = None
+        self._handles: list[Any] = []  # shared-memory pools, freed when the run ends
         self.mod = module(self.endpoint.protocol, asyncio=True)
         header = (
             TOKEN_HEADER
@@ -147,10 +148,10 @@ class Profiler:
             if self.options.transport == "raw":
                 host, _, port = self.endpoint.address.rpartition(":")
                 self.raw = RawHttp(host, int(port), self.options.timeout_s)
-            makers = await self._request_makers(client, info, requests, regions)
+            prepared = await self._prepare(client, info, requests, regions)
             results = []
             for load in self.options.loads:
-                results.append(await self._level(client, info, makers, composing, load, progress))
+                results.append(await self._level(client, info, prepared, composing, load, progress))
             return results
         finally:
             for name in regions:  # best effort on the way out
@@ -161,14 +162,13 @@ class Profiler:
                 await self.raw.close()
             await client.close()
 
-    async def _request_makers(
+    async def _prepare(
         self, client: Any, info: ModelInfo, requests: list[dict[str, Any]], regions: list[str]
-    ) -> list[Callable[[], Any]]:
-        """Per sample, a function returning the request to send: tritonclient inputs, or the
-        raw transport's bytes. Both are prepared once, as perf_analyzer prepares its requests."""
+    ) -> list[Any]:
+        """Per sample, the request to send: tritonclient inputs, or the raw transport's bytes.
+        Both are prepared once and reused, as perf_analyzer prepares its requests."""
         dtypes = {s.name: s.dtype for s in info.inputs}
-        self._handles: list[Any] = []
-        makers: list[Callable[[], Any]] = []
+        prepared: list[Any] = []
         for i, arrays in enumerate(requests):
             placed = await self._place(client, arrays, i, regions)
             if self.raw is not None:
@@ -190,12 +190,8 @@ class Profiler:
                     request.append(tensor)
             else:
                 request = infer_inputs(self.mod, arrays, dtypes)
-
-            def reuse(request: Any = request) -> Any:
-                return request
-
-            makers.append(reuse)
-        return makers
+            prepared.append(request)
+        return prepared
 
     async def _place(
         self, client: Any, arrays: dict[str, Any], index: int, regions: list[str]
@@ -218,33 +214,27 @@ class Profiler:
         return placed
 
     def _destroy_regions(self) -> None:
-        for pool in getattr(self, "_handles", []):
+        for pool in self._handles:
             pool.destroy()
 
-    async def _one(
-        self, client: Any, info: ModelInfo, make: Callable[[], Any], done: list[_Done]
-    ) -> None:
+    async def _one(self, client: Any, info: ModelInfo, request: Any, done: list[_Done]) -> None:
         start = time.perf_counter()
         error = None
         send = recv = 0.0
         try:
             if self.raw is not None:
-                send, recv, error = await self.raw.infer(make())
-                end = time.perf_counter()
-                done.append(_Done(end - start, send, recv, error))
-                return
-            inputs = make()
-            send = time.perf_counter() - start
-            kwargs: dict[str, Any] = {"headers": self.infer_headers}
-            if self.endpoint.protocol == "grpc":
-                kwargs["client_timeout"] = self.options.timeout_s
-            result = await asyncio.wait_for(
-                client.infer(info.name, inputs, **kwargs), self.options.timeout_s
-            )
-            before_recv = time.perf_counter()
-            for spec in info.outputs:
-                result.as_numpy(spec.name)
-            recv = time.perf_counter() - before_recv
+                send, recv, error = await self.raw.infer(request)
+            else:
+                kwargs: dict[str, Any] = {"headers": self.infer_headers}
+                if self.endpoint.protocol == "grpc":
+                    kwargs["client_timeout"] = self.options.timeout_s
+                result = await asyncio.wait_for(
+                    client.infer(info.name, request, **kwargs), self.options.timeout_s
+                )
+                before_recv = time.perf_counter()
+                for spec in info.outputs:
+                    result.as_numpy(spec.name)
+                recv = time.perf_counter() - before_recv
         except Exception as exc:  # noqa: BLE001 - counted as a failed request
             error = str(exc) or type(exc).__name__
         end = time.perf_counter()
@@ -254,14 +244,14 @@ class Profiler:
         self,
         client: Any,
         info: ModelInfo,
-        makers: list[Callable[[], Any]],
+        prepared: list[Any],
         composing: list[str],
         load: float,
         progress: Callable[[str], None],
     ) -> LevelResult:
         done: list[_Done] = []
         stop = asyncio.Event()
-        cycle = itertools.cycle(makers)
+        cycle = itertools.cycle(prepared)
         tasks: set[asyncio.Task[None]] = set()
 
         async def worker() -> None:

@@ -163,12 +163,16 @@ class TritonServer:
             "tritonserver pid %s: http %s grpc %s", self._process.pid, self.http_url, self.grpc_url
         )
 
-    def _get(self, path: str) -> int:
+    def _request(self, path: str) -> urllib.request.Request:
+        """A request to this server's HTTP endpoint, carrying the token when there is one."""
         request = urllib.request.Request(self.http_url + path)
         if self.options.token:
             request.add_header(TOKEN_HEADER, self.options.token)
+        return request
+
+    def _get(self, path: str) -> int:
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
+            with urllib.request.urlopen(self._request(path), timeout=2) as response:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return exc.code
@@ -238,10 +242,7 @@ class TritonServer:
 
     def statistics(self) -> dict[str, object]:
         """The statistics endpoint (all models), as JSON."""
-        request = urllib.request.Request(self.http_url + "/v2/models/stats")
-        if self.options.token:
-            request.add_header(TOKEN_HEADER, self.options.token)
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(self._request("/v2/models/stats"), timeout=5) as response:
             data: dict[str, object] = json.loads(response.read())
             return data
 

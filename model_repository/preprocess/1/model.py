@@ -31,12 +31,13 @@ class _StepMetrics:
     """Counters per step, pushed after each execute (a few IPC messages per batch)."""
 
     def __init__(self, model: str, steps: list[str]) -> None:
-        families = [
+        # Triton drops a family's metrics when the family object is collected: keep them.
+        self.families = [
             pb_utils.MetricFamily(name=n, description=d, kind=pb_utils.MetricFamily.COUNTER)
             for n, d in METRICS
         ]
         self.counters = {
-            step: [f.Metric(labels={"model": model, "step": step}) for f in families]
+            step: [f.Metric(labels={"model": model, "step": step}) for f in self.families]
             for step in steps
         }
 

@@ -18,3 +18,14 @@ def strict(x: np.ndarray) -> dict[str, np.ndarray]:
     if (x < 0).any():
         raise ValueError("input 'x' holds negative values")
     return {"y": x * 2}
+
+
+def buggy(x: np.ndarray) -> dict[str, np.ndarray]:
+    """A stage with a bug: the reply names this file and line, the log holds the traceback."""
+    scale = len(x) // len(x) - 1
+    return {"y": x / (1 // scale)}
+
+
+def lossy(x: np.ndarray, integers: bool = False) -> dict[str, np.ndarray]:
+    """Returns float64: fine for an FP32 output, refused for an INT64 one (data would be lost)."""
+    return {"y": x.astype(np.float64) + 0.5}

@@ -36,7 +36,7 @@ def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
     out = tmp_path / "digits.csv"
     result = profile(
         "-m",
-        "digits",
+        "digits_steps",
         "-u",
         server.grpc_url.removeprefix("grpc://"),
         "-i",

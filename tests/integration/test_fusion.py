@@ -81,11 +81,11 @@ def test_fused_model_batches_and_reports_each_step(
         time.sleep(0.2)  # counts are pushed at most every 0.1 s, at the next execute
         client.infer("digits", {"image": images[:1]})
     text = urllib.request.urlopen(server.metrics_url, timeout=5).read().decode()
-    for step in ("preprocess", "digits_onnx", "postprocess"):
-        labels = f'model="digits",step="{step}"'
+    for position, step in enumerate(("preprocess", "digits_onnx", "postprocess")):
+        labels = f'model="digits",position="{position}",step="{step}"'
         requests = re.search(rf"tritonpipe_step_requests_total{{{labels}}} (\S+)", text)
         spent = re.search(rf"tritonpipe_step_duration_us_total{{{labels}}} (\S+)", text)
-        assert requests and float(requests[1]) >= 8, step
+        assert requests and float(requests[1]) >= 8, (step, text[:2000])
         assert spent and float(spent[1]) > 0, step
 
 

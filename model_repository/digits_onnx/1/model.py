@@ -5,7 +5,7 @@ beside it), which runs the steps listed in ``plan.json``: one step for a single 
 several for a fused model. Requests merged by the dynamic batcher run as one batch and are split
 back; a merged batch that fails runs request by request, so one bad request fails alone. Each
 step's executions, requests and time are reported as Triton custom metrics on the metrics
-endpoint (labels ``model`` and ``step``).
+endpoint (labels ``model``, ``step`` and ``position``, the step's place in the plan).
 """
 
 from __future__ import annotations
@@ -41,8 +41,11 @@ class _StepMetrics:
             for n, d in METRICS
         ]
         self.counters = {
-            step: [f.Metric(labels={"model": model, "step": step}) for f in self.families]
-            for step in steps
+            step: [
+                f.Metric(labels={"model": model, "step": step, "position": str(i)})
+                for f in self.families
+            ]
+            for i, step in enumerate(steps)
         }
 
         self.pending = {step: [0, 0, 0] for step in steps}

@@ -1,0 +1,1 @@
+"""Scale-out and operations: replicas behind HAProxy, model rollouts, monitoring, manifests."""

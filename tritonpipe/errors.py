@@ -13,7 +13,8 @@ TritonPipeError
 │   ├── Unauthorized       a restricted endpoint was called without its token
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
-└── PerfError              a profile or load test could not be run or read
+├── PerfError              a profile or load test could not be run or read
+└── DeployError            a model update was refused and rolled back (the old build serves)
 """
 
 from __future__ import annotations
@@ -79,3 +80,7 @@ class RequestTimeout(ClientError):
 
 class PerfError(TritonPipeError):
     """A profile, load test or report could not be run or read."""
+
+
+class DeployError(TritonPipeError):
+    """A model update failed its load, readiness or smoke check; the old build still serves."""

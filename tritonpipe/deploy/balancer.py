@@ -93,8 +93,13 @@ def _token_rule(header: str, token: str | None, grpc: bool) -> list[str]:
     if token is None:
         return []
     # Health endpoints stay open (as on Triton itself) so outer probes need no secret.
+    health = (
+        "/inference.GRPCInferenceService/ServerLive /inference.GRPCInferenceService/ServerReady"
+        if grpc
+        else "/v2/health/"
+    )
     rule = [
-        "    acl health path_beg /v2/health/",
+        f"    acl health path_beg {health}",
         f"    acl token_ok req.hdr({header}) -m str {token}",
     ]
     if grpc:  # HTTP/2 status 401 reaches a gRPC client as UNAUTHENTICATED

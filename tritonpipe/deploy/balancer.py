@@ -52,8 +52,10 @@ class BalancerOptions:
     grpc_port: int = 0
     metrics_port: int = 0
     token: str | None = None
+    token_env: str | None = None  # instead of token: HAProxy reads it from this variable
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    dns: str | None = None  # a resolver for backend host names (in Docker: 127.0.0.11:53)
     check_interval_ms: int = 500
     fall: int = 2
     rise: int = 2
@@ -89,8 +91,12 @@ class BalancerOptions:
         )
 
 
-def _token_rule(header: str, token: str | None, grpc: bool) -> list[str]:
-    if token is None:
+def _token_rule(header: str, options: BalancerOptions, grpc: bool) -> list[str]:
+    if options.token_env:
+        token = f'"${{{options.token_env}}}"'
+    elif options.token:
+        token = options.token
+    else:
         return []
     # Health endpoints stay open (as on Triton itself) so outer probes need no secret.
     health = (
@@ -119,11 +125,14 @@ def render_config(options: BalancerOptions, socket_path: Path, pem: Path | None)
         f"default-server inter {options.check_interval_ms} fastinter {options.check_interval_ms} "
         f"downinter {options.check_interval_ms} fall {options.fall} rise {options.rise}"
     )
+    if options.dns:  # names resolve once their containers exist; HAProxy starts before that
+        check += " resolvers dns init-addr last,libc,none"
     lines = [
         "# Written by tritonpipe.deploy; regenerated on every start.",
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
         "    maxconn 4096",
+        *(["resolvers dns", f"    nameserver dns {options.dns}"] if options.dns else []),
         "defaults",
         "    mode http",
         "    timeout connect 2s",
@@ -141,12 +150,12 @@ def render_config(options: BalancerOptions, socket_path: Path, pem: Path | None)
         "frontend triton_http_in",
         f"    bind {options.host}:{options.http_port}{tls}"
         + (" alpn http/1.1" if pem else ""),
-        *_token_rule(TOKEN_HEADER, options.token, grpc=False),
+        *_token_rule(TOKEN_HEADER, options, grpc=False),
         "    default_backend triton_http",
         "",
         "frontend triton_grpc_in",
         f"    bind {options.host}:{options.grpc_port}{tls}" + (" alpn h2" if pem else " proto h2"),
-        *_token_rule(GRPC_TOKEN_HEADER, options.token, grpc=True),
+        *_token_rule(GRPC_TOKEN_HEADER, options, grpc=True),
         "    default_backend triton_grpc",
         "",
         "frontend balancer_metrics",

@@ -183,6 +183,19 @@ class ReplicaSet:
         }
 
     def write_state(self) -> Path:
+        """replicas.json, and a prometheus.yml + alerts.yml scraping this set
+        (``prometheus --config.file=WORKDIR/prometheus.yml``)."""
+        from tritonpipe.deploy.monitoring import alert_rules, dump_yaml, scrape_config
+
+        assert self.balancer is not None
+        hostport = [u.split("://", 1)[1].split("/", 1)[0] for u in self._metrics_urls()]
+        config = scrape_config(hostport[1:], hostport[:1], rules="alerts.yml")
+        (self.workdir / "prometheus.yml").write_text(dump_yaml(config))
+        (self.workdir / "alerts.yml").write_text(dump_yaml(alert_rules()))
         path = self.workdir / STATE_FILE
         path.write_text(json.dumps(self.state(), indent=1) + "\n")
         return path
+
+    def _metrics_urls(self) -> list[str]:
+        assert self.balancer is not None
+        return [self.balancer.metrics_url, *(s.metrics_url for s in self.servers)]

@@ -14,11 +14,14 @@ import numpy as np
 import typer
 
 from tritonpipe.errors import TritonPipeError
+from tritonpipe.tensors import Array
 
-app = typer.Typer(help="Replicas, model updates, monitoring and deployable manifests.", no_args_is_help=True)
+app = typer.Typer(
+    help="Replicas, model updates, monitoring and deployable manifests.", no_args_is_help=True
+)
 
 
-def _fail(exc: Exception) -> typer.Exit:
+def _fail(exc: Exception | str) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
     return typer.Exit(1)
 
@@ -73,8 +76,8 @@ def serve_replicas(
     fleet.stop()
 
 
-def _smoke_inputs(items: list[str]) -> dict[str, dict[str, np.ndarray]]:
-    inputs: dict[str, dict[str, np.ndarray]] = {}
+def _smoke_inputs(items: list[str]) -> dict[str, dict[str, Array]]:
+    inputs: dict[str, dict[str, Array]] = {}
     for item in items:
         target, sep, path = item.partition("=")
         model, colon, name = target.partition(":")
@@ -88,11 +91,25 @@ def _smoke_inputs(items: list[str]) -> dict[str, dict[str, np.ndarray]]:
 
 @app.command()
 def update(
-    build: Annotated[Path, typer.Argument(help="Pipeline spec (YAML, built here) or a built model repository.")],
-    state: Annotated[Path, typer.Option(help="replicas.json written by `serve --replicas`.")] = Path("replicas/replicas.json"),
-    token: Annotated[str | None, typer.Option(help="The servers' token.", envvar="TRITONPIPE_TOKEN")] = None,
-    smoke_input: Annotated[list[str] | None, typer.Option(help="MODEL:INPUT=FILE.npy for the smoke request (needed for BYTES inputs; repeat).")] = None,
-    smoke_model: Annotated[list[str] | None, typer.Option(help="Models to smoke-test (default: the last ensemble, or the last model).")] = None,
+    build: Annotated[
+        Path, typer.Argument(help="Pipeline spec (YAML, built here) or a built model repository.")
+    ],
+    state: Annotated[
+        Path, typer.Option(help="replicas.json written by `serve --replicas`.")
+    ] = Path("replicas/replicas.json"),
+    token: Annotated[
+        str | None, typer.Option(help="The servers' token.", envvar="TRITONPIPE_TOKEN")
+    ] = None,
+    smoke_input: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="MODEL:INPUT=FILE.npy for the smoke request (needed for BYTES inputs; repeat)."
+        ),
+    ] = None,
+    smoke_model: Annotated[
+        list[str] | None,
+        typer.Option(help="Models to smoke-test (default: the last ensemble, or the last model)."),
+    ] = None,
 ) -> None:
     """Roll a new build out to the running replicas one at a time: load next to the old one, check ready + smoke, switch, unload the old; on failure the old build keeps serving."""
     from tritonpipe.deploy.balancer import Runtime
@@ -102,7 +119,9 @@ def update(
     try:
         fleet = json.loads(state.read_text())
     except (OSError, ValueError) as exc:
-        raise _fail(f"{state}: cannot read the replica set's state ({exc}); is `serve --replicas` running?") from None
+        raise _fail(
+            f"{state}: cannot read the replica set's state ({exc}); is `serve --replicas` running?"
+        ) from None
     replicas = [
         Replica(name=r["name"], http_url=r["http_url"], repository=Path(r["repository"]))
         for r in fleet["replicas"]
@@ -133,15 +152,38 @@ def update(
 @app.command()
 def manifests(
     spec: Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write (compose.yaml, kubernetes/, prometheus/, grafana/, haproxy/).")] = Path("docker"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder to write (compose.yaml, kubernetes/, prometheus/, grafana/, haproxy/).",
+        ),
+    ] = Path("docker"),
     replicas: Annotated[int, typer.Option(help="Replica count from the capacity plan.")] = 2,
-    max_replicas: Annotated[int | None, typer.Option(help="HPA ceiling (default 2 x replicas).")] = None,
+    max_replicas: Annotated[
+        int | None, typer.Option(help="HPA ceiling (default 2 x replicas).")
+    ] = None,
     gpus: Annotated[int, typer.Option(help="GPUs per replica.")] = 1,
-    name: Annotated[str | None, typer.Option(help="Resource name (default: the spec's folder).")] = None,
-    image: Annotated[str | None, typer.Option(help="Image with the native repository (default tritonpipe-NAME:latest, built from docker/Dockerfile).")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Resource name (default: the spec's folder).")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            help="Image with the native repository (default tritonpipe-NAME:latest, built from docker/Dockerfile)."
+        ),
+    ] = None,
     slo_ms: Annotated[float, typer.Option(help="p99 latency SLO in ms for the alert.")] = 100.0,
-    queue_target_us: Annotated[int, typer.Option(help="Queue time per request (us) the HPA keeps pods at.")] = 2000,
-    check: Annotated[bool, typer.Option(help="Validate the files (Kubernetes, Compose and Grafana schemas, promtool).")] = True,
+    queue_target_us: Annotated[
+        int, typer.Option(help="Queue time per request (us) the HPA keeps pods at.")
+    ] = 2000,
+    check: Annotated[
+        bool,
+        typer.Option(
+            help="Validate the files (Kubernetes, Compose and Grafana schemas, promtool)."
+        ),
+    ] = True,
 ) -> None:
     """Generate Docker Compose, Kubernetes, Prometheus and Grafana files from a pipeline spec and a replica count."""
     from tritonpipe.deploy.manifests import plan_from_spec, render, write

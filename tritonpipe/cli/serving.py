@@ -51,14 +51,25 @@ def serve(
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
     replicas: Annotated[
-        int, typer.Option(help="Run N supervised replicas on loopback behind HAProxy, which listens on --host and the ports.")
+        int,
+        typer.Option(
+            help="Run N supervised replicas on loopback behind HAProxy, which listens on --host and the ports."
+        ),
     ] = 1,
     tls_cert: Annotated[
-        Path | None, typer.Option(help="With --replicas: PEM certificate the balancer serves (HTTPS, gRPC over TLS).")
+        Path | None,
+        typer.Option(
+            help="With --replicas: PEM certificate the balancer serves (HTTPS, gRPC over TLS)."
+        ),
     ] = None,
-    tls_key: Annotated[Path | None, typer.Option(help="With --tls-cert: its private key (PEM).")] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="With --tls-cert: its private key (PEM).")
+    ] = None,
     workdir: Annotated[
-        Path, typer.Option(help="With --replicas: folder for replica repositories, logs, haproxy.cfg and replicas.json.")
+        Path,
+        typer.Option(
+            help="With --replicas: folder for replica repositories, logs, haproxy.cfg and replicas.json."
+        ),
     ] = Path("replicas"),
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""

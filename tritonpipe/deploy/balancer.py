@@ -148,8 +148,7 @@ def render_config(options: BalancerOptions, socket_path: Path, pem: Path | None)
         f"    {check}",
         "",
         "frontend triton_http_in",
-        f"    bind {options.host}:{options.http_port}{tls}"
-        + (" alpn http/1.1" if pem else ""),
+        f"    bind {options.host}:{options.http_port}{tls}" + (" alpn http/1.1" if pem else ""),
         *_token_rule(TOKEN_HEADER, options, grpc=False),
         "    default_backend triton_http",
         "",
@@ -223,7 +222,9 @@ class Balancer:
     def start(self, timeout_s: float = 30.0) -> Balancer:
         binary = shutil.which("haproxy")
         if binary is None:
-            raise ServerError("haproxy not found: install it (apt-get install haproxy, or make setup)")
+            raise ServerError(
+                "haproxy not found: install it (apt-get install haproxy, or make setup)"
+            )
         self.write_config()
         checked = subprocess.run(
             [binary, "-c", "-q", "-f", str(self.config_path)], capture_output=True, text=True
@@ -281,7 +282,6 @@ class Balancer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
 
 
 class Runtime:

@@ -61,7 +61,9 @@ def deployment(plan: Plan) -> dict[str, Any]:
                 "spec": {
                     "terminationGracePeriodSeconds": 60,
                     "containers": [container],
-                    "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}],
+                    "volumes": [
+                        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}}
+                    ],
                 },
             },
         },
@@ -76,7 +78,12 @@ def service(plan: Plan) -> dict[str, Any]:
         "spec": {
             "selector": _labels(plan),
             "ports": [
-                {"name": n, "port": p, "targetPort": n, **({"appProtocol": "kubernetes.io/h2c"} if n == "grpc" else {})}
+                {
+                    "name": n,
+                    "port": p,
+                    "targetPort": n,
+                    **({"appProtocol": "kubernetes.io/h2c"} if n == "grpc" else {}),
+                }
                 for n, p in PORTS
             ],
         },
@@ -97,7 +104,10 @@ def autoscaler(plan: Plan) -> dict[str, Any]:
                     "type": "Pods",
                     "pods": {
                         "metric": {"name": QUEUE_METRIC},
-                        "target": {"type": "AverageValue", "averageValue": str(plan.queue_target_us)},
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(plan.queue_target_us),
+                        },
                     },
                 }
             ],
@@ -110,13 +120,19 @@ def adapter_rules(plan: Plan) -> dict[str, Any]:
     """prometheus-adapter's rule turning Triton's counters into the HPA's per-pod metric."""
     query = (
         "sum(rate(nv_inference_queue_duration_us{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>) / "
-        "clamp_min(sum(rate(nv_inference_request_success{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>), 1e-9)"
+        "clamp_min(sum(rate(nv_inference_request_success{<<.LabelMatchers>>}[1m])) "
+        "by (<<.GroupBy>>), 1e-9)"
     )
     rules = {
         "rules": [
             {
                 "seriesQuery": 'nv_inference_queue_duration_us{namespace!="",pod!=""}',
-                "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+                "resources": {
+                    "overrides": {
+                        "namespace": {"resource": "namespace"},
+                        "pod": {"resource": "pod"},
+                    }
+                },
                 "name": {"matches": "nv_inference_queue_duration_us", "as": QUEUE_METRIC},
                 "metricsQuery": query,
             }

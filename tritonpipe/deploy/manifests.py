@@ -22,7 +22,7 @@ from tritonpipe.deploy.monitoring import (
 )
 from tritonpipe.deploy.replicas import METRICS_ARGS
 from tritonpipe.errors import SpecError
-from tritonpipe.server.options import NGC_IMAGE, RESTRICTED, TOKEN_HEADER
+from tritonpipe.server.options import RESTRICTED, TOKEN_HEADER
 
 TOKEN_ENV = "TRITONPIPE_TOKEN"
 QUEUE_METRIC = "triton_queue_us_per_request"  # served to the HPA by prometheus-adapter
@@ -85,7 +85,9 @@ def compose(plan: Plan) -> dict[str, Any]:
     for i in range(plan.replicas):
         gpu = {
             "driver": "nvidia",
-            "device_ids": [str(i * plan.gpus_per_replica + g) for g in range(plan.gpus_per_replica)],
+            "device_ids": [
+                str(i * plan.gpus_per_replica + g) for g in range(plan.gpus_per_replica)
+            ],
             "capabilities": ["gpu"],
         }
         services[f"triton-{i}"] = {
@@ -162,7 +164,11 @@ def grafana_provisioning() -> dict[str, str]:
     dashboards = {
         "apiVersion": 1,
         "providers": [
-            {"name": "tritonpipe", "type": "file", "options": {"path": "/var/lib/grafana/dashboards"}}
+            {
+                "name": "tritonpipe",
+                "type": "file",
+                "options": {"path": "/var/lib/grafana/dashboards"},
+            }
         ],
     }
     return {

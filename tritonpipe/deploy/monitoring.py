@@ -43,28 +43,91 @@ STEP_MS = (
 )
 
 PANELS = (
-    Query(title="Requests per second", expr="sum by (model) (rate(nv_inference_request_success[1m]))", unit="reqps"),
-    Query(title="Failed requests per second", expr="sum by (model) (rate(nv_inference_request_failure[1m]))", unit="reqps"),
-    Query(title="p99 latency (ms)", expr='max by (model) (nv_inference_request_summary_us{quantile="0.99"}) / 1000', unit="ms"),
-    Query(title="p50 latency (ms)", expr='max by (model) (nv_inference_request_summary_us{quantile="0.5"}) / 1000', unit="ms"),
-    Query(title="Queue time per request (ms)", expr=per_request("nv_inference_queue_duration_us"), unit="ms"),
-    Query(title="Compute (infer) time per request (ms)", expr=per_request("nv_inference_compute_infer_duration_us"), unit="ms"),
-    Query(title="Request time per request (ms)", expr=per_request("nv_inference_request_duration_us"), unit="ms"),
+    Query(
+        title="Requests per second",
+        expr="sum by (model) (rate(nv_inference_request_success[1m]))",
+        unit="reqps",
+    ),
+    Query(
+        title="Failed requests per second",
+        expr="sum by (model) (rate(nv_inference_request_failure[1m]))",
+        unit="reqps",
+    ),
+    Query(
+        title="p99 latency (ms)",
+        expr='max by (model) (nv_inference_request_summary_us{quantile="0.99"}) / 1000',
+        unit="ms",
+    ),
+    Query(
+        title="p50 latency (ms)",
+        expr='max by (model) (nv_inference_request_summary_us{quantile="0.5"}) / 1000',
+        unit="ms",
+    ),
+    Query(
+        title="Queue time per request (ms)",
+        expr=per_request("nv_inference_queue_duration_us"),
+        unit="ms",
+    ),
+    Query(
+        title="Compute (infer) time per request (ms)",
+        expr=per_request("nv_inference_compute_infer_duration_us"),
+        unit="ms",
+    ),
+    Query(
+        title="Request time per request (ms)",
+        expr=per_request("nv_inference_request_duration_us"),
+        unit="ms",
+    ),
     Query(
         title="Batch size (inferences per execution)",
-        expr="sum by (model) (rate(nv_inference_count[1m])) / clamp_min(sum by (model) (rate(nv_inference_exec_count[1m])), 1e-9)",
+        expr=(
+            "sum by (model) (rate(nv_inference_count[1m])) / "
+            "clamp_min(sum by (model) (rate(nv_inference_exec_count[1m])), 1e-9)"
+        ),
     ),
     Query(title="Pending requests", expr="sum by (model) (nv_inference_pending_request_count)"),
     Query(title="Replicas up (scraped)", expr='sum(up{job="triton"})'),
-    Query(title="Replicas in the balancer's rotation", expr='sum by (proxy) (haproxy_server_status{state="UP"})'),
-    Query(title="CPU utilisation", expr="avg by (instance) (nv_cpu_utilization)", unit="percentunit"),
-    Query(title="GPU utilisation", expr="avg by (instance, gpu_uuid) (nv_gpu_utilization)", unit="percentunit", pending="gpu"),
-    Query(title="GPU memory used", expr="sum by (instance, gpu_uuid) (nv_gpu_memory_used_bytes)", unit="bytes", pending="gpu"),
+    Query(
+        title="Replicas in the balancer's rotation",
+        expr='sum by (proxy) (haproxy_server_status{state="UP"})',
+    ),
+    Query(
+        title="CPU utilisation", expr="avg by (instance) (nv_cpu_utilization)", unit="percentunit"
+    ),
+    Query(
+        title="GPU utilisation",
+        expr="avg by (instance, gpu_uuid) (nv_gpu_utilization)",
+        unit="percentunit",
+        pending="gpu",
+    ),
+    Query(
+        title="GPU memory used",
+        expr="sum by (instance, gpu_uuid) (nv_gpu_memory_used_bytes)",
+        unit="bytes",
+        pending="gpu",
+    ),
     Query(title="Per-step time in fused models (ms)", expr=STEP_MS, unit="ms", pending="step"),
-    Query(title="Per-step requests per second", expr="sum by (model, step) (rate(tritonpipe_step_requests_total[1m]))", unit="reqps", pending="step"),
-    Query(title="Prediction-log records per second", expr="sum by (sink) (rate(tritonpipe_predlog_records_total[1m]))", pending="predlog"),
-    Query(title="Prediction-log sink errors per second", expr="sum by (sink) (rate(tritonpipe_predlog_errors_total[1m]))", pending="predlog"),
-    Query(title="Stream lag (records)", expr="max by (stream) (tritonpipe_stream_lag_records)", pending="stream"),
+    Query(
+        title="Per-step requests per second",
+        expr="sum by (model, step) (rate(tritonpipe_step_requests_total[1m]))",
+        unit="reqps",
+        pending="step",
+    ),
+    Query(
+        title="Prediction-log records per second",
+        expr="sum by (sink) (rate(tritonpipe_predlog_records_total[1m]))",
+        pending="predlog",
+    ),
+    Query(
+        title="Prediction-log sink errors per second",
+        expr="sum by (sink) (rate(tritonpipe_predlog_errors_total[1m]))",
+        pending="predlog",
+    ),
+    Query(
+        title="Stream lag (records)",
+        expr="max by (stream) (tritonpipe_stream_lag_records)",
+        pending="stream",
+    ),
 )
 
 
@@ -91,7 +154,10 @@ ALERTS = (
         condition="> {slo_ms}",
         for_="5m",
         severity="page",
-        summary="p99 latency of {{ $labels.model }} is {{ $value | printf \"%.1f\" }} ms, above the {slo_ms} ms SLO",
+        summary=(
+            'p99 latency of {{ $labels.model }} is {{ $value | printf "%.1f" }} ms, '
+            "above the {slo_ms} ms SLO"
+        ),
     ),
     Alert(
         name="TritonQueueTimeRising",
@@ -99,7 +165,10 @@ ALERTS = (
         condition="> 2 * ({queue_1h}) and ({queue_5m}) > {queue_ms}",
         for_="10m",
         severity="warn",
-        summary="queue time of {{ $labels.model }} doubled against its last hour: add replicas or instances",
+        summary=(
+            "queue time of {{ $labels.model }} doubled against its last hour: "
+            "add replicas or instances"
+        ),
     ),
     Alert(
         name="TritonRequestFailures",
@@ -225,8 +294,17 @@ def dashboard(title: str = "tritonpipe: Triton inference") -> dict[str, Any]:
                 "datasource": datasource,
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
                 "fieldConfig": {"defaults": {"unit": query.unit}, "overrides": []},
-                "options": {"legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"}},
-                "targets": [{"refId": "A", "datasource": datasource, "expr": query.expr, "legendFormat": "__auto"}],
+                "options": {
+                    "legend": {"showLegend": True, "displayMode": "list", "placement": "bottom"}
+                },
+                "targets": [
+                    {
+                        "refId": "A",
+                        "datasource": datasource,
+                        "expr": query.expr,
+                        "legendFormat": "__auto",
+                    }
+                ],
             }
         )
     return {

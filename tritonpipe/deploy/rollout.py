@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,7 +145,9 @@ class Rollout:
             update.old_configs[model] = config.read_bytes() if config.is_file() else None
             shutil.copytree(build / model / "1", target / str(update.versions[model]))
             _replace(config, (build / model / "config.pbtxt").read_bytes())
-        self.progress(f"{replica.name}: loading {', '.join(f'{m} v{v}' for m, v in update.versions.items())}")
+        self.progress(
+            f"{replica.name}: loading {', '.join(f'{m} v{v}' for m, v in update.versions.items())}"
+        )
         for model in order:
             self._load(replica, model)
         for model in order:
@@ -298,10 +301,10 @@ def _infer(
         client.close()
 
 
-def _numpy_type(datatype: str) -> type:
+def _numpy_type(datatype: str) -> np.dtype[Any]:
     from tritonpipe.tensors import dtype
 
-    return object if datatype == "BYTES" else dtype(datatype).numpy  # type: ignore[no-any-return]
+    return np.dtype(object) if datatype == "BYTES" else np.dtype(dtype(datatype).numpy)
 
 
 def _error(body: bytes) -> str:

@@ -68,7 +68,11 @@ def _subset_problems(expected: Any, actual: Any, where: str) -> list[str]:
     if isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             return [f"{where}: list changed"]
-        return [p for i, (e, a) in enumerate(zip(expected, actual)) for p in _subset_problems(e, a, f"{where}[{i}]")]
+        return [
+            p
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True))
+            for p in _subset_problems(e, a, f"{where}[{i}]")
+        ]
     return [] if expected == actual else [f"{where}: {expected!r} read back as {actual!r}"]
 
 
@@ -98,7 +102,9 @@ def promtool(config: Path) -> list[str]:
     binary = shutil.which("promtool")
     if binary is None:
         raise SpecError("promtool not found: apt-get install prometheus (or make setup)")
-    result = subprocess.run([binary, "check", "config", str(config)], capture_output=True, text=True)
+    result = subprocess.run(
+        [binary, "check", "config", str(config)], capture_output=True, text=True
+    )
     return [] if result.returncode == 0 else [(result.stdout + result.stderr).strip()]
 
 
@@ -107,7 +113,9 @@ def generated(out: Path) -> list[str]:
     problems = compose(out / "compose.yaml")
     docs = list(yaml.safe_load_all((out / "kubernetes" / "tritonpipe.yaml").read_text()))
     problems += kubernetes([d for d in docs if d])
-    problems += dashboard(json.loads((out / "grafana" / "dashboards" / "tritonpipe.json").read_text()))
+    problems += dashboard(
+        json.loads((out / "grafana" / "dashboards" / "tritonpipe.json").read_text())
+    )
     # promtool resolves rule files next to the config; the compose paths are the same layout.
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("prometheus.yml", "alerts.yml"):

@@ -45,7 +45,9 @@ def builds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="package")
-def fleet(builds: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaSet]:
+def fleet(
+    builds: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReplicaSet]:
     options = ReplicaSetOptions(
         repository=builds["v1"],
         replicas=2,

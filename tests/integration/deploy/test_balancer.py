@@ -8,19 +8,22 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from tests.integration.deploy.conftest import TOKEN, X
 from tritonpipe.client import Client
 from tritonpipe.deploy.balancer import Backend, Balancer, BalancerOptions
 from tritonpipe.deploy.replicas import ReplicaSet
-from tritonpipe.errors import Unauthorized
+from tritonpipe.errors import ClientError, Unauthorized
 
 
 def successes(fleet: ReplicaSet) -> list[int]:
     counts = []
     for server in fleet.servers:
         stats = server.statistics()["model_stats"]
-        counts.append(sum(m["inference_stats"]["success"]["count"] for m in stats if m["name"] == "affine"))  # type: ignore[index,union-attr]
+        counts.append(
+            sum(m["inference_stats"]["success"]["count"] for m in stats if m["name"] == "affine")
+        )  # type: ignore[index,union-attr]
     return counts
 
 
@@ -33,7 +36,7 @@ def test_traffic_reaches_every_replica(fleet: ReplicaSet, protocol: str) -> None
         for _ in range(20):
             y = client.infer("affine", {"x": X})["y"]
             np.testing.assert_allclose(y, X * 2 + 1)
-    gained = [after - b for after, b in zip(successes(fleet), before)]
+    gained = [after - b for after, b in zip(successes(fleet), before, strict=True)]
     assert sum(gained) == 20
     assert all(g > 0 for g in gained), f"requests per replica: {gained}"
 
@@ -67,7 +70,9 @@ def test_replicas_listen_on_loopback_and_require_the_token(fleet: ReplicaSet) ->
 def test_tls_end_to_end(fleet: ReplicaSet, certificate: tuple[Path, Path], tmp_path: Path) -> None:
     cert, key = certificate
     backends = tuple(
-        Backend(name=fleet.replica_name(i), http_port=s.options.http_port, grpc_port=s.options.grpc_port)
+        Backend(
+            name=fleet.replica_name(i), http_port=s.options.http_port, grpc_port=s.options.grpc_port
+        )
         for i, s in enumerate(fleet.servers)
     )
     options = BalancerOptions(backends=backends, token=TOKEN, tls_cert=cert, tls_key=key)
@@ -75,7 +80,9 @@ def test_tls_end_to_end(fleet: ReplicaSet, certificate: tuple[Path, Path], tmp_p
         address = f"127.0.0.1:{balancer.options.http_port}"
         assert balancer.http_url.startswith("https://")
         http = httpclient.InferenceServerClient(
-            address, ssl=True, ssl_context_factory=lambda: __import__("ssl").create_default_context(cafile=str(cert))
+            address,
+            ssl=True,
+            ssl_context_factory=lambda: __import__("ssl").create_default_context(cafile=str(cert)),
         )
         tensor = httpclient.InferInput("x", [1, 4], "FP32")
         tensor.set_data_from_numpy(X)
@@ -92,10 +99,13 @@ def test_tls_end_to_end(fleet: ReplicaSet, certificate: tuple[Path, Path], tmp_p
             "affine", [tensor], headers={"triton-grpc-protocol-tritonpipe-token": TOKEN}
         )
         np.testing.assert_allclose(result.as_numpy("y"), X * 2 + 1)
-        with pytest.raises(Exception, match="401|Unauthenticated|UNAUTHENTICATED"):
+        with pytest.raises(InferenceServerException, match="401|Unauthenticated|UNAUTHENTICATED"):
             grpc.infer("affine", [tensor])
         grpc.close()
 
         # Cleartext to the TLS port gets no answer from Triton.
-        with Client(f"http://{address}", token=TOKEN, retries=0, timeout_s=5) as client, pytest.raises(Exception):
+        with (
+            Client(f"http://{address}", token=TOKEN, retries=0, timeout_s=5) as client,
+            pytest.raises(ClientError),
+        ):
             client.infer("affine", {"x": X})

@@ -24,7 +24,9 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_serve_replicas_then_update_then_refuse_a_broken_build(builds: dict[str, Path], tmp_path: Path) -> None:
+def test_serve_replicas_then_update_then_refuse_a_broken_build(
+    builds: dict[str, Path], tmp_path: Path
+) -> None:
     workdir = tmp_path / "replicas"
     serve = subprocess.Popen(
         [sys.executable, "-m", "tritonpipe.cli", "serve", str(builds["v1"]), "--replicas", "2",

@@ -7,10 +7,9 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
-
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -21,11 +20,17 @@ from tritonpipe.deploy.replicas import ReplicaSet
 
 pytestmark = pytest.mark.slow
 
-RESULTS = Path(os.environ.get("TRITONPIPE_DEPLOY_RESULTS", "")) if os.environ.get("TRITONPIPE_DEPLOY_RESULTS") else None
+RESULTS = (
+    Path(os.environ.get("TRITONPIPE_DEPLOY_RESULTS", ""))
+    if os.environ.get("TRITONPIPE_DEPLOY_RESULTS")
+    else None
+)
 
 
 @pytest.fixture(params=[2, 0], ids=["balancer-retries-on", "balancer-retries-off"])
-def balancer(request: pytest.FixtureRequest, fleet: ReplicaSet, tmp_path: Path) -> Iterator[Balancer]:
+def balancer(
+    request: pytest.FixtureRequest, fleet: ReplicaSet, tmp_path: Path
+) -> Iterator[Balancer]:
     """The fleet's balancer, or a second one over the same replicas that never resends."""
     assert fleet.balancer is not None
     if request.param:

@@ -11,7 +11,6 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -43,7 +42,9 @@ def query(base: str, expr: str) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def prometheus(fleet: ReplicaSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
-        pytest.fail("prometheus/promtool not installed: run make setup (apt-get install prometheus)")
+        pytest.fail(
+            "prometheus/promtool not installed: run make setup (apt-get install prometheus)"
+        )
     assert fleet.balancer is not None
     folder = tmp_path_factory.mktemp("prometheus")
     hostport = lambda url: url.split("://", 1)[1].split("/", 1)[0]  # noqa: E731
@@ -55,7 +56,9 @@ def prometheus(fleet: ReplicaSet, tmp_path_factory: pytest.TempPathFactory) -> I
     (folder / "prometheus.yml").write_text(dump_yaml(config))
     (folder / "alerts.yml").write_text(dump_yaml(alert_rules(Thresholds(slo_ms=0.0001, for_="0s"))))
     checked = subprocess.run(
-        ["promtool", "check", "config", str(folder / "prometheus.yml")], capture_output=True, text=True
+        ["promtool", "check", "config", str(folder / "prometheus.yml")],
+        capture_output=True,
+        text=True,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     port = free_port()
@@ -94,14 +97,20 @@ def test_every_query_returns_data_under_load(fleet: ReplicaSet, prometheus: str)
                 break
             time.sleep(1)
         alerts = get(f"{prometheus}/api/v1/alerts")["data"]["alerts"]  # type: ignore[index]
-        while time.monotonic() < deadline and not any(a["labels"]["alertname"] == "TritonP99AboveSLO" for a in alerts):  # type: ignore[index]
+        while time.monotonic() < deadline and not any(
+            a["labels"]["alertname"] == "TritonP99AboveSLO" for a in alerts
+        ):  # type: ignore[index]
             time.sleep(1)
             alerts = get(f"{prometheus}/api/v1/alerts")["data"]["alerts"]  # type: ignore[index]
     assert not empty, f"queries with no data: {empty}"
     firing = {a["labels"]["alertname"] for a in alerts}  # type: ignore[index]
     assert "TritonP99AboveSLO" in firing
     # The replicas are up and serving, so these stay quiet.
-    assert not firing & {"TritonReplicaDown", "BalancerReplicaOutOfRotation", "TritonRequestFailures"}
+    assert not firing & {
+        "TritonReplicaDown",
+        "BalancerReplicaOutOfRotation",
+        "TritonRequestFailures",
+    }
 
 
 def test_rules_load_and_pending_queries_parse(prometheus: str) -> None:

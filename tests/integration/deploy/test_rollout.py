@@ -6,10 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.integration.deploy.conftest import TOKEN, X, SteadyLoad
+from tests.integration.deploy.conftest import TOKEN, SteadyLoad, X
 from tritonpipe.client import Client
 from tritonpipe.deploy.replicas import ReplicaSet
 from tritonpipe.deploy.rollout import Replica, Rollout
@@ -64,4 +63,7 @@ def test_update_under_load_drops_nothing_then_a_bad_build_is_rolled_back(
     assert "smoke request to 'affine'" in message and "offset must not be negative" in message
     # No trace of the refused build on disk.
     for replica in replicas(fleet):
-        assert max(int(p.name) for p in (replica.repository / "shift").iterdir() if p.name.isdigit()) == updates[0].versions["shift"]
+        assert (
+            max(int(p.name) for p in (replica.repository / "shift").iterdir() if p.name.isdigit())
+            == updates[0].versions["shift"]
+        )

@@ -24,7 +24,9 @@ def haproxy_check(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]
 
 
 def test_config_with_token_is_accepted_by_haproxy(tmp_path: Path) -> None:
-    options = BalancerOptions(backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3, token="s3cret-token")
+    options = BalancerOptions(
+        backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3, token="s3cret-token"
+    )
     text = render_config(options, tmp_path / "sock", None)
     assert haproxy_check(text, tmp_path).returncode == 0
     assert "req.hdr(tritonpipe-token) -m str s3cret-token" in text
@@ -41,14 +43,22 @@ def test_config_with_tls_is_accepted_by_haproxy(tmp_path: Path) -> None:
     )  # fmt: skip
     pem = tmp_path / "both.pem"
     pem.write_bytes(cert.read_bytes() + key.read_bytes())
-    options = BalancerOptions(backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3, tls_cert=cert, tls_key=key)
+    options = BalancerOptions(
+        backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3, tls_cert=cert, tls_key=key
+    )
     text = render_config(options, tmp_path / "sock", pem)
     assert haproxy_check(text, tmp_path).returncode == 0
     assert f"ssl crt {pem} alpn h2" in text
 
 
 def test_a_wrong_config_is_refused_by_the_check(tmp_path: Path) -> None:
-    options = BalancerOptions(backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3, extra=("backend broken", "    balance nonsense"))
+    options = BalancerOptions(
+        backends=BACKENDS,
+        http_port=1,
+        grpc_port=2,
+        metrics_port=3,
+        extra=("backend broken", "    balance nonsense"),
+    )
     result = haproxy_check(render_config(options, tmp_path / "sock", None), tmp_path)
     assert result.returncode != 0 and "balance" in result.stderr
 
@@ -59,7 +69,10 @@ def test_a_wrong_config_is_refused_by_the_check(tmp_path: Path) -> None:
         ({"token": "short"}, "token: use 8 to 256 characters"),
         ({"token": "has space in it"}, "token: use 8 to 256 characters"),
         ({"tls_cert": Path("cert.pem")}, "needs both a certificate"),
-        ({"tls_cert": Path("/no/cert.pem"), "tls_key": Path("/no/key.pem")}, "/no/cert.pem: TLS file not found"),
+        (
+            {"tls_cert": Path("/no/cert.pem"), "tls_key": Path("/no/key.pem")},
+            "/no/cert.pem: TLS file not found",
+        ),
         ({"backends": ()}, "at least one replica"),
     ],
 )

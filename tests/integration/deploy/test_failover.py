@@ -3,6 +3,7 @@ and the replica returns to rotation once its supervisor has restarted it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,6 +42,19 @@ def balancer(
         yield second
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (the Python-backend stubs of a tritonserver)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.parametrize("retries", [0, 3], ids=["client-retries-off", "client-retries-on"])
 def test_kill_one_replica_under_load(fleet: ReplicaSet, balancer: Balancer, retries: int) -> None:
     victim = fleet.servers[0]
@@ -49,8 +63,12 @@ def test_kill_one_replica_under_load(fleet: ReplicaSet, balancer: Balancer, retr
     restarts = victim.restarts
     with SteadyLoad([balancer.http_url, balancer.grpc_url], retries=retries) as load:
         assert victim.pid is not None
+        stubs = children(victim.pid)
         killed_at = time.monotonic()
         os.kill(victim.pid, signal.SIGKILL)
+        for stub in stubs:  # a SIGKILLed server cannot stop its stubs; do it for it
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(stub, signal.SIGKILL)
         balancer.runtime.wait_state(name, up=False, timeout_s=10)
         down_after = time.monotonic() - killed_at
         # Back in rotation after the supervisor's restart, and getting traffic again.

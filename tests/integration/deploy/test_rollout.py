@@ -50,7 +50,9 @@ def test_update_under_load_drops_nothing_then_a_bad_build_is_rolled_back(
         with pytest.raises(DeployError) as info:
             rollout.run(builds["bad"])
         time.sleep(0.5)
-    print(json.dumps({"requests_during_updates": len(load.outcomes), "failed": len(load.failures())}))
+    print(
+        json.dumps({"requests_during_updates": len(load.outcomes), "failed": len(load.failures())})
+    )
     assert not load.failures(), load.failures()[:3]
     assert len(load.outcomes) > 100
     # Both builds answered during the update, and only the new one after it.

@@ -75,7 +75,7 @@ def serve(
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer
 
-    if replicas > 1 or tls_cert or tls_key:
+    if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
 
         serve_replicas(

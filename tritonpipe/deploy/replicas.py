@@ -50,6 +50,13 @@ class ReplicaSetOptions:
             raise ServerError(f"--replicas {self.replicas}: give 1 or more")
         if not self.repository.is_dir():
             raise ServerError(f"{self.repository}: model repository not found")
+        # The balancer's checks (token characters, TLS files) before any replica starts.
+        BalancerOptions(
+            backends=(Backend(name="check", http_port=1, grpc_port=1),),
+            token=self.token,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
+        )
 
 
 def copy_repository(source: Path, target: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.deploy.balancer import Runtime
-from tritonpipe.errors import DeployError
+from tritonpipe.errors import DeployError, ServerError
 from tritonpipe.server.options import TOKEN_HEADER
 from tritonpipe.tensors import Array
 
@@ -109,6 +109,9 @@ class Rollout:
     def run(self, build: Path) -> list[ReplicaUpdate]:
         order = load_order(build)
         smoke = self.smoke_models or [m for m in order if m == order[-1] or m in self.smoke_inputs]
+        unknown = sorted(set(smoke) - set(order))
+        if unknown:
+            raise DeployError(f"smoke model(s) {unknown} are not in the build (models: {order})")
         done: list[ReplicaUpdate] = []
         for replica in self.replicas:
             update = ReplicaUpdate(
@@ -117,7 +120,7 @@ class Rollout:
             )
             try:
                 self._update(replica, update, build, order, smoke)
-            except DeployError as exc:
+            except (DeployError, ServerError) as exc:  # ServerError: the balancer's side
                 reason = f"{replica.name}: {exc}"
                 self.progress(f"{reason}; rolling back")
                 for undo in [update, *reversed(done)]:

@@ -27,6 +27,14 @@ def test_an_empty_build_is_refused(tmp_path: Path) -> None:
         Rollout([])
 
 
+def test_a_smoke_model_outside_the_build_is_refused(tmp_path: Path) -> None:
+    build_repository(ASSETS / "deploy_pipeline.yaml", tmp_path / "repo")
+    replica = Replica(name="r", http_url="http://127.0.0.1:1", repository=tmp_path / "live")
+    with pytest.raises(DeployError, match=r"smoke model\(s\) \['digits'\] are not in the build"):
+        Rollout([replica], smoke_models=["digits"]).run(tmp_path / "repo")
+    assert not (tmp_path / "live").exists()
+
+
 def test_smoke_inputs_are_zeros_and_bytes_need_a_sample() -> None:
     arrays = synthetic_inputs("m", [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}])
     assert arrays["x"].shape == (1, 4) and not arrays["x"].any()

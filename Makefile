@@ -5,8 +5,9 @@ PIP := .venv/bin/pip -q --disable-pip-version-check
 ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
-# perf_analyzer needs libb64; the serving benchmark drives wrk.
-DEBIAN_PACKAGES := libb64-0d wrk
+# perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
+# watched by prometheus.
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean
@@ -20,7 +21,7 @@ setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev e
 	@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
 		! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 && \
 		{ echo "installing Debian packages: $(DEBIAN_PACKAGES)"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; } || true
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; } || true
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'

@@ -2,6 +2,7 @@
 
 from tritonpipe.errors import (
     ClientError,
+    DeployError,
     ExportError,
     InputError,
     InvalidArgument,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClientError",
+    "DeployError",
     "ExportError",
     "InputError",
     "InvalidArgument",

@@ -14,7 +14,8 @@ TritonPipeError
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
 ├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
-└── PerfError              a profile or load test could not be run or read
+├── PerfError              a profile or load test could not be run or read
+└── DeployError            a model update was refused and rolled back (the old build serves)
 """
 
 from __future__ import annotations
@@ -88,3 +89,7 @@ class PipelineError(TritonPipeError):
 
 class PerfError(TritonPipeError):
     """A profile, load test or report could not be run or read."""
+
+
+class DeployError(TritonPipeError):
+    """A model update failed its load, readiness or smoke check; the old build still serves."""

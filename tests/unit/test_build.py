@@ -7,6 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tritonpipe.ensembles import build_repository, load_spec
+from tritonpipe.ensembles.plan import served_models
 from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import parse_pbtxt
 
@@ -65,6 +66,18 @@ def test_build_fuses_each_ensemble_into_one_model(untrained_digits: Path, tmp_pa
         assert (repo / "digits" / "1" / name).is_file(), name  # self-contained
     assert (repo / "digits_ts" / "1" / "digits_torchscript.pt").is_file()
     assert not (repo / "digits_torchscript").exists()  # only ever run fused
+
+
+@pytest.mark.parametrize("fuse", [None, "none"])
+def test_served_models_names_what_build_writes(
+    untrained_digits: Path, tmp_path: Path, fuse: str | None
+) -> None:
+    spec = untrained_digits / "pipeline.yaml"
+    models = build_repository(spec, tmp_path / "repo", fuse=fuse)
+    names = served_models(load_spec(spec), fuse=fuse)
+    assert sorted(names) == sorted(models)
+    ensembles = [n for n in names if models[n].is_ensemble]
+    assert names[-len(ensembles) :] == ensembles  # load order: ensembles last
 
 
 def test_fuse_none_writes_one_model_per_step(untrained_digits: Path, tmp_path: Path) -> None:

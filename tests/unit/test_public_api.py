@@ -14,6 +14,7 @@ from tritonpipe.errors import TritonPipeError
 def test_public_api() -> None:
     assert tritonpipe.__all__ == [
         "ClientError",
+        "DeployError",
         "ExportError",
         "InputError",
         "InvalidArgument",

@@ -151,11 +151,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import perf, serving
+    from tritonpipe.cli import deploy, perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
     app.add_typer(perf.app, name="perf")
+    app.add_typer(deploy.app, name="deploy")
 
 
 _register()

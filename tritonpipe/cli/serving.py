@@ -50,9 +50,40 @@ def serve(
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
+    replicas: Annotated[
+        int,
+        typer.Option(
+            help="Run N supervised replicas on loopback behind HAProxy, which listens on --host and the ports."
+        ),
+    ] = 1,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --replicas: PEM certificate the balancer serves (HTTPS, gRPC over TLS)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option(help="With --tls-cert: its private key (PEM).")
+    ] = None,
+    workdir: Annotated[
+        Path,
+        typer.Option(
+            help="With --replicas: folder for replica repositories, logs, haproxy.cfg and replicas.json."
+        ),
+    ] = Path("replicas"),
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer
+
+    if replicas != 1 or tls_cert or tls_key:
+        from tritonpipe.cli.deploy import serve_replicas
+
+        serve_replicas(
+            repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
+            metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
+            workdir=workdir, exit_timeout=exit_timeout,
+        )  # fmt: skip
+        return
 
     try:
         options = ServerOptions(

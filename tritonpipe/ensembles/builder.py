@@ -22,6 +22,7 @@ from tritonpipe.ensembles.plan import (
     group_io,
     plan_json,
     resolve_steps,
+    units,
 )
 from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
 from tritonpipe.errors import RepositoryError, SpecError
@@ -128,14 +129,10 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
             options = options.model_copy(update={"max_batch_size": plan.max_batch_size})
         _python_model(out, plan.name, plan.steps, plan.inputs, plan.outputs, options)
         return []
-    fused = {g[0]: g for g in plan.groups if len(g) > 1}
     steps: list[Step] = []
     standalone: list[str] = []
-    i = 0
-    while i < len(plan.steps):
-        if i in fused:
-            group = fused[i]
-            name = f"{plan.name}_{plan.steps[group[0]].step.name}_{plan.steps[group[-1]].step.name}"
+    for name, group in units(plan):
+        if len(group) > 1:
             inputs, outputs = group_io(plan, group)
             bounds = [plan.steps[j] for j in group]
             _python_model(out, name, bounds, inputs, outputs, fused_serving(plan, group))
@@ -146,9 +143,8 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
                     output_map={t.name: t.name for t in outputs},
                 )
             )
-            i = group[-1] + 1
             continue
-        b = plan.steps[i]
+        b = plan.steps[group[0]]
         standalone.append(b.step.name)
         steps.append(
             Step(
@@ -163,7 +159,6 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
                 },
             )
         )
-        i += 1
     config = ensemble_config(
         plan.name,
         inputs=plan.inputs,

@@ -224,6 +224,58 @@ def _groups(name: str, ensemble: Ensemble, bound: list[Bound]) -> list[list[int]
     return declared
 
 
+def units(plan: EnsemblePlan) -> list[tuple[str, list[int]]]:
+    """The Triton models that run ``plan``'s steps, in order: (model name, step indices).
+
+    A whole-ensemble fusion is one model under the ensemble's name; a partial fused group is
+    ``<ensemble>_<first step>_<last step>``; any other step is its own model.
+    """
+    if plan.fused():
+        return [(plan.name, list(range(len(plan.steps))))]
+    fused = {g[0]: g for g in plan.groups if len(g) > 1}
+    result: list[tuple[str, list[int]]] = []
+    i = 0
+    while i < len(plan.steps):
+        group = fused.get(i, [i])
+        name = plan.steps[i].step.name
+        if len(group) > 1:
+            name = f"{plan.name}_{name}_{plan.steps[group[-1]].step.name}"
+        result.append((name, group))
+        i = group[-1] + 1
+    return result
+
+
+def served_models(
+    spec: PipelineSpec, runtime: str | None = None, fuse: str | None = None
+) -> list[str]:
+    """The models ``build`` writes for ``spec``, in load order (ensembles last), read from the spec
+    alone: no export or stage file is opened."""
+    steps: dict[str, StepDef] = {}
+    for name, options in [*spec.stages.items(), *spec.models.items()]:
+        native = isinstance(options, ScoringModel) and (runtime or options.runtime) == "native"
+        steps[name] = StepDef(name, "stage", Path(), "", {}, (), (), options, native)
+    alone: list[str] = []
+    fused: list[str] = []
+    ensembles: list[str] = []
+    used: set[str] = set()
+    for name, ensemble in spec.ensembles.items():
+        if fuse is not None:
+            ensemble = ensemble.model_copy(update={"fuse": fuse})
+        bound = [Bound(steps[r.model], {}, {}) for r in ensemble.step_refs() if r.model in steps]
+        plan = EnsemblePlan(name, bound, [], [], 0)
+        plan.groups = _groups(name, ensemble, bound)
+        used.update(b.step.name for b in bound)
+        for model, group in units(plan):
+            if len(group) > 1 or model == name:
+                fused.append(model)
+            else:
+                alone.append(model)
+        if not plan.fused():
+            ensembles.append(name)
+    alone += [n for n in steps if n not in used]
+    return list(dict.fromkeys(alone)) + fused + ensembles
+
+
 def fused_serving(plan: EnsemblePlan, group: list[int]) -> ServingOptions:
     """How Triton serves a fused model: the ensemble's ``serving:`` or one derived from its steps.
 

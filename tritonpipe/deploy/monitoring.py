@@ -14,7 +14,6 @@ import yaml
 DATASOURCE_UID = "tritonpipe-prometheus"
 # Metrics other parts of tritonpipe expose; until they land, their queries only have to parse.
 PENDING = {
-    "step": "per-step metrics of fused models (tritonpipe_step_*) are not on this branch yet",
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
     "stream": "stream workers (tritonpipe_stream_lag_records) are not on this branch yet",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
@@ -106,12 +105,11 @@ PANELS = (
         unit="bytes",
         pending="gpu",
     ),
-    Query(title="Per-step time in fused models (ms)", expr=STEP_MS, unit="ms", pending="step"),
+    Query(title="Per-step time in fused models (ms)", expr=STEP_MS, unit="ms"),
     Query(
         title="Per-step requests per second",
         expr="sum by (model, step) (rate(tritonpipe_step_requests_total[1m]))",
         unit="reqps",
-        pending="step",
     ),
     Query(
         title="Prediction-log records per second",

@@ -1,0 +1,152 @@
+"""``torch.export`` with errors a user can act on: which input dim, which line of their model.
+
+Tracing (``torch.jit.trace``, the legacy ONNX exporter) silently bakes in whatever a sample makes
+true: a length, a branch taken, a tensor read as a Python number. ``torch.export`` refuses instead;
+this module turns its refusals into one message naming the input, the dimension and the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from warnings import WarningMessage
+
+from tritonpipe.errors import ExportError
+from tritonpipe.export.inputs import ExportInput
+
+_GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
+_CALL_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+\n\s*(?P<code>.*)')
+_VIOLATED_RE = re.compile(r"Constraints violated \((?P<names>[^)]*)\)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DynamicShapes:
+    """``dynamic_shapes`` for torch.export, and which input dim each named ``Dim`` stands for."""
+
+    spec: tuple[Any, ...]
+    dims: Mapping[str, tuple[str, int]]  # Dim name -> (input, dim with batch as 0)
+
+
+def dynamic_shapes(inputs: Sequence[ExportInput], max_batch_size: int) -> DynamicShapes:
+    """The batch dim (1..max) and every -1 dim of every input, each its own ``Dim``."""
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=max_batch_size) if max_batch_size > 1 else None
+    dims: dict[str, tuple[str, int]] = {}
+    per_input = []
+    for n, item in enumerate(inputs):
+        axes: dict[int, Any] = {0: batch} if batch is not None else {}
+        for j, declared in enumerate(item.spec.shape):
+            if declared == -1:
+                name = f"input{n}_dim{j + 1}"
+                axes[j + 1] = Dim(name, min=1)
+                dims[name] = (item.spec.name, j + 1)
+        per_input.append(axes or None)
+    # The wrapped model takes *args, which torch.export sees as one tuple argument.
+    return DynamicShapes(spec=(tuple(per_input),), dims=dims)
+
+
+def _user_frame(filename: str) -> bool:
+    """A frame in the user's code rather than in torch or the standard library."""
+    import torch
+
+    torch_dir = str(Path(torch.__file__).parent)
+    return not filename.startswith(torch_dir) and "/lib/python3" not in filename
+
+
+class _GuardLog(logging.Handler):
+    """Collects where shape guards were added, as ``file:line `code```, in the user's code."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.sites: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "[guard added]" not in str(record.msg):
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        for arg in args:
+            frame = getattr(arg, "framework_loc", None)
+            if frame is not None and _user_frame(str(getattr(frame, "filename", ""))):
+                guard = args[1] if len(args) > 1 else "?"
+                site = f"{frame.filename}:{frame.lineno} `{(frame.line or '').strip()}` ({guard})"
+                if site not in self.sites:
+                    self.sites.append(site)
+
+
+@contextmanager
+def _guards() -> Iterator[_GuardLog]:
+    logger = logging.getLogger(_GUARD_LOGGER)
+    handler = _GuardLog()
+    saved = (logger.level, logger.propagate, logger.handlers)
+    # Only ours while exporting: torch's own handlers would print every guard at INFO.
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate, logger.handlers = saved[1], saved[2]
+
+
+def export_program(model: Any, example: tuple[Any, ...], shapes: DynamicShapes) -> Any:
+    """``torch.export.export`` the model, or raise :class:`ExportError` explaining the refusal."""
+    import torch
+
+    with _guards() as guards:
+        try:
+            return torch.export.export(model, example, dynamic_shapes=shapes.spec)
+        except Exception as exc:
+            raise ExportError(describe(exc, shapes.dims, guards.sites)) from exc
+
+
+def _first_paragraph(text: str) -> str:
+    return text.strip().split("\n\n")[0].strip()
+
+
+def describe(exc: BaseException, dims: Mapping[str, tuple[str, int]], sites: Sequence[str]) -> str:
+    """One message for a torch.export failure; see the module docstring."""
+    text = str(exc)
+    violated = _VIOLATED_RE.search(text)
+    if violated is not None:
+        names = [n.strip() for n in violated["names"].split(",")]
+        which = ", ".join(
+            f"input '{dims[n][0]}' dim {dims[n][1]}" if n in dims else n for n in names
+        )
+        reasons = [
+            line.strip().lstrip("- ").split(". ")[0]
+            for line in text.splitlines()
+            if line.strip().startswith("- ")
+        ]
+        fixes = text.split("Suggested fixes:", 1)[1].split("\n\n")[0] if "Suggested" in text else ""
+        message = f"{which} is declared dynamic, but torch.export found the model fixes it"
+        message += "".join(f"\n  {reason}" for reason in reasons)
+        if sites:
+            message += "\n  guards from the model's code:" + "".join(f"\n    {s}" for s in sites)
+        if fixes.strip():
+            message += "\n  torch.export suggests: " + "; ".join(fixes.split())
+        return message + "\n  (tracing would have baked this in; declare the dim static instead)"
+    call = _CALL_RE.search(text)
+    if call is not None and type(exc).__name__.startswith("GuardOnDataDependent"):
+        return (
+            f"the model branches on tensor values at {call['file']}:{call['line']} "
+            f"`{call['code'].strip()}`: torch.export cannot capture that, and tracing would "
+            "bake in the value seen in the sample"
+        )
+    where = f" at {call['file']}:{call['line']} `{call['code'].strip()}`" if call else ""
+    return f"torch.export failed{where}: {type(exc).__name__}: {_first_paragraph(text)}"
+
+
+def trace_warnings(caught: Sequence[WarningMessage]) -> list[str]:
+    """TracerWarnings raised from the user's code: each is something the trace baked in."""
+    found = []
+    for w in caught:
+        if w.category.__name__ == "TracerWarning" and _user_frame(w.filename):
+            first = str(w.message).split(". ")[0]
+            found.append(f"{w.filename}:{w.lineno}: {first}")
+    return list(dict.fromkeys(found))

@@ -83,6 +83,11 @@ def _build_model(name: str, model: ScoringModel, base: Path, out: Path) -> _Io:
             f"{where}.max_batch_size: {model.max_batch_size} is larger than the batch "
             f"size its export was checked at ({manifest.max_batch_size})"
         )
+    if model.runtime == "native" and model.format not in NATIVE_PLATFORMS:  # issue 9: aoti
+        raise SpecError(
+            f"{where}.runtime: native has no Triton platform for format '{model.format}' "
+            f"(it serves {sorted(NATIVE_PLATFORMS)}); use runtime: python"
+        )
     artifact = folder / manifest.artifacts[model.format]["file"]
     if not artifact.is_file():
         raise SpecError(f"{where}.export: {artifact} is missing")

@@ -10,7 +10,7 @@ keeps the tracing exporters (``torch.onnx.export(dynamo=False)``, plain ``torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ from tritonpipe.errors import ExportError, ParityError
 from tritonpipe.export import formats as fmts
 from tritonpipe.export.diagnose import DynamicShapes, dynamic_shapes, export_program
 from tritonpipe.export.inputs import (
+    Case,
     ExportInput,
     as_export_input,
     make_arrays,
     parity_cases,
-    sample_shapes,
     with_ranges,
 )
 from tritonpipe.export.manifest import FORMATS, Manifest, OutputParity, sha256
@@ -62,47 +62,46 @@ def _load_model(factory: str) -> Any:
     return model.eval()
 
 
-def _eager(model: Any, inputs: Sequence[ExportInput], names: Sequence[str]) -> fmts.Runner:
+def _eager(model: Any, inputs: Sequence[ExportInput]) -> Callable[[dict[str, Array]], Any]:
+    """The user's model on numpy inputs, returning whatever it returns."""
     import torch
 
-    def run(arrays: dict[str, Array]) -> dict[str, Array]:
+    def run(arrays: dict[str, Array]) -> Any:
         with torch.no_grad():
-            result = fmts.as_tuple(model(*(torch.from_numpy(arrays[i.spec.name]) for i in inputs)))
-        return {n: t.detach().numpy() for n, t in zip(names, result, strict=True)}
+            return model(*(torch.from_numpy(arrays[i.spec.name]) for i in inputs))
 
     return run
 
 
 def _output_specs(
-    raw: Any, inputs: Sequence[ExportInput], names: Sequence[str] | None
+    results: Sequence[Any], cases: Sequence[Case], names: Sequence[str] | None
 ) -> tuple[TensorSpec, ...]:
-    """Names, dtypes and shapes of the outputs; a dim that changes with the inputs is -1."""
+    """Names, dtypes and shapes of the outputs, from eager runs over the parity cases: a dim that
+    differs between cases is -1."""
     import torch
 
-    def run(batch: int, grow: int) -> Any:
-        arrays = make_arrays(inputs, sample_shapes(inputs, batch, grow), seed=0)
-        with torch.no_grad():
-            return raw(*(torch.from_numpy(arrays[i.spec.name]) for i in inputs))
-
-    first = run(2, 0)
-    if names is None and isinstance(first, dict):
-        names = [str(k) for k in first]
-    base, other = fmts.as_tuple(first), fmts.as_tuple(run(3, 1))
+    if names is None and isinstance(results[0], dict):
+        names = [str(k) for k in results[0]]
+    runs = [fmts.as_tuple(r) for r in results]
     if names is None:
-        names = [f"output{i}" for i in range(len(base))]
-    if len(names) != len(base):
-        raise ExportError(f"model returns {len(base)} outputs but {len(names)} names were given")
-    result = []
-    for name, a, b in zip(names, base, other, strict=True):
-        if not isinstance(a, torch.Tensor):
-            raise ExportError(f"output '{name}' is {type(a).__name__}, not a tensor")
-        if a.dim() == 0 or a.shape[0] != 2 or b.shape[0] != 3:
+        names = [f"output{i}" for i in range(len(runs[0]))]
+    if len(names) != len(runs[0]):
+        raise ExportError(f"model returns {len(runs[0])} outputs but {len(names)} names were given")
+    specs = []
+    for k, name in enumerate(names):
+        first = runs[0][k]
+        if not isinstance(first, torch.Tensor):
+            raise ExportError(f"output '{name}' is {type(first).__name__}, not a tensor")
+        shapes = [tuple(run[k].shape) for run in runs]
+        if any(len(s) == 0 or s[0] != c.batch for s, c in zip(shapes, cases, strict=True)):
             raise ExportError(
-                f"output '{name}' has shape {list(a.shape)}: no batch dimension first"
+                f"output '{name}' has shape {list(first.shape)}: no batch dimension first"
             )
-        dims = tuple(x if x == y else -1 for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
-        result.append(TensorSpec(name=name, dtype=from_torch(a.dtype).triton, shape=dims))
-    return tuple(result)
+        if len({len(s) for s in shapes}) != 1:
+            raise ExportError(f"output '{name}' changes rank with the input shapes")
+        dims = tuple(-1 if len(set(col)) > 1 else col[0] for col in zip(*shapes, strict=True))
+        specs.append(TensorSpec(name=name, dtype=from_torch(first.dtype).triton, shape=dims[1:]))
+    return tuple(specs)
 
 
 def _example(inputs: Sequence[ExportInput], max_batch_size: int) -> tuple[Any, ...]:
@@ -161,16 +160,15 @@ def export(
     raw = _load_model(factory)
     specs = with_ranges([as_export_input(i) for i in inputs], raw)
     model = _wrap(raw)
-    try:
-        outputs = _output_specs(raw, specs, output_names)
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"model failed on sample inputs: {type(exc).__name__}: {exc}") from exc
-    names = [o.name for o in outputs]
     cases = parity_cases(specs, parity_batch_sizes(max_batch_size))
     arrays = [make_arrays(specs, c.shapes, seed=100 + n) for n, c in enumerate(cases)]
-    expected = run_cases("the eager model", _eager(model, specs, names), cases, arrays, specs)
+    results = run_cases("the eager model", _eager(raw, specs), cases, arrays, specs)
+    outputs = _output_specs(results, cases, output_names)
+    names = [o.name for o in outputs]
+    expected = [
+        {n: t.detach().numpy() for n, t in zip(names, fmts.as_tuple(r), strict=True)}
+        for r in results
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     example = _example(specs, max_batch_size)
     shapes = dynamic_shapes(specs, max_batch_size)

@@ -103,7 +103,7 @@ def write_torchscript(model: Any, example: tuple[Any, ...], path: Path, *, stric
             + "\n  ".join(baked)
         )
     traced.save(str(path))
-    return "torch.jit.trace"
+    return "torch.jit.trace, checked by torch.export" if strict else "torch.jit.trace"
 
 
 def write_aoti(program: Any, path: Path) -> str:

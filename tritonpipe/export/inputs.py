@@ -153,16 +153,3 @@ def make_arrays(
                 f"input '{item.spec.name}': {item.spec.dtype} inputs cannot be exported"
             )
     return out
-
-
-def sample_shapes(
-    inputs: Sequence[ExportInput], batch: int, grow: int = 0
-) -> dict[str, tuple[int, ...]]:
-    """Every input at its sample shape with ``batch`` rows; ``grow`` is added to dynamic dims."""
-    return {
-        i.spec.name: (
-            batch,
-            *(s + grow if d == -1 else s for d, s in zip(i.spec.shape, i.sample, strict=True)),
-        )
-        for i in inputs
-    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from tritonpipe.export.manifest import OutputParity
 from tritonpipe.tensors import Array
 
 Runner = Callable[[dict[str, Array]], dict[str, Array]]
+Result = TypeVar("Result")
 
 
 def parity_batch_sizes(max_batch_size: int) -> tuple[int, ...]:
@@ -46,11 +48,11 @@ def _error_text(exc: BaseException) -> str:
 
 def run_cases(
     what: str,
-    run: Runner,
+    run: Callable[[dict[str, Array]], Result],
     cases: Sequence[Case],
     arrays: Sequence[dict[str, Array]],
     inputs: Sequence[ExportInput],
-) -> list[dict[str, Array]]:
+) -> list[Result]:
     """Run ``run`` on every case; the first that raises ends the export with a message naming
     the input, the dim, the sizes that worked and the error (``what`` says who failed)."""
     samples = {i.spec.name: i.sample for i in inputs}

@@ -27,7 +27,7 @@ MODEL_FILES = {
     "openvino": "model.xml",
 }
 
-RUNTIME_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+RUNTIME_FILES = {"onnx": "model.onnx", "torchscript": "model.pt", "aoti": "model.pt2"}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ The model's config.pbtxt says what to run (parameter ``tritonpipe.kind``):
                plus ``tritonpipe.kwargs`` (JSON); it returns a dict of batched arrays.
   onnx         ``model.onnx`` with onnxruntime (CUDA for KIND_GPU instances when available).
   torchscript  ``model.pt`` with torch.jit (CUDA for KIND_GPU instances when available).
+  aoti         ``model.pt2``, an AOTInductor package (runs on the device it was compiled for).
 
 Requests merged by the dynamic batcher run as one batch and their outputs are split back. When a
 merged batch fails, each request runs alone, so one bad request never fails its neighbours.
@@ -83,6 +84,28 @@ def _load_torchscript(
     return run
 
 
+# --- aoti (issue 9): self-contained, shaped like _load_torchscript -------------------------------
+def _load_aoti(
+    path: Path, gpu: bool, device_id: int, inputs: list[str], outputs: list[str]
+) -> Callable[[Arrays], Arrays]:
+    """Load an AOTInductor ``.pt2`` package. Its code was compiled for one device (CPU or CUDA):
+    a CPU package runs on CPU whatever the instance kind; a CUDA one on this instance's GPU."""
+    import torch
+
+    package = torch._inductor.aoti_load_package(str(path), device_index=device_id if gpu else -1)
+    compiled_for = package.get_metadata().get("AOTI_DEVICE_KEY", "cpu")
+    device = torch.device(f"cuda:{device_id}" if compiled_for == "cuda" else "cpu")
+
+    def run(arrays: Arrays) -> Arrays:
+        with torch.inference_mode():
+            result = package(*(torch.from_numpy(arrays[n]).to(device) for n in inputs))
+        if not isinstance(result, (tuple, list)):
+            result = (result,)
+        return {n: t.cpu().numpy() for n, t in zip(outputs, result, strict=True)}
+
+    return run
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -105,6 +128,10 @@ class TritonPythonModel:
         elif self.kind == "torchscript":
             self.run = _load_torchscript(
                 folder / "model.pt", gpu, device_id, self.inputs, list(self.outputs)
+            )
+        elif self.kind == "aoti":  # issue 9
+            self.run = _load_aoti(
+                folder / "model.pt2", gpu, device_id, self.inputs, list(self.outputs)
             )
         else:
             raise ValueError(f"model '{self.name}': unknown tritonpipe.kind '{self.kind}'")

@@ -1,8 +1,9 @@
 """The digits pipeline with a third scoring format: the CNN compiled by AOTInductor (``.pt2``).
 
 Exports the trained CNN as ``aoti`` and builds a repository holding pipeline.yaml's two ensembles
-plus ``digits_aoti`` (preprocess -> digits_pt2, the AOTI model -> postprocess), in a folder of its own, so the
-committed model_repository/ stays as `make repository` writes it. Used by ``demo.py --aoti``.
+plus ``digits_aoti`` (preprocess -> digits_pt2, the AOTI model -> postprocess), in a folder of its
+own, so the committed model_repository/ stays as `make repository` writes it. Used by
+``demo.py --aoti``.
 
     python examples/digits/aoti.py --out build/digits-aoti
 """

@@ -7,6 +7,8 @@ this module turns its refusals into one message naming the input, the dimension 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +23,7 @@ from tritonpipe.export.inputs import ExportInput
 
 _GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
 _CALL_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+\n\s*(?P<code>.*)')
+_ARG_RE = re.compile(r"L\['args'\]\[(?P<arg>\d+)\]\.size\(\)\[(?P<dim>\d+)\]")
 _VIOLATED_RE = re.compile(r"Constraints violated \((?P<names>[^)]*)\)")
 
 
@@ -30,6 +33,7 @@ class DynamicShapes:
 
     spec: tuple[Any, ...]
     dims: Mapping[str, tuple[str, int]]  # Dim name -> (input, dim with batch as 0)
+    inputs: tuple[str, ...]  # names in the order the model takes them
 
 
 def dynamic_shapes(inputs: Sequence[ExportInput], max_batch_size: int) -> DynamicShapes:
@@ -48,7 +52,8 @@ def dynamic_shapes(inputs: Sequence[ExportInput], max_batch_size: int) -> Dynami
                 dims[name] = (item.spec.name, j + 1)
         per_input.append(axes or None)
     # The wrapped model takes *args, which torch.export sees as one tuple argument.
-    return DynamicShapes(spec=(tuple(per_input),), dims=dims)
+    names = tuple(i.spec.name for i in inputs)
+    return DynamicShapes(spec=(tuple(per_input),), dims=dims, inputs=names)
 
 
 def _user_frame(filename: str) -> bool:
@@ -98,20 +103,35 @@ def export_program(model: Any, example: tuple[Any, ...], shapes: DynamicShapes) 
     """``torch.export.export`` the model, or raise :class:`ExportError` explaining the refusal."""
     import torch
 
-    with _guards() as guards:
+    # torch prints the partial graph to stderr when it gives up; the message says what matters.
+    with _guards() as guards, contextlib.redirect_stderr(io.StringIO()):
         try:
             return torch.export.export(model, example, dynamic_shapes=shapes.spec)
         except Exception as exc:
-            raise ExportError(describe(exc, shapes.dims, guards.sites)) from exc
+            raise ExportError(describe(exc, shapes, guards.sites)) from exc
 
 
 def _first_paragraph(text: str) -> str:
     return text.strip().split("\n\n")[0].strip()
 
 
-def describe(exc: BaseException, dims: Mapping[str, tuple[str, int]], sites: Sequence[str]) -> str:
+def _readable(text: str, shapes: DynamicShapes) -> str:
+    """torch's names for dims (``input0_dim1``, ``L['args'][0].size()[1]``) as ``x.shape[1]``."""
+    inputs = shapes.inputs
+    for dim_name, (name, dim) in shapes.dims.items():
+        text = text.replace(f"{dim_name} = ", "").replace(dim_name, f"{name}.shape[{dim}]")
+
+    def arg(match: re.Match[str]) -> str:
+        index = int(match["arg"])
+        name = inputs[index] if index < len(inputs) else f"input {index}"
+        return f"{name}.shape[{match['dim']}]"
+
+    return _ARG_RE.sub(arg, text)
+
+
+def describe(exc: BaseException, shapes: DynamicShapes, sites: Sequence[str]) -> str:
     """One message for a torch.export failure; see the module docstring."""
-    text = str(exc)
+    text, dims = str(exc), shapes.dims
     violated = _VIOLATED_RE.search(text)
     if violated is not None:
         names = [n.strip() for n in violated["names"].split(",")]
@@ -119,17 +139,14 @@ def describe(exc: BaseException, dims: Mapping[str, tuple[str, int]], sites: Seq
             f"input '{dims[n][0]}' dim {dims[n][1]}" if n in dims else n for n in names
         )
         reasons = [
-            line.strip().lstrip("- ").split(". ")[0]
-            for line in text.splitlines()
+            _readable(line.strip().lstrip("- ").split(". ")[0], shapes)
+            for line in text.split("Suggested fixes:")[0].splitlines()
             if line.strip().startswith("- ")
         ]
-        fixes = text.split("Suggested fixes:", 1)[1].split("\n\n")[0] if "Suggested" in text else ""
         message = f"{which} is declared dynamic, but torch.export found the model fixes it"
         message += "".join(f"\n  {reason}" for reason in reasons)
         if sites:
             message += "\n  guards from the model's code:" + "".join(f"\n    {s}" for s in sites)
-        if fixes.strip():
-            message += "\n  torch.export suggests: " + "; ".join(fixes.split())
         return message + "\n  (tracing would have baked this in; declare the dim static instead)"
     call = _CALL_RE.search(text)
     if call is not None and type(exc).__name__.startswith("GuardOnDataDependent"):

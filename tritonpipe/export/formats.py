@@ -121,15 +121,24 @@ def aoti_device(package: Any) -> str:
 
 
 def runner(
-    fmt: str, path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+    fmt: str,
+    path: Path,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    threads: int = 0,
 ) -> Runner:
-    """Run an exported file in-process on numpy inputs, as the serving runtime will."""
+    """Run an exported file in-process on numpy inputs, as the serving runtime will.
+
+    ``threads`` caps onnxruntime's intra-op threads (0: its default); torch's are process-wide
+    (``torch.set_num_threads``)."""
     names = [o.name for o in outputs]
     if fmt == "onnx":
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.log_severity_level = 4  # a failing shape is reported by parity, not logged twice
+        options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def run_onnx(arrays: dict[str, Array]) -> dict[str, Array]:

@@ -64,8 +64,10 @@ def _eager(factory: str, input_name: str) -> Callable[[dict[str, Array]], object
 
 
 def _time(call: Callable[[], object], budget_s: float) -> float:
-    """Seconds per call: as many calls as fit in ``budget_s`` (at least 3), after one warm-up."""
-    call()
+    """Seconds per call: as many calls as fit in ``budget_s`` (at least 3), after 5 warm-up
+    calls (TorchScript's profiling executor optimises the graph during its first runs)."""
+    for _ in range(5):
+        call()
     calls, start = 0, time.perf_counter()
     while calls < 3 or time.perf_counter() - start < budget_s:
         call()
@@ -73,7 +75,9 @@ def _time(call: Callable[[], object], budget_s: float) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def measure(subject: Subject, work: Path, repeats: int, budget_s: float) -> list[tuple[str, ...]]:
+def measure(
+    subject: Subject, work: Path, repeats: int, budget_s: float, threads: int
+) -> list[tuple[str, ...]]:
     """Rows (model, batch, format, median ms, rows/s, latency vs onnx) for one subject."""
     folder = work / subject.name.split()[0]
     spec = parse_export_input(subject.input)
@@ -135,16 +139,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="Markdown file for the table (default: print).")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--budget", type=float, default=0.5, help="Seconds per timing.")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="Intra-op threads for torch and onnxruntime alike (1: steadiest on a shared machine).",
+    )
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     before = _machine()
     with tempfile.TemporaryDirectory(prefix="export-formats-") as tmp:
-        rows = [r for s in SUBJECTS for r in measure(s, Path(tmp), args.repeats, args.budget)]
+        rows = [
+            row
+            for subject in SUBJECTS
+            for row in measure(subject, Path(tmp), args.repeats, args.budget, args.threads)
+        ]
     header = ("model", "batch", "format", "median ms/call", "rows/s", "latency vs onnx")
     lines = [
         "# Export formats: in-process latency and throughput",
         "",
         "`python -m tritonpipe.perf.export_formats` "
-        f"(median of {args.repeats} repeats, each {args.budget:g} s of calls per format).",
+        f"(median of {args.repeats} repeats, each {args.budget:g} s of calls per format, "
+        f"{args.threads} intra-op thread(s) for every runtime).",
         "",
         f"- before: {before}",
         f"- after: {_machine()}",

@@ -136,7 +136,7 @@ def describe(exc: BaseException, shapes: DynamicShapes, sites: Sequence[str]) ->
     if violated is not None:
         names = [n.strip() for n in violated["names"].split(",")]
         which = ", ".join(
-            f"input '{dims[n][0]}' dim {dims[n][1]}" if n in dims else n for n in names
+            f"input '{dims[n][0]}' dim {dims[n][1]}" if n in dims else f"the {n} dim" for n in names
         )
         reasons = [
             _readable(line.strip().lstrip("- ").split(". ")[0], shapes)

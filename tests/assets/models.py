@@ -57,6 +57,23 @@ class IntSum(nn.Module):
         return x.sum(dim=1, keepdim=True).float()
 
 
+class MaskedMean(nn.Module):
+    """tokens: INT64[-1], mask: FP32[-1] of the same length -> FP32[8]: a masked mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        summed = (self.embed(tokens) * mask.unsqueeze(-1)).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def masked_mean() -> nn.Module:
+    torch.manual_seed(0)
+    return MaskedMean()
+
+
 def baked_length() -> nn.Module:
     torch.manual_seed(0)
     return BakedLength()

@@ -73,6 +73,21 @@ def test_aoti_package_runs_at_a_length_parity_did_not_try(encoder_export: Path) 
     torch.testing.assert_close(hidden, want["hidden"], atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.parametrize("exporter", ["dynamo", "legacy"])
+def test_dims_the_model_needs_equal_vary_together(tmp_path: Path, exporter: str) -> None:
+    manifest = export(
+        f"{MODELS}:masked_mean",
+        [parse_export_input("tokens:INT64:-1=12"), parse_export_input("mask:FP32:-1=12")],
+        tmp_path,
+        max_batch_size=8,
+        exporter=exporter,
+    )
+    assert all(s["tokens"] == s["mask"] for s in manifest.shapes)
+    assert {s["tokens"][1] for s in manifest.shapes} == {1, 12, 19}
+    assert manifest.value_ranges == {"tokens": [0, 30]}
+    assert all(p.passed for outs in manifest.parity.values() for p in outs.values())
+
+
 def test_legacy_onnx_exporter_that_bakes_the_length_is_caught(tmp_path: Path) -> None:
     """The issue's case: tracing bakes the sample length into a Reshape; parity at 1 finds it."""
     with pytest.raises(ExportError) as info:

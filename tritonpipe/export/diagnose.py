@@ -19,7 +19,7 @@ from typing import Any
 from warnings import WarningMessage
 
 from tritonpipe.errors import ExportError
-from tritonpipe.export.inputs import ExportInput
+from tritonpipe.export.inputs import Dim, ExportInput, dim_groups
 
 _GUARD_LOGGER = "torch.fx.experimental.symbolic_shapes"
 _CALL_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in \S+\n\s*(?P<code>.*)')
@@ -36,24 +36,37 @@ class DynamicShapes:
     inputs: tuple[str, ...]  # names in the order the model takes them
 
 
-def dynamic_shapes(inputs: Sequence[ExportInput], max_batch_size: int) -> DynamicShapes:
-    """The batch dim (1..max) and every -1 dim of every input, each its own ``Dim``."""
-    from torch.export import Dim
+def dynamic_shapes(
+    inputs: Sequence[ExportInput], max_batch_size: int, groups: Sequence[Sequence[Dim]]
+) -> DynamicShapes:
+    """The batch dim (1..max) and one ``Dim`` per group of dynamic dims (see ``dim_groups``)."""
+    from torch.export import Dim as TorchDim
 
-    batch = Dim("batch", min=1, max=max_batch_size) if max_batch_size > 1 else None
+    batch = TorchDim("batch", min=1, max=max_batch_size) if max_batch_size > 1 else None
+    position = {i.spec.name: n for n, i in enumerate(inputs)}
     dims: dict[str, tuple[str, int]] = {}
-    per_input = []
-    for n, item in enumerate(inputs):
-        axes: dict[int, Any] = {0: batch} if batch is not None else {}
-        for j, declared in enumerate(item.spec.shape):
-            if declared == -1:
-                name = f"input{n}_dim{j + 1}"
-                axes[j + 1] = Dim(name, min=1)
-                dims[name] = (item.spec.name, j + 1)
-        per_input.append(axes or None)
+    axes: list[dict[int, Any]] = [{0: batch} if batch is not None else {} for _ in inputs]
+    for group in groups:
+        first, dim = group[0]
+        name = f"input{position[first]}_dim{dim}"
+        shared = TorchDim(name, min=1)
+        dims[name] = group[0]
+        for member, j in group:
+            axes[position[member]][j] = shared
     # The wrapped model takes *args, which torch.export sees as one tuple argument.
-    names = tuple(i.spec.name for i in inputs)
-    return DynamicShapes(spec=(tuple(per_input),), dims=dims, inputs=names)
+    spec = (tuple(a or None for a in axes),)
+    return DynamicShapes(spec=spec, dims=dims, inputs=tuple(position))
+
+
+def equal_dims(exc: BaseException, shapes: DynamicShapes) -> list[tuple[Dim, Dim]]:
+    """Pairs of dims torch.export found must be equal (its ``a = b`` suggested fixes)."""
+    fixes = str(exc).split("Suggested fixes:", 1)[-1] if "Suggested fixes:" in str(exc) else ""
+    pairs = []
+    for line in fixes.split("\n\n")[0].splitlines():
+        a, _, b = line.strip().partition(" = ")
+        if a in shapes.dims and b in shapes.dims:
+            pairs.append((shapes.dims[a], shapes.dims[b]))
+    return pairs
 
 
 def _user_frame(filename: str) -> bool:
@@ -99,16 +112,29 @@ def _guards() -> Iterator[_GuardLog]:
         logger.propagate, logger.handlers = saved[1], saved[2]
 
 
-def export_program(model: Any, example: tuple[Any, ...], shapes: DynamicShapes) -> Any:
-    """``torch.export.export`` the model, or raise :class:`ExportError` explaining the refusal."""
+def export_program(
+    model: Any, example: tuple[Any, ...], inputs: Sequence[ExportInput], max_batch_size: int
+) -> tuple[Any, list[list[Dim]], ExportError | None]:
+    """``torch.export.export`` the model: (program, dim groups, None), or (None, dim groups, an
+    :class:`ExportError` explaining the refusal). Dims torch.export finds must be equal are
+    grouped and the export retried."""
     import torch
 
-    # torch prints the partial graph to stderr when it gives up; the message says what matters.
-    with _guards() as guards, contextlib.redirect_stderr(io.StringIO()):
-        try:
-            return torch.export.export(model, example, dynamic_shapes=shapes.spec)
-        except Exception as exc:
-            raise ExportError(describe(exc, shapes, guards.sites)) from exc
+    equal: list[tuple[Dim, Dim]] = []
+    while True:
+        groups = dim_groups(inputs, equal)
+        shapes = dynamic_shapes(inputs, max_batch_size, groups)
+        # torch prints the partial graph to stderr when it gives up; the message says what matters.
+        with _guards() as guards, contextlib.redirect_stderr(io.StringIO()):
+            try:
+                return torch.export.export(model, example, dynamic_shapes=shapes.spec), groups, None
+            except Exception as exc:
+                found = [p for p in equal_dims(exc, shapes) if p not in equal]
+                if not found:
+                    error = ExportError(describe(exc, shapes, guards.sites))
+                    error.__cause__ = exc
+                    return None, groups, error
+                equal.extend(found)
 
 
 def _first_paragraph(text: str) -> str:

@@ -160,9 +160,18 @@ def export(
     raw = _load_model(factory)
     specs = with_ranges([as_export_input(i) for i in inputs], raw)
     model = _wrap(raw)
-    cases = parity_cases(specs, parity_batch_sizes(max_batch_size))
+    example = _example(specs, max_batch_size)
+    # torch.export first, whatever the exporter: it finds dims that must vary together (a mask
+    # and its tokens). Its refusal is raised after the eager check, whose message is plainer when
+    # the model itself cannot take the shapes, and only where a format is made from its program.
+    program, groups, refusal = export_program(model, example, specs, max_batch_size)
+    if exporter == "legacy" and "aoti" not in formats:
+        refusal = None
+    cases = parity_cases(specs, parity_batch_sizes(max_batch_size), groups)
     arrays = [make_arrays(specs, c.shapes, seed=100 + n) for n, c in enumerate(cases)]
     results = run_cases("the eager model", _eager(raw, specs), cases, arrays, specs)
+    if refusal is not None:
+        raise refusal
     outputs = _output_specs(results, cases, output_names)
     names = [o.name for o in outputs]
     expected = [
@@ -170,11 +179,7 @@ def export(
         for r in results
     ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    example = _example(specs, max_batch_size)
-    shapes = dynamic_shapes(specs, max_batch_size)
-    program = None
-    if exporter == "dynamo" or "aoti" in formats:
-        program = export_program(model, example, shapes)
+    shapes = dynamic_shapes(specs, max_batch_size, groups)
     manifest = Manifest(
         inputs=tuple(i.spec for i in specs),
         outputs=outputs,
@@ -242,7 +247,9 @@ def _on_gpu(model: Any, example: tuple[Any, ...], shapes: DynamicShapes, program
     if not torch.cuda.is_available():
         return program
     on_gpu = copy.deepcopy(model).to("cuda")
-    return export_program(on_gpu, tuple(t.to("cuda") for t in example), shapes)
+    return torch.export.export(
+        on_gpu, tuple(t.to("cuda") for t in example), dynamic_shapes=shapes.spec
+    )
 
 
 def _onnx_opset(path: Path) -> int | None:

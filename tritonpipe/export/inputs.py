@@ -110,25 +110,46 @@ class Case:
         return {name: list(shape) for name, shape in self.shapes.items()}
 
 
-def parity_cases(inputs: Sequence[ExportInput], batch_sizes: Sequence[int]) -> list[Case]:
-    """The sample shapes at every batch size, then each dynamic dim at each of its sizes.
+Dim = tuple[str, int]  # (input, dim with batch as 0)
 
-    Dims vary one at a time (the others stay at their sample size), so a failure names one dim.
+
+def dim_groups(
+    inputs: Sequence[ExportInput], equal: Sequence[tuple[Dim, Dim]] = ()
+) -> list[list[Dim]]:
+    """Every dynamic dim in a group of its own, except dims the model needs equal (``equal``,
+    as torch.export finds them: a mask as long as its tokens), which share one group."""
+    groups: list[list[Dim]] = [
+        [(i.spec.name, j + 1)] for i in inputs for j, d in enumerate(i.spec.shape) if d == -1
+    ]
+    for a, b in equal:
+        ga = next(g for g in groups if a in g)
+        gb = next(g for g in groups if b in g)
+        if ga is not gb:
+            ga.extend(gb)
+            groups.remove(gb)
+    return groups
+
+
+def parity_cases(
+    inputs: Sequence[ExportInput], batch_sizes: Sequence[int], groups: Sequence[Sequence[Dim]]
+) -> list[Case]:
+    """The sample shapes at every batch size, then each group of dims at each of its sizes.
+
+    Groups vary one at a time (the others stay at their sample size), so a failure names one dim.
     """
+    sample = {i.spec.name: i.sample for i in inputs}
     cases = [
         Case(shapes={i.spec.name: (b, *i.sample) for i in inputs}, varied=None) for b in batch_sizes
     ]
-    for item in inputs:
-        for j, declared in enumerate(item.spec.shape):
-            if declared != -1:
-                continue
-            for size in dim_sizes(item.sample[j])[1:]:
-                for b in batch_sizes:
-                    shapes = {i.spec.name: (b, *i.sample) for i in inputs}
-                    shape = list(shapes[item.spec.name])
-                    shape[j + 1] = size
-                    shapes[item.spec.name] = tuple(shape)
-                    cases.append(Case(shapes=shapes, varied=(item.spec.name, j + 1, size)))
+    for group in groups:
+        first, dim = group[0]
+        for size in dim_sizes(sample[first][dim - 1])[1:]:
+            for b in batch_sizes:
+                shapes = {name: [b, *dims] for name, dims in sample.items()}
+                for name, j in group:
+                    shapes[name][j] = size
+                frozen = {name: tuple(shape) for name, shape in shapes.items()}
+                cases.append(Case(shapes=frozen, varied=(first, dim, size)))
     return cases
 
 

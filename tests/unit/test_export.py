@@ -9,6 +9,7 @@ import torch
 from tests.conftest import ENCODER
 from tritonpipe.errors import ExportError, ParityError, SpecError
 from tritonpipe.export import Manifest, export, parse_export_input
+from tritonpipe.export.formats import write_torchscript
 from tritonpipe.export.inputs import dim_sizes
 from tritonpipe.export.manifest import sha256
 from tritonpipe.export.parity import compare, parity_batch_sizes
@@ -143,6 +144,19 @@ def test_value_read_from_a_tensor_is_reported_at_the_users_line(tmp_path: Path) 
     )
     with pytest.raises(ExportError, match=f"branches on tensor values at {MODELS}:{line}"):
         export(f"{MODELS}:diverging", [parse_input_spec("x:FP32:3")], tmp_path, formats=["onnx"])
+
+
+def test_strict_torchscript_trace_refuses_a_baked_value(tmp_path: Path) -> None:
+    """Behind torch.export's check, the tracer's own warnings from the model's code are refused."""
+    model = load_function(f"{MODELS}:diverging")()
+    line = next(
+        i for i, t in enumerate(MODELS.read_text().splitlines(), 1) if "float(x.mean())" in t
+    )
+    with pytest.raises(
+        ExportError, match=f"baked values .*\n  {MODELS}:{line}: Converting a tensor"
+    ):
+        write_torchscript(model, (torch.ones(2, 3),), tmp_path / "model.pt", strict=True)
+    assert write_torchscript(model, (torch.ones(2, 3),), tmp_path / "model.pt", strict=False)
 
 
 def test_legacy_torchscript_trace_bakes_silently_and_parity_catches_it(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 # perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
-# watched by prometheus.
-DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus
+# watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++.
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean

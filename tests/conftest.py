@@ -53,3 +53,24 @@ def trained_export() -> Path:
         subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True, capture_output=True)
         run_export(f"{DIGITS / 'model.py'}:trained", TRAINED_EXPORT)
     return TRAINED_EXPORT
+
+
+ENCODER = ROOT / "examples" / "encoder" / "model.py"
+
+
+@pytest.fixture(scope="session")
+def encoder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The variable-length encoder exported once per session in all three formats: compiling the
+    AOTInductor package is the slow part (tens of seconds on 2 cores), so tests share it."""
+    from tritonpipe.export import export, parse_export_input
+
+    out = tmp_path_factory.mktemp("encoder") / "export"
+    export(
+        f"{ENCODER}:encoder",
+        [parse_export_input("tokens:INT64:-1=24")],
+        out,
+        formats=["onnx", "torchscript", "aoti"],
+        output_names=["logits", "hidden"],
+        max_batch_size=64,
+    )
+    return out

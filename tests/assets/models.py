@@ -29,6 +29,64 @@ class Nan(nn.Module):
         return x * float("nan")
 
 
+class BakedLength(nn.Module):
+    """tokens: INT64[-1] -> FP32[-1]: reshapes to a constant length of 24, so no other works."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 32)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens).reshape(tokens.shape[0], 24, 4, 8)
+        return x.sum(dim=(2, 3))
+
+
+class LengthBranch(nn.Module):
+    """Runs at any length in eager mode, but branches on it: tracing bakes the branch taken."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > 16:
+            return x * 2
+        return x
+
+
+class IntSum(nn.Module):
+    """x: INT64[3] -> FP32[1], with no embedding to read a value range from."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=1, keepdim=True).float()
+
+
+class MaskedMean(nn.Module):
+    """tokens: INT64[-1], mask: FP32[-1] of the same length -> FP32[8]: a masked mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(30, 8)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        summed = (self.embed(tokens) * mask.unsqueeze(-1)).sum(dim=1)
+        return summed / mask.sum(dim=1, keepdim=True).clamp(min=1.0)
+
+
+def masked_mean() -> nn.Module:
+    torch.manual_seed(0)
+    return MaskedMean()
+
+
+def baked_length() -> nn.Module:
+    torch.manual_seed(0)
+    return BakedLength()
+
+
+def length_branch() -> nn.Module:
+    return LengthBranch()
+
+
+def int_sum() -> nn.Module:
+    return IntSum()
+
+
 def two_in_two_out() -> nn.Module:
     torch.manual_seed(0)
     return TwoInTwoOut()

@@ -183,7 +183,7 @@ def test_edge_with_mismatched_dtype(untrained_digits: Path, tmp_path: Path) -> N
         (
             "format: onnx",
             "format: tflite",
-            "models.digits_onnx.format: Input should be 'onnx' or 'torchscript'",
+            "models.digits_onnx.format: Input should be 'onnx', 'torchscript' or 'aoti'",
         ),
         (
             "max_queue_delay_microseconds: 0}",

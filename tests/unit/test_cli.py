@@ -27,11 +27,29 @@ def test_export_parity_failure_exits_nonzero(tmp_path: Path) -> None:
         "shifted",
         "-f",
         "onnx",
+        "--exporter",
+        "legacy",
         "-o",
         str(tmp_path),
     )
     assert result.returncode == 1
     assert "onnx output 'shifted'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_export_of_a_baked_length_names_input_dim_and_sizes(tmp_path: Path) -> None:
+    result = tritonpipe(
+        "export",
+        f"{ASSETS / 'models.py'}:baked_length",
+        "-i",
+        "tokens:INT64:-1=24:0..50",
+        "-f",
+        "torchscript",
+        "-o",
+        str(tmp_path),
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "input 'tokens' dim 1 is declared dynamic but does not really vary" in result.stderr
+    assert "sizes that worked: [24]; at size 1 (batch 1)" in result.stderr
 
 
 def test_export_bad_input_spec(tmp_path: Path) -> None:

@@ -33,7 +33,14 @@ def test_public_api() -> None:
         "__version__",
     ]
     assert tritonpipe.client.__all__ == ["AsyncClient", "Client", "ClientOptions", "ModelInfo"]
-    assert tritonpipe.export.__all__ == ["FORMATS", "Manifest", "OutputParity", "export"]
+    assert tritonpipe.export.__all__ == [
+        "FORMATS",
+        "ExportInput",
+        "Manifest",
+        "OutputParity",
+        "export",
+        "parse_export_input",
+    ]
     assert tritonpipe.pipeline.__all__ == ["Pipeline", "StepTime"]
     assert tritonpipe.ensembles.__all__ == ["PipelineSpec", "build_repository", "load_spec"]
     assert "validate_repository" in tritonpipe.repository.__all__

@@ -36,7 +36,7 @@ def export(
         typer.Option(
             "--input",
             "-i",
-            help="NAME:DTYPE:DIMS without batch, e.g. pixels:FP32:1,8,8; -1=N is dynamic with sample size N. Repeat per input.",
+            help="NAME:DTYPE:DIMS[:LOW..HIGH] without batch, e.g. pixels:FP32:1,8,8 or tokens:INT64:-1=24:0..1000. -1=N is a dynamic dim with sample size N (parity also tries 1 and a larger size). LOW..HIGH bounds integer inputs (HIGH excluded); without it, integers are drawn from [0, num_embeddings) of the model's smallest nn.Embedding, or [0, 10) when it has none. Repeat per input.",
         ),
     ],
     out: Annotated[
@@ -48,21 +48,35 @@ def export(
     ] = None,
     format: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help="onnx and/or torchscript (default: both)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="onnx, torchscript and/or aoti (AOTInductor .pt2; needs a C++ compiler). Default: onnx and torchscript.",
+        ),
     ] = None,
+    exporter: Annotated[
+        str,
+        typer.Option(
+            help="dynamo: capture with torch.export (ONNX via the dynamo exporter; TorchScript traces refused when they bake in sample values). legacy: torch.onnx.export(dynamo=False) and plain torch.jit.trace."
+        ),
+    ] = "dynamo",
     max_batch_size: Annotated[
         int, typer.Option(help="Largest batch; parity runs at 1, 7 and this.")
     ] = 64,
     atol: Annotated[float, typer.Option(help="Absolute tolerance for parity.")] = 1e-4,
     rtol: Annotated[float, typer.Option(help="Relative tolerance for parity.")] = 1e-3,
-    opset: Annotated[int, typer.Option(help="ONNX opset (17 or newer).")] = 17,
+    opset: Annotated[
+        int | None,
+        typer.Option(help="ONNX opset, 17 or newer (default: 18 with dynamo, 17 with legacy)."),
+    ] = None,
 ) -> None:
-    """Export a PyTorch model to ONNX and/or TorchScript and check parity with eager PyTorch."""
+    """Export a PyTorch model to ONNX, TorchScript and/or AOTInductor and check parity with eager
+    PyTorch at every shape the export claims."""
     from tritonpipe.export import export as run_export
-    from tritonpipe.tensors import parse_input_spec
+    from tritonpipe.export import parse_export_input
 
     try:
-        specs = [parse_input_spec(text) for text in input]
+        specs = [parse_export_input(text) for text in input]
         manifest = run_export(
             factory,
             specs,
@@ -73,6 +87,7 @@ def export(
             atol=atol,
             rtol=rtol,
             opset=opset,
+            exporter=exporter,
         )
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
@@ -82,6 +97,7 @@ def export(
                 f"{fmt:<12} {name:<16} max abs {p.max_abs_error:.2e}  "
                 f"max rel {p.max_rel_error:.2e}  batches {list(p.batch_sizes)}  ok"
             )
+    typer.echo(f"parity ran on {len(manifest.shapes)} input shapes ({manifest.exporter} exporter)")
     typer.echo(
         f"wrote {', '.join(a['file'] for a in manifest.artifacts.values())} and manifest.json to {out}"
     )

@@ -15,6 +15,9 @@ from tritonpipe.export.manifest import Manifest
 from tritonpipe.loading import load_function
 from tritonpipe.tensors import TensorSpec, shapes_compatible
 
+# Export formats Triton serves without the Python backend (onnxruntime_onnx, pytorch_libtorch).
+NATIVE_FORMATS = ("onnx", "torchscript")
+
 
 @dataclass(frozen=True)
 class StepDef:
@@ -95,6 +98,11 @@ def _model(name: str, model: ScoringModel, base: Path) -> StepDef:
         raise SpecError(
             f"{where}.max_batch_size: {model.max_batch_size} is larger than the batch "
             f"size its export was checked at ({manifest.max_batch_size})"
+        )
+    if model.runtime == "native" and model.format not in NATIVE_FORMATS:
+        raise SpecError(
+            f"{where}.runtime: native has no Triton platform for format '{model.format}' "
+            f"(it serves {sorted(NATIVE_FORMATS)}); use runtime: python"
         )
     artifact = folder / manifest.artifacts[model.format]["file"]
     if not artifact.is_file():

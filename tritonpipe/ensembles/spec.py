@@ -114,7 +114,9 @@ class Stage(ServingOptions):
 
 class ScoringModel(ServingOptions):
     export: Path = Field(description="Export folder (with manifest.json), relative to the spec.")
-    format: Literal["onnx", "torchscript"] = Field(description="Which exported artifact to serve.")
+    format: Literal["onnx", "torchscript", "aoti"] = Field(
+        description="Which exported artifact to serve (aoti: python runtime only)."
+    )
     runtime: Literal["python", "native"] = Field(
         "python",
         description="python: Python backend running onnxruntime/torch (any Triton); "

@@ -1,61 +1,38 @@
-"""PyTorch -> ONNX and TorchScript, checked against eager PyTorch, described by a manifest."""
+"""PyTorch -> ONNX, TorchScript and AOTInductor, checked against eager PyTorch at every shape the
+export claims, described by a manifest.
+
+The default ``dynamo`` exporter captures the model once with ``torch.export`` (which refuses what
+tracing would bake in, see :mod:`tritonpipe.export.diagnose`); ONNX and AOTInductor are written
+from that program, and TorchScript traces are refused when they bake in a sample value. ``legacy``
+keeps the tracing exporters (``torch.onnx.export(dynamo=False)``, plain ``torch.jit.trace``).
+"""
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tritonpipe.errors import ExportError, ParityError
+from tritonpipe.export import formats as fmts
+from tritonpipe.export.diagnose import DynamicShapes, dynamic_shapes, export_program
+from tritonpipe.export.inputs import (
+    Case,
+    ExportInput,
+    as_export_input,
+    make_arrays,
+    parity_cases,
+    with_ranges,
+)
 from tritonpipe.export.manifest import FORMATS, Manifest, OutputParity, sha256
-from tritonpipe.export.parity import measure, parity_batch_sizes
+from tritonpipe.export.parity import measure, parity_batch_sizes, run_cases
 from tritonpipe.loading import load_function
-from tritonpipe.tensors import Array, TensorSpec, dtype, from_torch
-
-DEFAULT_OPSET = 17
-
-
-class _Sample:
-    """Random inputs for a set of specs, reproducible by seed."""
-
-    def __init__(self, specs: Sequence[TensorSpec], sample_shapes: Sequence[tuple[int, ...]]):
-        self.specs = specs
-        self.sample_shapes = sample_shapes
-
-    def make(self, batch: int, seed: int, grow: int = 0) -> dict[str, Array]:
-        """``batch`` rows; ``grow`` is added to every dynamic dim (to find dynamic outputs)."""
-        rng = np.random.default_rng(seed)
-        out: dict[str, Array] = {}
-        for spec, sample in zip(self.specs, self.sample_shapes, strict=True):
-            dims = [s + grow if d == -1 else s for d, s in zip(spec.shape, sample, strict=True)]
-            shape = (batch, *dims)
-            np_type = np.dtype(dtype(spec.dtype).numpy)
-            if np_type.kind == "f":
-                out[spec.name] = rng.standard_normal(shape).astype(np_type)
-            elif np_type.kind == "b":
-                out[spec.name] = rng.random(shape) > 0.5
-            elif np_type.kind in "iu":
-                # Small non-negative values stay valid as indices into embeddings.
-                out[spec.name] = rng.integers(0, 10, shape).astype(np_type)
-            else:
-                raise ExportError(f"input '{spec.name}': {spec.dtype} inputs cannot be exported")
-        return out
-
-
-def _as_tuple(result: Any) -> tuple[Any, ...]:
-    if isinstance(result, dict):
-        return tuple(result.values())
-    if isinstance(result, list | tuple):
-        return tuple(result)
-    return (result,)
+from tritonpipe.tensors import Array, TensorSpec, from_torch
 
 
 def _wrap(model: Any) -> Any:
-    """A module returning a flat tuple, which both exporters handle; dict keys become names."""
+    """A module returning a flat tuple, which every exporter handles; dict keys become names."""
     import torch
 
     class TupleOutputs(torch.nn.Module):
@@ -64,7 +41,7 @@ def _wrap(model: Any) -> Any:
             self.inner = inner
 
         def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            return _as_tuple(self.inner(*args))
+            return fmts.as_tuple(self.inner(*args))
 
     return TupleOutputs(model).eval()
 
@@ -85,122 +62,78 @@ def _load_model(factory: str) -> Any:
     return model.eval()
 
 
-def _dict_keys(model: Any, specs: Sequence[TensorSpec], sample: _Sample) -> list[str] | None:
-    """Output names from a model that returns a dict, in its order."""
+def _eager(model: Any, inputs: Sequence[ExportInput]) -> Callable[[dict[str, Array]], Any]:
+    """The user's model on numpy inputs, returning whatever it returns."""
     import torch
 
-    inputs = sample.make(2, seed=0)
-    with torch.no_grad():
-        result = model(*(torch.from_numpy(inputs[s.name]) for s in specs))
-    return [str(k) for k in result] if isinstance(result, dict) else None
-
-
-def _eager(model: Any, specs: Sequence[TensorSpec], names: Sequence[str]) -> Any:
-    import torch
-
-    def run(inputs: dict[str, Array]) -> dict[str, Array]:
+    def run(arrays: dict[str, Array]) -> Any:
         with torch.no_grad():
-            result = model(*(torch.from_numpy(inputs[s.name]) for s in specs))
-        return {n: t.detach().numpy() for n, t in zip(names, result, strict=True)}
+            return model(*(torch.from_numpy(arrays[i.spec.name]) for i in inputs))
 
     return run
 
 
 def _output_specs(
-    model: Any, specs: Sequence[TensorSpec], sample: _Sample, names: Sequence[str] | None
+    results: Sequence[Any], cases: Sequence[Case], names: Sequence[str] | None
 ) -> tuple[TensorSpec, ...]:
-    """Names, dtypes and shapes of the outputs; a dim that changes with the inputs is -1."""
+    """Names, dtypes and shapes of the outputs, from eager runs over the parity cases: a dim that
+    differs between cases is -1."""
     import torch
 
-    def run(batch: int, grow: int) -> tuple[Any, ...]:
-        inputs = sample.make(batch, seed=0, grow=grow)
-        with torch.no_grad():
-            return tuple(model(*(torch.from_numpy(inputs[s.name]) for s in specs)))
-
-    base, other = run(2, 0), run(3, 1)
+    if names is None and isinstance(results[0], dict):
+        names = [str(k) for k in results[0]]
+    runs = [fmts.as_tuple(r) for r in results]
     if names is None:
-        names = [f"output{i}" for i in range(len(base))]
-    if len(names) != len(base):
-        raise ExportError(f"model returns {len(base)} outputs but {len(names)} names were given")
-    result = []
-    for name, a, b in zip(names, base, other, strict=True):
-        if not isinstance(a, torch.Tensor):
-            raise ExportError(f"output '{name}' is {type(a).__name__}, not a tensor")
-        if a.dim() == 0 or a.shape[0] != 2 or b.shape[0] != 3:
+        names = [f"output{i}" for i in range(len(runs[0]))]
+    if len(names) != len(runs[0]):
+        raise ExportError(f"model returns {len(runs[0])} outputs but {len(names)} names were given")
+    specs = []
+    for k, name in enumerate(names):
+        first = runs[0][k]
+        if not isinstance(first, torch.Tensor):
+            raise ExportError(f"output '{name}' is {type(first).__name__}, not a tensor")
+        shapes = [tuple(run[k].shape) for run in runs]
+        if any(len(s) == 0 or s[0] != c.batch for s, c in zip(shapes, cases, strict=True)):
             raise ExportError(
-                f"output '{name}' has shape {list(a.shape)}: no batch dimension first"
+                f"output '{name}' has shape {list(first.shape)}: no batch dimension first"
             )
-        dims = tuple(x if x == y else -1 for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
-        result.append(TensorSpec(name=name, dtype=from_torch(a.dtype).triton, shape=dims))
-    return tuple(result)
+        if len({len(s) for s in shapes}) != 1:
+            raise ExportError(f"output '{name}' changes rank with the input shapes")
+        dims = tuple(-1 if len(set(col)) > 1 else col[0] for col in zip(*shapes, strict=True))
+        specs.append(TensorSpec(name=name, dtype=from_torch(first.dtype).triton, shape=dims[1:]))
+    return tuple(specs)
 
 
-def _export_onnx(
-    model: Any,
-    example: tuple[Any, ...],
-    inputs: Sequence[TensorSpec],
-    outputs: Sequence[TensorSpec],
-    path: Path,
-    opset: int,
-) -> None:
+def _example(inputs: Sequence[ExportInput], max_batch_size: int) -> tuple[Any, ...]:
+    """The inputs the exporters see. Dynamic sizes are at least 2: torch.export takes a size of
+    1 (or 0) in an example as a constant."""
     import torch
 
-    axes: dict[str, dict[int, str]] = {}
-    for spec in (*inputs, *outputs):
-        axes[spec.name] = {0: "batch"} | {
-            i + 1: f"{spec.name}_{i + 1}" for i, d in enumerate(spec.shape) if d == -1
-        }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model,
-            example,
-            str(path),
-            input_names=[s.name for s in inputs],
-            output_names=[s.name for s in outputs],
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
+    batch = 2 if max_batch_size > 1 else 1
+    shapes = {
+        i.spec.name: (
+            batch,
+            *(max(s, 2) if d == -1 else s for d, s in zip(i.spec.shape, i.sample, strict=True)),
         )
+        for i in inputs
+    }
+    arrays = make_arrays(inputs, shapes, seed=1)
+    return tuple(torch.from_numpy(arrays[i.spec.name]) for i in inputs)
 
 
-def _export_torchscript(model: Any, example: tuple[Any, ...], path: Path) -> None:
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example, check_trace=False)  # type: ignore[no-untyped-call]
-    traced.save(str(path))
-
-
-def _runner(
-    fmt: str, path: Path, outputs: Sequence[TensorSpec], specs: Sequence[TensorSpec]
-) -> Any:
-    names = [o.name for o in outputs]
-    if fmt == "onnx":
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-        def run_onnx(inputs: dict[str, Array]) -> dict[str, Array]:
-            return dict(zip(names, session.run(names, inputs), strict=True))
-
-        return run_onnx
-    import torch
-
-    module = torch.jit.load(str(path))  # type: ignore[no-untyped-call]
-
-    def run_ts(inputs: dict[str, Array]) -> dict[str, Array]:
-        with torch.no_grad():
-            result = _as_tuple(module(*(torch.from_numpy(inputs[s.name]) for s in specs)))
-        return {n: t.numpy() for n, t in zip(names, result, strict=True)}
-
-    return run_ts
+def _check_arguments(formats: Sequence[str], max_batch_size: int, exporter: str) -> None:
+    unknown = set(formats) - set(FORMATS)
+    if unknown or not formats:
+        raise ExportError(f"formats {sorted(unknown) or '[]'}: choose from {sorted(FORMATS)}")
+    if max_batch_size < 1:
+        raise ExportError(f"max batch size must be at least 1, not {max_batch_size}")
+    if exporter not in fmts.EXPORTERS:
+        raise ExportError(f"exporter {exporter!r}: choose from {list(fmts.EXPORTERS)}")
 
 
 def export(
     factory: str,
-    inputs: Sequence[tuple[TensorSpec, tuple[int, ...]]],
+    inputs: Sequence[ExportInput | tuple[TensorSpec, tuple[int, ...]]],
     out_dir: Path,
     *,
     formats: Sequence[str] = ("onnx", "torchscript"),
@@ -208,64 +141,122 @@ def export(
     output_names: Sequence[str] | None = None,
     atol: float = 1e-4,
     rtol: float = 1e-3,
-    opset: int = DEFAULT_OPSET,
+    opset: int | None = None,
+    exporter: str = "dynamo",
 ) -> Manifest:
     """Export ``factory()``'s model, check parity and write ``manifest.json`` into ``out_dir``.
 
-    Raises :class:`ParityError` (after writing the manifest) when any output of any format is off.
+    Parity runs every dynamic dim at 1, its sample size and a larger size (see
+    :func:`~tritonpipe.export.inputs.parity_cases`) at batch sizes 1, 7 and the max. A dim the
+    model or an export cannot vary raises :class:`ExportError`; outputs out of tolerance raise
+    :class:`ParityError` after the manifest is written. ``opset`` defaults to 18 for the dynamo
+    exporter and 17 for the legacy one.
     """
     import torch
 
-    unknown = set(formats) - set(FORMATS)
-    if unknown or not formats:
-        raise ExportError(f"formats {sorted(unknown) or '[]'}: choose from {sorted(FORMATS)}")
-    if max_batch_size < 1:
-        raise ExportError(f"max batch size must be at least 1, not {max_batch_size}")
-    if opset < 17:
+    _check_arguments(formats, max_batch_size, exporter)
+    if opset is not None and opset < 17:
         raise ExportError(f"opset {opset}: tritonpipe exports with opset 17 or newer")
-    specs = [spec for spec, _ in inputs]
-    sample = _Sample(specs, [shape for _, shape in inputs])
     raw = _load_model(factory)
+    specs = with_ranges([as_export_input(i) for i in inputs], raw)
     model = _wrap(raw)
-    try:
-        names = output_names or _dict_keys(raw, specs, sample)
-        outputs = _output_specs(model, specs, sample, names)
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise ExportError(f"model failed on sample inputs: {type(exc).__name__}: {exc}") from exc
+    example = _example(specs, max_batch_size)
+    # torch.export first, whatever the exporter: it finds dims that must vary together (a mask
+    # and its tokens). Its refusal is raised after the eager check, whose message is plainer when
+    # the model itself cannot take the shapes, and only where a format is made from its program.
+    program, groups, refusal = export_program(model, example, specs, max_batch_size)
+    if exporter == "legacy" and "aoti" not in formats:
+        refusal = None
+    cases = parity_cases(specs, parity_batch_sizes(max_batch_size), groups)
+    arrays = [make_arrays(specs, c.shapes, seed=100 + n) for n, c in enumerate(cases)]
+    results = run_cases("the eager model", _eager(raw, specs), cases, arrays, specs)
+    if refusal is not None:
+        raise refusal
+    outputs = _output_specs(results, cases, output_names)
+    names = [o.name for o in outputs]
+    expected = [
+        {n: t.detach().numpy() for n, t in zip(names, fmts.as_tuple(r), strict=True)}
+        for r in results
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
-    example = tuple(torch.from_numpy(v) for v in sample.make(2, seed=1).values())
+    shapes = dynamic_shapes(specs, max_batch_size, groups)
     manifest = Manifest(
-        inputs=tuple(specs),
+        inputs=tuple(i.spec for i in specs),
         outputs=outputs,
         max_batch_size=max_batch_size,
-        opset=opset if "onnx" in formats else None,
+        opset=None,
         torch_version=torch.__version__,
         factory=factory,
         atol=atol,
         rtol=rtol,
+        exporter=exporter,
+        shapes=[c.to_dict() for c in cases],
+        value_ranges={i.spec.name: list(i.value_range) for i in specs if i.value_range},
     )
-    sizes = parity_batch_sizes(max_batch_size)
-    batches = {bs: sample.make(bs, seed=100 + bs) for bs in sizes}
-    eager = _eager(model, specs, [o.name for o in outputs])
     for fmt in formats:
         path = out_dir / FORMATS[fmt]
-        try:
-            if fmt == "onnx":
-                _export_onnx(model, example, specs, outputs, path, opset)
-            else:
-                _export_torchscript(model, example, path)
-        except Exception as exc:
-            raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {exc}") from exc
-        manifest.artifacts[fmt] = {"file": path.name, "sha256": sha256(path)}
-        runner = _runner(fmt, path, outputs, specs)
-        manifest.parity[fmt] = measure(
-            eager, runner, batches, [o.name for o in outputs], atol=atol, rtol=rtol
-        )
+        tool = _write(fmt, model, (program, shapes), example, specs, outputs, path, opset, exporter)
+        manifest.artifacts[fmt] = {"file": path.name, "sha256": sha256(path), "exporter": tool}
+        if fmt == "onnx":
+            manifest.opset = _onnx_opset(path)
+        run = fmts.runner(fmt, path, manifest.inputs, outputs)
+        actual = run_cases(f"the {fmt} export", run, cases, arrays, specs)
+        manifest.parity[fmt] = measure(expected, actual, cases, names, atol=atol, rtol=rtol)
+        if fmt == "aoti":
+            manifest.artifacts[fmt]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     manifest.write(out_dir)
     _raise_on_failure(manifest)
     return manifest
+
+
+def _write(
+    fmt: str,
+    model: Any,
+    captured: tuple[Any, DynamicShapes],
+    example: tuple[Any, ...],
+    specs: Sequence[ExportInput],
+    outputs: Sequence[TensorSpec],
+    path: Path,
+    opset: int | None,
+    exporter: str,
+) -> str:
+    """Write one format; any exporter failure becomes an ExportError naming the format."""
+    program, shapes = captured
+    try:
+        if fmt == "onnx":
+            inputs = [i.spec for i in specs]
+            return fmts.write_onnx(
+                model, program, example, inputs, outputs, path, opset=opset, exporter=exporter
+            )
+        if fmt == "torchscript":
+            return fmts.write_torchscript(model, example, path, strict=exporter == "dynamo")
+        return fmts.write_aoti(_on_gpu(model, example, shapes, program), path)
+    except ExportError as exc:
+        raise ExportError(f"{fmt} export failed: {exc}") from exc
+    except Exception as exc:
+        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _on_gpu(model: Any, example: tuple[Any, ...], shapes: DynamicShapes, program: Any) -> Any:
+    """On a machine with CUDA, the program again on the GPU: AOTInductor compiles for the device
+    the program's tensors are on."""
+    import copy
+
+    import torch
+
+    if not torch.cuda.is_available():
+        return program
+    on_gpu = copy.deepcopy(model).to("cuda")
+    return torch.export.export(
+        on_gpu, tuple(t.to("cuda") for t in example), dynamic_shapes=shapes.spec
+    )
+
+
+def _onnx_opset(path: Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _raise_on_failure(manifest: Manifest) -> None:
@@ -285,4 +276,5 @@ def _describe(fmt: str, name: str, p: OutputParity, atol: float, rtol: float) ->
     else:
         what = f"max abs error {p.max_abs_error:.3g}, max rel error {p.max_rel_error:.3g}"
     limits = f"atol {atol:g}, rtol {rtol:g}, batches {list(p.batch_sizes)}"
-    return f"  {fmt} output '{name}': {what} ({limits})"
+    where = f"; first off at {p.failed_at}" if p.failed_at else ""
+    return f"  {fmt} output '{name}': {what} ({limits}{where})"

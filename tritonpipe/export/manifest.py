@@ -12,7 +12,8 @@ from tritonpipe.errors import SpecError
 from tritonpipe.tensors import TensorSpec
 
 MANIFEST = "manifest.json"
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+# Format -> the file it is written to (and served from, in a Triton model version folder).
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "aoti": "model.pt2"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +24,7 @@ class OutputParity:
     max_rel_error: float
     batch_sizes: tuple[int, ...]
     passed: bool
+    failed_at: str | None = None  # input shapes of the first case out of tolerance
 
 
 @dataclass(kw_only=True)
@@ -35,7 +37,10 @@ class Manifest:
     factory: str
     atol: float
     rtol: float
-    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)  # format -> file, sha256
+    exporter: str = "legacy"  # dynamo: torch.export-based; legacy: tracing
+    artifacts: dict[str, dict[str, str]] = field(default_factory=dict)  # format -> file, sha256..
+    shapes: list[dict[str, list[int]]] = field(default_factory=list)  # every parity case's inputs
+    value_ranges: dict[str, list[int]] = field(default_factory=dict)  # integer input -> [low, high)
     parity: dict[str, dict[str, OutputParity]] = field(default_factory=dict)  # format -> output
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +49,7 @@ class Manifest:
             "factory": self.factory,
             "torch_version": self.torch_version,
             "opset": self.opset,
+            "exporter": self.exporter,
             "max_batch_size": self.max_batch_size,
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
@@ -57,10 +63,13 @@ class Manifest:
                         "batch_sizes": list(p.batch_sizes),
                         "passed": p.passed,
                     }
+                    | ({"failed_at": p.failed_at} if p.failed_at else {})
                     for name, p in outputs.items()
                 }
                 for fmt, outputs in self.parity.items()
             },
+            "parity_shapes": self.shapes,
+            "value_ranges": self.value_ranges,
         }
 
     def write(self, folder: Path) -> Path:
@@ -84,7 +93,10 @@ class Manifest:
                 factory=data["factory"],
                 atol=data["tolerance"]["atol"],
                 rtol=data["tolerance"]["rtol"],
+                exporter=data.get("exporter", "legacy"),
                 artifacts=data["artifacts"],
+                shapes=data.get("parity_shapes", []),
+                value_ranges=data.get("value_ranges", {}),
                 parity={
                     fmt: {
                         name: OutputParity(
@@ -92,6 +104,7 @@ class Manifest:
                             max_rel_error=p["max_rel_error"],
                             batch_sizes=tuple(p["batch_sizes"]),
                             passed=p["passed"],
+                            failed_at=p.get("failed_at"),
                         )
                         for name, p in outs.items()
                     }

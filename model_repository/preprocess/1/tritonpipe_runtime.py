@@ -198,10 +198,14 @@ def _load_aoti(
     inputs: list[str],
     outputs: list[str],
 ) -> StepFn:
+    """An AOTInductor ``.pt2`` package. Its code was compiled for one device: a CPU package runs
+    on CPU whatever the instance kind, a CUDA one on this instance's GPU."""
     import torch._inductor
 
-    device = _torch_device(gpu, device_id, threads)
-    package = torch._inductor.aoti_load_package(str(path))
+    _torch_device(gpu, device_id, threads)  # caps torch's threads
+    package = torch._inductor.aoti_load_package(str(path), device_index=device_id if gpu else -1)
+    compiled_for = package.get_metadata().get("AOTI_DEVICE_KEY", "cpu")
+    device = torch.device(f"cuda:{device_id}" if compiled_for == "cuda" else "cpu")
     return _torch_step(package, device, inputs, outputs)
 
 

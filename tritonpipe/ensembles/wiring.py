@@ -1,0 +1,81 @@
+"""Build-time ensemble wiring rules: a tensor becomes an ensemble input only when the spec says
+so, and every tensor a step writes is read later or returned. Triton refuses the rest ("ensemble
+tensor 'x' is unused"); here the error names the ensemble, step and tensor, and a likely fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from tritonpipe.errors import SpecError
+
+
+def _guess(tensor: str, candidates: Iterable[str]) -> str:
+    close = difflib.get_close_matches(tensor, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def undeclared_input(
+    ensemble: str,
+    step: int,
+    model: str,
+    model_input: str,
+    tensor: str,
+    *,
+    declared: list[str] | None,
+    written: dict[str, str],
+) -> SpecError:
+    """A step reads ``tensor`` that no earlier step writes and that is not an ensemble input.
+    ``written`` maps tensors earlier steps write to "step N 'model'"."""
+    if declared is None:
+        where = "the ensemble's inputs default to the first step's inputs"
+    else:
+        where = f"the ensemble's inputs are {declared}"
+    hint = _guess(tensor, written)
+    if hint:
+        hint += f" (written by {written[difflib.get_close_matches(tensor, written, n=1)[0]]})"
+    return SpecError(
+        f"ensembles.{ensemble}.steps[{step}]: model '{model}' input '{model_input}' reads "
+        f"tensor '{tensor}', which no earlier step writes and {where}{hint}. Map it with "
+        f"`inputs: {{{model_input}: <tensor>}}` on the step, or add '{tensor}' to the "
+        "ensemble's `inputs:` if clients send it"
+    )
+
+
+def check_declared_inputs(
+    ensemble: str, declared: list[str], read: set[str], written: dict[str, str]
+) -> None:
+    """Every declared ensemble input is read by some step and written by none."""
+    both = [t for t in declared if t in written]
+    if both:
+        raise SpecError(
+            f"ensembles.{ensemble}.inputs: {both} is also written by {written[both[0]]}; "
+            "a tensor is either sent by clients or written by a step"
+        )
+    unread = [t for t in declared if t not in read]
+    if unread:
+        raise SpecError(
+            f"ensembles.{ensemble}.inputs: no step reads {unread}"
+            + _guess(unread[0], read - set(declared))
+        )
+
+
+def check_unread_outputs(
+    ensemble: str, written: dict[str, str], read: set[str], returned: list[str]
+) -> None:
+    """Every tensor a step writes is read by a later step or returned to clients."""
+    unused = [t for t in written if t not in read and t not in returned]
+    if unused:
+        lines = [f"'{t}' (written by {written[t]})" for t in unused]
+        raise SpecError(
+            f"ensembles.{ensemble}: {', '.join(lines)} is read by no later step and is not "
+            f"returned; add it to the ensemble's `outputs:` (now {returned}), or map the "
+            "model output to a tensor a later step reads (Triton refuses unused tensors)"
+        )
+
+
+def written_twice(ensemble: str, step: int, model: str, tensor: str, first: str) -> SpecError:
+    return SpecError(
+        f"ensembles.{ensemble}.steps[{step}]: model '{model}' writes tensor '{tensor}', which "
+        f"{first} already writes; map one of them to another name with `outputs:` on the step"
+    )

@@ -38,9 +38,7 @@ def _load(server: TritonServer, name: str) -> str:
             return ""
     except urllib.error.HTTPError as exc:
         answer = json.loads(exc.read())["error"]
-        reasons = [
-            line for line in server.log_path.read_text().splitlines() if f"{name}" in line
-        ]
+        reasons = [line for line in server.log_path.read_text().splitlines() if f"{name}" in line]
         return answer + "\n" + "\n".join(reasons)
 
 

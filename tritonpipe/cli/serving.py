@@ -39,14 +39,25 @@ def serve(
         bool, typer.Option(help="With --token: inference needs the token too.")
     ] = False,
     log_file: Annotated[
-        Path | None, typer.Option(help="Server log (default tritonserver-PORT.log).")
+        Path | None,
+        typer.Option(
+            help="Server log (default .tritonpipe/logs/tritonserver-PORT.log, a folder git "
+            "ignores; $TRITONPIPE_STATE moves it)."
+        ),
     ] = None,
     exit_timeout: Annotated[
         int, typer.Option(help="Seconds to let in-flight requests finish on stop.")
     ] = 30,
     restart: Annotated[
-        bool, typer.Option(help="Restart tritonserver with backoff if it dies.")
+        bool,
+        typer.Option(
+            help="Restart tritonserver with backoff if it dies; give up (exit 1) after "
+            "--max-failures deaths within 5 minutes."
+        ),
     ] = True,
+    max_failures: Annotated[
+        int, typer.Option(min=1, help="Deaths within 5 minutes before serve gives up.")
+    ] = 5,
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
@@ -71,7 +82,11 @@ def serve(
             typer.echo(options.docker_command())
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        server = TritonServer(options, log_path=log_file, restart=restart).start()
+        server = TritonServer(
+            options, log_path=log_file, restart=restart, max_failures=max_failures
+        )
+        typer.echo(f"starting tritonserver; its log: {server.log_path}")
+        server.start()
     except TritonPipeError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
@@ -82,10 +97,30 @@ def serve(
         f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
     )
-    stop.wait()
-    typer.echo("stopping: letting in-flight requests finish")
+    while not stop.wait(0.5) and server.failure is None:
+        pass
+    _stop(server, exit_timeout)
+    if server.failure is not None:
+        typer.secho(f"error: {server.failure}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+
+
+def _stop(server: Any, exit_timeout: int) -> None:
+    """Stop the server, saying why it may take a while (Triton first waits for clients to
+    close their HTTP connections, then for in-flight requests)."""
+    connections = server.open_http_connections()
+    if connections:
+        typer.echo(
+            f"stopping: {connections} HTTP client connection(s) still open; Triton waits up to "
+            f"{exit_timeout}s for their clients to close them, then for in-flight requests"
+        )
+    else:
+        typer.echo("stopping: letting in-flight requests finish")
     code = server.stop()
-    typer.echo(f"tritonserver exited with code {code}")
+    reason = ""
+    if code and connections:
+        reason = " (clients kept HTTP connections open past the exit timeout)"
+    typer.echo(f"tritonserver exited with code {code}{reason}")
 
 
 def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> Array:

@@ -11,12 +11,7 @@ from pathlib import Path
 
 from tritonpipe.backend import MODEL_PY
 from tritonpipe.ensembles.spec import Ensemble, PipelineSpec, ScoringModel, Stage, load_spec
-from tritonpipe.ensembles.wiring import (
-    check_declared_inputs,
-    check_unread_outputs,
-    undeclared_input,
-    written_twice,
-)
+from tritonpipe.ensembles.wiring import EnsembleTensors
 from tritonpipe.errors import RepositoryError, SpecError
 from tritonpipe.export.manifest import FORMATS, Manifest
 from tritonpipe.loading import load_function
@@ -135,10 +130,7 @@ def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: P
     # Wiring rules (ensemble inputs only where declared, no unread or twice-written tensors) live
     # in tritonpipe/ensembles/wiring.py so Triton's "ensemble tensor 'x' is unused" never
     # reaches a user.
-    available: dict[str, TensorSpec] = {}
-    ens_inputs: list[TensorSpec] = []
-    written: dict[str, str] = {}  # tensor -> "step N 'model'" that writes it
-    read: set[str] = set()
+    tensors = EnsembleTensors(name, ensemble.inputs)
     steps: list[Step] = []
     for i, ref in enumerate(ensemble.step_refs()):
         io = built.get(ref.model)
@@ -156,48 +148,21 @@ def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: P
                     )
         input_map = {}
         for config_name, spec in io.inputs:
-            tensor = ref.inputs.get(spec.name, spec.name)
-            read.add(tensor)
-            if tensor not in available:
-                declared = ensemble.inputs is None and i == 0 or tensor in (ensemble.inputs or ())
-                if not declared:
-                    raise undeclared_input(
-                        name,
-                        i,
-                        ref.model,
-                        spec.name,
-                        tensor,
-                        declared=ensemble.inputs,
-                        written=written,
-                    )
-                available[tensor] = TensorSpec(name=tensor, dtype=spec.dtype, shape=spec.shape)
-                ens_inputs.append(available[tensor])
-            input_map[config_name] = tensor
+            input_map[config_name] = ref.inputs.get(spec.name, spec.name)
+            tensors.step_reads(i, ref.model, spec, input_map[config_name])
         output_map = {}
         for config_name, spec in io.outputs:
-            tensor = ref.outputs.get(spec.name, spec.name)
-            if tensor in available:
-                first = written.get(tensor, "the ensemble input")
-                raise written_twice(name, i, ref.model, tensor, first)
-            available[tensor] = TensorSpec(name=tensor, dtype=spec.dtype, shape=spec.shape)
-            written[tensor] = f"step {i} '{ref.model}'"
-            output_map[config_name] = tensor
+            output_map[config_name] = ref.outputs.get(spec.name, spec.name)
+            tensors.step_writes(i, ref.model, spec, output_map[config_name])
         steps.append(Step(model=ref.model, input_map=input_map, output_map=output_map))
-    wanted = ensemble.outputs or list(steps[-1].output_map.values())
-    missing = [t for t in wanted if t not in available]
-    if missing:
-        raise SpecError(f"ensembles.{name}.outputs: no step produces {missing}")
-    if ensemble.inputs is not None:
-        check_declared_inputs(name, ensemble.inputs, read, written)
-        ens_inputs.sort(key=lambda t: ensemble.inputs.index(t.name) if ensemble.inputs else 0)
-    check_unread_outputs(name, written, read, wanted)
+    inputs, outputs = tensors.finish(ensemble.outputs or list(steps[-1].output_map.values()))
     mbs = ensemble.max_batch_size
     if mbs is None:
         mbs = min(built[s.model].max_batch_size for s in steps)
     config = ensemble_config(
         name,
-        inputs=ens_inputs,
-        outputs=[available[t] for t in wanted],
+        inputs=inputs,
+        outputs=outputs,
         max_batch_size=mbs,
         steps=steps,
     )

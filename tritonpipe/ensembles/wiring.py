@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Iterable
 
 from tritonpipe.errors import SpecError
+from tritonpipe.tensors import TensorSpec
 
 
 def _guess(tensor: str, candidates: Iterable[str]) -> str:
@@ -79,3 +80,55 @@ def written_twice(ensemble: str, step: int, model: str, tensor: str, first: str)
         f"ensembles.{ensemble}.steps[{step}]: model '{model}' writes tensor '{tensor}', which "
         f"{first} already writes; map one of them to another name with `outputs:` on the step"
     )
+
+
+class EnsembleTensors:
+    """The tensors of one ensemble as the builder walks its steps in order: which are ensemble
+    inputs, which step writes which, and which are read."""
+
+    def __init__(self, ensemble: str, declared: list[str] | None) -> None:
+        self.ensemble = ensemble
+        self.declared = declared
+        self.specs: dict[str, TensorSpec] = {}
+        self.inputs: list[TensorSpec] = []
+        self.written: dict[str, str] = {}  # tensor -> "step N 'model'" that writes it
+        self.read: set[str] = set()
+
+    def step_reads(self, step: int, model: str, spec: TensorSpec, tensor: str) -> None:
+        """Step ``step`` feeds model input ``spec`` from ``tensor``."""
+        self.read.add(tensor)
+        if tensor in self.specs:
+            return
+        first_step_default = self.declared is None and step == 0
+        if not first_step_default and tensor not in (self.declared or ()):
+            raise undeclared_input(
+                self.ensemble,
+                step,
+                model,
+                spec.name,
+                tensor,
+                declared=self.declared,
+                written=self.written,
+            )
+        self.specs[tensor] = TensorSpec(name=tensor, dtype=spec.dtype, shape=spec.shape)
+        self.inputs.append(self.specs[tensor])
+
+    def step_writes(self, step: int, model: str, spec: TensorSpec, tensor: str) -> None:
+        """Step ``step`` writes model output ``spec`` to ``tensor``."""
+        if tensor in self.specs:
+            first = self.written.get(tensor, "the ensemble input")
+            raise written_twice(self.ensemble, step, model, tensor, first)
+        self.specs[tensor] = TensorSpec(name=tensor, dtype=spec.dtype, shape=spec.shape)
+        self.written[tensor] = f"step {step} '{model}'"
+
+    def finish(self, returned: list[str]) -> tuple[list[TensorSpec], list[TensorSpec]]:
+        """The ensemble's inputs (declared order) and outputs, once every rule holds."""
+        missing = [t for t in returned if t not in self.specs]
+        if missing:
+            raise SpecError(f"ensembles.{self.ensemble}.outputs: no step produces {missing}")
+        inputs = self.inputs
+        if self.declared is not None:
+            check_declared_inputs(self.ensemble, self.declared, self.read, self.written)
+            inputs = sorted(inputs, key=lambda t: (self.declared or []).index(t.name))
+        check_unread_outputs(self.ensemble, self.written, self.read, returned)
+        return inputs, [self.specs[t] for t in returned]

@@ -13,6 +13,7 @@ TritonPipeError
 │   ├── Unauthorized       a restricted endpoint was called without its token
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
+├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
 └── PerfError              a profile or load test could not be run or read
 """
 
@@ -75,6 +76,14 @@ class Unavailable(ClientError):
 
 class RequestTimeout(ClientError):
     """No answer arrived within the client's timeout."""
+
+
+class PipelineError(TritonPipeError):
+    """A pipeline run in-process failed; ``invalid`` when the input was at fault."""
+
+    def __init__(self, message: str, *, invalid: bool) -> None:
+        super().__init__(message)
+        self.invalid = invalid
 
 
 class PerfError(TritonPipeError):

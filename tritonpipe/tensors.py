@@ -100,6 +100,10 @@ class TensorSpec:
         """``FP32[1,8,8]``, the form used in error messages."""
         return f"{self.dtype}[{','.join(str(d) for d in self.shape)}]"
 
+    def renamed(self, name: str) -> TensorSpec:
+        """The same dtype and shape under another name."""
+        return TensorSpec(name=name, dtype=self.dtype, shape=self.shape)
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
 

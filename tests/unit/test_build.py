@@ -1,4 +1,5 @@
 import filecmp
+import json
 import shutil
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tritonpipe.ensembles import build_repository, load_spec
-from tritonpipe.errors import RepositoryError, SpecError
+from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import parse_pbtxt
 
 WEIGHTS = {".onnx", ".pt"}
@@ -33,32 +34,80 @@ def test_committed_model_repository_is_what_build_writes(
         )
 
 
-def test_build_writes_ensemble_stages_and_models(untrained_digits: Path, tmp_path: Path) -> None:
-    models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo")
+def test_build_fuses_each_ensemble_into_one_model(untrained_digits: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    models = build_repository(untrained_digits / "pipeline.yaml", repo)
+    # digits and digits_ts fuse whole; digits_steps (fuse: none) needs its three models alone.
     assert set(models) == {
-        "preprocess",
-        "postprocess",
-        "digits_onnx",
-        "digits_torchscript",
         "digits",
         "digits_ts",
+        "digits_steps",
+        "preprocess",
+        "digits_onnx",
+        "postprocess",
+    }
+    fused = models["digits"].config
+    assert fused.backend == "python" and fused.max_batch_size == 64
+    assert fused.parameters["tritonpipe.steps"].string_value == "preprocess,digits_onnx,postprocess"
+    assert [t.name for t in fused.input] == ["image"]
+    assert [t.name for t in fused.output] == ["labels", "probabilities"]
+    # Derived serving: the most instances any step asks for, the smallest queue delay.
+    assert [g.count for g in fused.instance_group] == [2]
+    assert fused.dynamic_batching.max_queue_delay_microseconds == 200
+    plan = json.loads((repo / "digits" / "1" / "plan.json").read_text())
+    assert [(s["name"], s["kind"], s["file"]) for s in plan["steps"]] == [
+        ("preprocess", "stage", "stages.py"),
+        ("digits_onnx", "onnx", "digits_onnx.onnx"),
+        ("postprocess", "stage", "stages.py"),
+    ]
+    assert plan["steps"][2]["kwargs"] == {"k": 3}
+    for name in ("model.py", "tritonpipe_runtime.py", "stages.py", "digits_onnx.onnx"):
+        assert (repo / "digits" / "1" / name).is_file(), name  # self-contained
+    assert (repo / "digits_ts" / "1" / "digits_torchscript.pt").is_file()
+    assert not (repo / "digits_torchscript").exists()  # only ever run fused
+
+
+def test_fuse_none_writes_one_model_per_step(untrained_digits: Path, tmp_path: Path) -> None:
+    models = build_repository(untrained_digits / "pipeline.yaml", tmp_path / "repo", fuse="none")
+    assert {n for n, m in models.items() if m.is_ensemble} == {
+        "digits",
+        "digits_ts",
+        "digits_steps",
     }
     ensemble = models["digits"].config
-    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 64
+    assert ensemble.max_batch_size == 64
     steps = ensemble.ensemble_scheduling.step
     assert [s.model_name for s in steps] == ["preprocess", "digits_onnx", "postprocess"]
     assert dict(steps[1].input_map) == {"pixels": "pixels"}
-    assert [t.name for t in ensemble.input] == ["image"]
-    assert [t.name for t in ensemble.output] == ["labels", "probabilities"]
-    pre = models["preprocess"].config
-    assert (
-        pre.backend == "python"
-        and pre.parameters["tritonpipe.function"].string_value == "stages:preprocess"
+    assert models["preprocess"].config.parameters["tritonpipe.steps"].string_value == "preprocess"
+    assert (tmp_path / "repo" / "digits_torchscript" / "1" / "model.pt").is_file()
+
+
+def test_explicit_fuse_groups(untrained_digits: Path, tmp_path: Path) -> None:
+    spec = _spec(
+        untrained_digits,
+        tmp_path,
+        "    steps: [preprocess, digits_onnx, postprocess]\n    fuse: none",
+        "    steps: [preprocess, digits_onnx, postprocess]\n    fuse: [[preprocess, digits_onnx]]",
     )
-    assert (tmp_path / "repo" / "preprocess" / "1" / "stages.py").is_file()  # self-contained
-    assert (tmp_path / "repo" / "digits_onnx" / "1" / "model.onnx").is_file()
-    post = models["postprocess"].config
-    assert post.parameters["tritonpipe.kwargs"].string_value == '{"k": 3}'
+    models = build_repository(spec, tmp_path / "repo")
+    steps = models["digits_steps"].config.ensemble_scheduling.step
+    assert [s.model_name for s in steps] == ["digits_steps_preprocess_digits_onnx", "postprocess"]
+    part = models["digits_steps_preprocess_digits_onnx"].config
+    assert [t.name for t in part.input] == ["image"] and [t.name for t in part.output] == ["logits"]
+
+
+@pytest.mark.parametrize(
+    ("fuse", "message"),
+    [
+        ("[[preprocess, postprocess]]", "are not adjacent steps in order"),
+        ("[[preprocess, nope]]", "\\['nope'\\] are not steps of ensemble 'digits_steps'"),
+    ],
+)
+def test_bad_fuse_groups(untrained_digits: Path, tmp_path: Path, fuse: str, message: str) -> None:
+    spec = _spec(untrained_digits, tmp_path, "    fuse: none", f"    fuse: {fuse}")
+    with pytest.raises(SpecError, match=f"ensembles.digits_steps.fuse\\[0\\]: .*{message}"):
+        build_repository(spec, tmp_path / "repo")
 
 
 def test_native_runtime_configs(untrained_digits: Path, tmp_path: Path) -> None:
@@ -69,8 +118,10 @@ def test_native_runtime_configs(untrained_digits: Path, tmp_path: Path) -> None:
     torchscript = models["digits_torchscript"].config
     assert torchscript.platform == "pytorch_libtorch"
     assert [t.name for t in torchscript.input] == ["pixels__0"]
-    step = models["digits_ts"].config.ensemble_scheduling.step[1]
-    assert dict(step.input_map) == {"pixels__0": "pixels"}
+    # Native models break fusion: the stages around them stay separate steps.
+    step = models["digits_ts"].config.ensemble_scheduling.step
+    assert [s.model_name for s in step] == ["preprocess", "digits_torchscript", "postprocess"]
+    assert dict(step[1].input_map) == {"pixels__0": "pixels"}
     assert not (tmp_path / "repo" / "digits_onnx" / "1" / "model.py").exists()
 
 
@@ -86,14 +137,13 @@ def _spec(untrained_digits: Path, tmp_path: Path, old: str, new: str) -> Path:
 
 def test_edge_with_mismatched_shape_names_both_ends(untrained_digits: Path, tmp_path: Path) -> None:
     spec = _spec(untrained_digits, tmp_path, "shape: [1, 8, 8]", "shape: [3, 8, 8]")
-    with pytest.raises(RepositoryError) as info:
+    with pytest.raises(SpecError) as info:
         build_repository(spec, tmp_path / "repo")
-    message = str(info.value)
-    assert (
-        "model 'preprocess' output 'pixels' is FP32[3,8,8] but model 'digits_onnx' input "
-        "'pixels' wants FP32[1,8,8]"
-    ) in message
-    assert str(tmp_path / "repo" / "digits" / "config.pbtxt") in message
+    # Checked at build time, fused or not: no ensemble config carries the edge when fused.
+    assert str(info.value) == (
+        "ensembles.digits.steps[1] (tensor 'pixels'): stage 'preprocess' output 'pixels' is "
+        "FP32[3,8,8] but model 'digits_onnx' input 'pixels' wants FP32[1,8,8]"
+    )
     assert not (tmp_path / "repo").exists()  # nothing written on failure
 
 
@@ -102,8 +152,8 @@ def test_edge_with_mismatched_dtype(untrained_digits: Path, tmp_path: Path) -> N
         untrained_digits, tmp_path, "{name: logits, dtype: FP32", "{name: logits, dtype: FP16"
     )
     with pytest.raises(
-        RepositoryError,
-        match="output 'logits' is FP32\\[10\\] but model 'postprocess' "
+        SpecError,
+        match="model 'digits_onnx' output 'logits' is FP32\\[10\\] but stage 'postprocess' "
         "input 'logits' wants FP16\\[10\\]",
     ):
         build_repository(spec, tmp_path / "repo")

@@ -5,6 +5,7 @@ import tritonpipe
 import tritonpipe.client
 import tritonpipe.ensembles
 import tritonpipe.export
+import tritonpipe.pipeline
 import tritonpipe.repository
 import tritonpipe.server
 from tritonpipe.errors import TritonPipeError
@@ -19,6 +20,7 @@ def test_public_api() -> None:
         "ModelNotFound",
         "ParityError",
         "PerfError",
+        "PipelineError",
         "RepositoryError",
         "RequestTimeout",
         "ServerError",
@@ -31,6 +33,7 @@ def test_public_api() -> None:
     ]
     assert tritonpipe.client.__all__ == ["AsyncClient", "Client", "ClientOptions", "ModelInfo"]
     assert tritonpipe.export.__all__ == ["FORMATS", "Manifest", "OutputParity", "export"]
+    assert tritonpipe.pipeline.__all__ == ["Pipeline", "StepTime"]
     assert tritonpipe.ensembles.__all__ == ["PipelineSpec", "build_repository", "load_spec"]
     assert "validate_repository" in tritonpipe.repository.__all__
     assert tritonpipe.server.__all__ == [

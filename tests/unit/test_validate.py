@@ -44,7 +44,20 @@ def test_unknown_field_names_file_line_and_field(repo: Path) -> None:
 
 def test_missing_model_file(repo: Path) -> None:
     (repo / "digits_onnx" / "1" / "model.onnx").unlink()
-    assert f"{repo / 'digits_onnx' / '1' / 'model.onnx'}: missing model file" in _problems(repo)
+    (repo / "digits" / "1" / "tritonpipe_runtime.py").unlink()
+    message = _problems(repo)
+    assert (
+        f"{repo / 'digits_onnx' / '1' / 'model.onnx'}: missing file of step 'digits_onnx'"
+        in message
+    )
+    assert (
+        f"{repo / 'digits' / '1' / 'tritonpipe_runtime.py'}: missing for model 'digits'" in message
+    )
+
+
+def test_plan_that_disagrees_with_config(repo: Path) -> None:
+    _edit(repo / "digits" / "config.pbtxt", 'name: "labels"', 'name: "label"')
+    assert "plan outputs ['labels', 'probabilities'] differ from the config's" in _problems(repo)
 
 
 def test_missing_version_folder_and_config(repo: Path) -> None:
@@ -68,7 +81,7 @@ def test_preferred_batch_size_above_max(repo: Path) -> None:
 
 
 def test_ensemble_batch_larger_than_composing_model(repo: Path) -> None:
-    _edit(repo / "digits" / "config.pbtxt", "max_batch_size: 64", "max_batch_size: 128")
+    _edit(repo / "digits_steps" / "config.pbtxt", "max_batch_size: 64", "max_batch_size: 128")
     message = _problems(repo)
     assert (
         "ensemble max_batch_size 128 is larger than model 'preprocess' max_batch_size 64" in message
@@ -86,11 +99,11 @@ def test_ensemble_dtype_mismatch(repo: Path) -> None:
 
 def test_unproduced_tensor_and_unknown_step_model(repo: Path) -> None:
     _edit(
-        repo / "digits" / "config.pbtxt",
+        repo / "digits_steps" / "config.pbtxt",
         'value: "pixels"\n    }\n    output_map',
         'value: "pixelz"\n    }\n    output_map',
     )
-    _edit(repo / "digits_ts" / "config.pbtxt", 'model_name: "postprocess"', 'model_name: "gone"')
+    _edit(repo / "digits_steps" / "config.pbtxt", 'model_name: "postprocess"', 'model_name: "gone"')
     message = _problems(repo)
     assert (
         "tensor 'pixelz' for model 'digits_onnx' input 'pixels' is produced by nothing" in message
@@ -99,9 +112,9 @@ def test_unproduced_tensor_and_unknown_step_model(repo: Path) -> None:
 
 
 def test_ensemble_output_not_produced(repo: Path) -> None:
-    _edit(repo / "digits" / "config.pbtxt", 'name: "labels"', 'name: "label"')
+    _edit(repo / "digits_steps" / "config.pbtxt", 'name: "labels"', 'name: "label"')
     assert (
-        "tensor 'label' for ensemble 'digits' output 'label' is produced by nothing"
+        "tensor 'label' for ensemble 'digits_steps' output 'label' is produced by nothing"
         in _problems(repo)
     )
 
@@ -132,7 +145,7 @@ def test_cli_validate_exit_codes(repo: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(app, ["validate", str(repo)])
     assert ok.exit_code == 0 and "6 models, all valid" in ok.output
-    (repo / "digits_torchscript" / "1" / "model.pt").unlink()
+    (repo / "digits_ts" / "1" / "digits_torchscript.pt").unlink()
     bad = runner.invoke(app, ["validate", str(repo)])
     assert bad.exit_code == 1
-    assert "model.pt: missing model file" in bad.output
+    assert "digits_torchscript.pt: missing file of step 'digits_torchscript'" in bad.output

@@ -2,185 +2,196 @@
 
 from __future__ import annotations
 
-import inspect
+import filecmp
 import json
+import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from tritonpipe.backend import MODEL_PY
-from tritonpipe.ensembles.spec import Ensemble, PipelineSpec, ScoringModel, Stage, load_spec
-from tritonpipe.ensembles.wiring import EnsembleTensors
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tritonpipe.backend import MODEL_PY, RUNTIME_MODULE, RUNTIME_PY
+from tritonpipe.backend.runtime import PLAN_FILE
+from tritonpipe.ensembles.plan import (
+    Bound,
+    EnsemblePlan,
+    StepDef,
+    compile_ensemble,
+    fused_serving,
+    group_io,
+    plan_json,
+    resolve_steps,
+)
+from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
 from tritonpipe.errors import RepositoryError, SpecError
-from tritonpipe.export.manifest import FORMATS, Manifest
-from tritonpipe.loading import load_function
+from tritonpipe.export.manifest import FORMATS
 from tritonpipe.repository.config import Step, ensemble_config, model_config, to_pbtxt
 from tritonpipe.repository.validate import CONFIG, LoadedModel, validate_repository
 from tritonpipe.tensors import TensorSpec
 
 NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+SUFFIXES = {fmt: Path(file).suffix for fmt, file in FORMATS.items()}
 
 
-@dataclass(frozen=True)
-class _Io:
-    """A model's tensors: (name in its config, spec with the plain name) per input and output."""
-
-    inputs: list[tuple[str, TensorSpec]]
-    outputs: list[tuple[str, TensorSpec]]
-    max_batch_size: int
-
-
-def _write(folder: Path, text: str) -> None:
+def _write(folder: Path, config: pb.ModelConfig) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG).write_text(text)
+    (folder / CONFIG).write_text(to_pbtxt(config))
 
 
-def _build_stage(name: str, stage: Stage, base: Path, out: Path) -> _Io:
-    file_ref, _, func_name = stage.function.rpartition(":")
-    source = (base / file_ref).resolve()
-    func = load_function(f"{source}:{func_name}")
-    accepted = inspect.signature(func).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
-    for arg in [t.name for t in stage.inputs] + list(stage.parameters):
-        if arg not in accepted and not takes_any:
-            raise SpecError(
-                f"stages.{name}: function '{func_name}' in {source} takes no argument '{arg}'"
-            )
+def _python_model(
+    out: Path,
+    name: str,
+    steps: list[Bound],
+    inputs: list[TensorSpec],
+    outputs: list[TensorSpec],
+    options: ServingOptions,
+) -> None:
+    """A Python-backend model running ``steps`` in one process: the runtime, its plan and the
+    files each step needs, so the model folder is self-contained."""
     version = out / name / "1"
     version.mkdir(parents=True)
     shutil.copyfile(MODEL_PY, version / "model.py")
-    shutil.copyfile(source, version / source.name)
-    inputs = [t.spec() for t in stage.inputs]
-    outputs = [t.spec() for t in stage.outputs]
+    shutil.copyfile(RUNTIME_PY, version / RUNTIME_MODULE)
+    files: dict[str, str] = {}
+    for b in steps:
+        step = b.step
+        if step.kind == "stage":
+            target = step.source.name
+            if (version / target).exists() and not filecmp.cmp(version / target, step.source):
+                raise SpecError(
+                    f"{step.what}: its file {step.source} and another step's file are both "
+                    f"named {target}; rename one to fuse them"
+                )
+        else:
+            single = len(steps) == 1
+            target = FORMATS[step.kind] if single else f"{step.name}{SUFFIXES[step.kind]}"
+        shutil.copyfile(step.source, version / target)
+        files[step.name] = target
+    plan = plan_json(name, steps, inputs, outputs, options.max_batch_size, files)
+    text = json.dumps(plan, indent=2)
+    # Dims on one line: [1, 8, 8] reads better than one number per line.
+    text = re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: f"[{' '.join(m[1].split())}]", text)
+    (version / PLAN_FILE).write_text(text + "\n")
     params = {
-        "tritonpipe.kind": "stage",
-        "tritonpipe.function": f"{source.stem}:{func_name}",
-        "tritonpipe.kwargs": json.dumps(stage.parameters, sort_keys=True),
+        "tritonpipe.plan": PLAN_FILE,
+        "tritonpipe.steps": ",".join(b.step.name for b in steps),
     }
     config = model_config(
         name,
         inputs=inputs,
         outputs=outputs,
-        serving=stage.serving(),
+        serving=options.serving(),
         backend="python",
         parameters=params,
     )
-    _write(out / name, to_pbtxt(config))
-    return _Io([(t.name, t) for t in inputs], [(t.name, t) for t in outputs], stage.max_batch_size)
+    _write(out / name, config)
 
 
-def _build_model(name: str, model: ScoringModel, base: Path, out: Path) -> _Io:
-    folder = (base / model.export).resolve()
-    manifest = Manifest.read(folder)
-    where = f"models.{name}"
-    if model.format not in manifest.artifacts:
-        raise SpecError(f"{where}.format: {folder} has no {model.format} export")
-    failed = [o for o, p in manifest.parity.get(model.format, {}).items() if not p.passed]
-    if failed:
-        raise SpecError(f"{where}: {model.format} export failed its parity check on {failed}")
-    if model.max_batch_size > manifest.max_batch_size:
-        raise SpecError(
-            f"{where}.max_batch_size: {model.max_batch_size} is larger than the batch "
-            f"size its export was checked at ({manifest.max_batch_size})"
-        )
-    artifact = folder / manifest.artifacts[model.format]["file"]
-    if not artifact.is_file():
-        raise SpecError(f"{where}.export: {artifact} is missing")
-    version = out / name / "1"
+def _native_model(out: Path, step: StepDef) -> None:
+    version = out / step.name / "1"
     version.mkdir(parents=True)
-    shutil.copyfile(artifact, version / FORMATS[model.format])
-    inputs, outputs = list(manifest.inputs), list(manifest.outputs)
-    if model.runtime == "native":
-        # LibTorch binds tensors by position through the "<name>__<index>" naming convention.
-        rename = (
-            (lambda t, i: TensorSpec(name=f"{t.name}__{i}", dtype=t.dtype, shape=t.shape))
-            if model.format == "torchscript"
-            else (lambda t, i: t)
-        )
-        cfg_in = [rename(t, i) for i, t in enumerate(inputs)]
-        cfg_out = [rename(t, i) for i, t in enumerate(outputs)]
-        config = model_config(
-            name,
-            inputs=cfg_in,
-            outputs=cfg_out,
-            serving=model.serving(),
-            platform=NATIVE_PLATFORMS[model.format],
-        )
-    else:
-        shutil.copyfile(MODEL_PY, version / "model.py")
-        cfg_in, cfg_out = inputs, outputs
-        config = model_config(
-            name,
-            inputs=inputs,
-            outputs=outputs,
-            serving=model.serving(),
-            backend="python",
-            parameters={"tritonpipe.kind": model.format},
-        )
-    _write(out / name, to_pbtxt(config))
-    return _Io(
-        [(c.name, t) for c, t in zip(cfg_in, inputs, strict=True)],
-        [(c.name, t) for c, t in zip(cfg_out, outputs, strict=True)],
-        model.max_batch_size,
+    shutil.copyfile(step.source, version / FORMATS[step.kind])
+    # LibTorch binds tensors by position through the "<name>__<index>" naming convention.
+    libtorch = step.kind == "torchscript"
+    config = model_config(
+        step.name,
+        inputs=[t.renamed(f"{t.name}__{i}") if libtorch else t for i, t in enumerate(step.inputs)],
+        outputs=[
+            t.renamed(f"{t.name}__{i}") if libtorch else t for i, t in enumerate(step.outputs)
+        ],
+        serving=step.options.serving(),
+        platform=NATIVE_PLATFORMS[step.kind],
     )
+    _write(out / step.name, config)
 
 
-def _build_ensemble(name: str, ensemble: Ensemble, built: dict[str, _Io], out: Path) -> None:
-    # Wiring rules (ensemble inputs only where declared, no unread or twice-written tensors) live
-    # in tritonpipe/ensembles/wiring.py so Triton's "ensemble tensor 'x' is unused" never
-    # reaches a user.
-    tensors = EnsembleTensors(name, ensemble.inputs)
+def _config_name(step: StepDef, tensor: str, position: int) -> str:
+    """The tensor's name in the step's own config (LibTorch's positional names when native)."""
+    return f"{tensor}__{position}" if step.native and step.kind == "torchscript" else tensor
+
+
+def _standalone(out: Path, step: StepDef) -> None:
+    if step.native:
+        _native_model(out, step)
+        return
+    same = {t.name: t.name for t in step.inputs}
+    bound = Bound(step, same, {t.name: t.name for t in step.outputs})
+    _python_model(out, step.name, [bound], list(step.inputs), list(step.outputs), step.options)
+
+
+def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
+    """Write the ensemble's fused models and its config; the steps it needs standalone."""
+    if plan.fused():
+        options = fused_serving(plan, plan.groups[0])
+        if plan.serving is None:
+            options = options.model_copy(update={"max_batch_size": plan.max_batch_size})
+        _python_model(out, plan.name, plan.steps, plan.inputs, plan.outputs, options)
+        return []
+    fused = {g[0]: g for g in plan.groups if len(g) > 1}
     steps: list[Step] = []
-    for i, ref in enumerate(ensemble.step_refs()):
-        io = built.get(ref.model)
-        where = f"ensembles.{name}.steps[{i}]"
-        if io is None:
-            raise SpecError(f"{where}: '{ref.model}' is an ensemble; steps are stages or models")
-        plain_in = {t.name: c for c, t in io.inputs}
-        plain_out = {t.name: c for c, t in io.outputs}
-        for key, known in (("inputs", plain_in), ("outputs", plain_out)):
-            for tensor in getattr(ref, key):
-                if tensor not in known:
-                    raise SpecError(
-                        f"{where}.{key}: '{ref.model}' has no {key[:-1]} '{tensor}' "
-                        f"(it has {', '.join(known)})"
-                    )
-        input_map = {}
-        for config_name, spec in io.inputs:
-            input_map[config_name] = ref.inputs.get(spec.name, spec.name)
-            tensors.step_reads(i, ref.model, spec, input_map[config_name])
-        output_map = {}
-        for config_name, spec in io.outputs:
-            output_map[config_name] = ref.outputs.get(spec.name, spec.name)
-            tensors.step_writes(i, ref.model, spec, output_map[config_name])
-        steps.append(Step(model=ref.model, input_map=input_map, output_map=output_map))
-    inputs, outputs = tensors.finish(ensemble.outputs or list(steps[-1].output_map.values()))
-    mbs = ensemble.max_batch_size
-    if mbs is None:
-        mbs = min(built[s.model].max_batch_size for s in steps)
+    standalone: list[str] = []
+    i = 0
+    while i < len(plan.steps):
+        if i in fused:
+            group = fused[i]
+            name = f"{plan.name}_{plan.steps[group[0]].step.name}_{plan.steps[group[-1]].step.name}"
+            inputs, outputs = group_io(plan, group)
+            bounds = [plan.steps[j] for j in group]
+            _python_model(out, name, bounds, inputs, outputs, fused_serving(plan, group))
+            steps.append(
+                Step(
+                    model=name,
+                    input_map={t.name: t.name for t in inputs},
+                    output_map={t.name: t.name for t in outputs},
+                )
+            )
+            i = group[-1] + 1
+            continue
+        b = plan.steps[i]
+        standalone.append(b.step.name)
+        steps.append(
+            Step(
+                model=b.step.name,
+                input_map={
+                    _config_name(b.step, t.name, k): b.input_map[t.name]
+                    for k, t in enumerate(b.step.inputs)
+                },
+                output_map={
+                    _config_name(b.step, t.name, k): b.output_map[t.name]
+                    for k, t in enumerate(b.step.outputs)
+                },
+            )
+        )
+        i += 1
     config = ensemble_config(
-        name,
-        inputs=inputs,
-        outputs=outputs,
-        max_batch_size=mbs,
+        plan.name,
+        inputs=plan.inputs,
+        outputs=plan.outputs,
+        max_batch_size=plan.max_batch_size,
         steps=steps,
     )
-    _write(out / name, to_pbtxt(config))
-    (out / name / "1").mkdir()
-    (out / name / "1" / ".gitkeep").write_text("")
+    _write(out / plan.name, config)
+    (out / plan.name / "1").mkdir()
+    (out / plan.name / "1" / ".gitkeep").write_text("")
+    return standalone
 
 
-def _build_all(spec: PipelineSpec, base: Path, out: Path, runtime: str | None) -> None:
-    built: dict[str, _Io] = {}
-    for name, stage in spec.stages.items():
-        built[name] = _build_stage(name, stage, base, out)
-    for name, model in spec.models.items():
-        if runtime is not None:
-            model = model.model_copy(update={"runtime": runtime})
-        built[name] = _build_model(name, model, base, out)
+def _build_all(
+    spec: PipelineSpec, base: Path, out: Path, runtime: str | None, fuse: str | None
+) -> None:
+    steps = resolve_steps(spec, base, runtime)
+    in_ensembles: set[str] = set()
+    needed: set[str] = set()
     for name, ensemble in spec.ensembles.items():
-        _build_ensemble(name, ensemble, built, out)
+        if fuse is not None:
+            ensemble = ensemble.model_copy(update={"fuse": fuse})
+        plan = compile_ensemble(name, ensemble, steps)
+        in_ensembles.update(b.step.name for b in plan.steps)
+        needed.update(_ensemble(out, plan))
+    for name, step in steps.items():
+        if name in needed or name not in in_ensembles:
+            _standalone(out, step)
 
 
 def _check_target(out: Path) -> None:
@@ -195,12 +206,14 @@ def _check_target(out: Path) -> None:
 
 
 def build_repository(
-    spec_path: Path, out: Path, *, runtime: str | None = None
+    spec_path: Path, out: Path, *, runtime: str | None = None, fuse: str | None = None
 ) -> dict[str, LoadedModel]:
     """Build the repository for ``spec_path`` into ``out`` (replaced whole), then validate it.
 
     Paths in the spec are relative to its folder. ``runtime`` ("python" or "native") overrides
-    every scoring model's runtime. Nothing is written to ``out`` unless validation passes.
+    every scoring model's runtime; ``fuse`` ("auto" or "none") every ensemble's fusion. A model
+    is written on its own when an ensemble runs it unfused or no ensemble uses it. Nothing is
+    written to ``out`` unless validation passes.
     """
     spec = load_spec(spec_path)
     _check_target(out)
@@ -208,7 +221,7 @@ def build_repository(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         staging = Path(tmp) / "repo"
         staging.mkdir()
-        _build_all(spec, spec_path.parent.resolve(), staging, runtime)
+        _build_all(spec, spec_path.parent.resolve(), staging, runtime, fuse)
         try:
             validate_repository(staging)
         except RepositoryError as exc:  # report paths where the user will look for them

@@ -147,6 +147,17 @@ class Ensemble(_Strict):
     max_batch_size: int | None = Field(
         None, ge=0, description="Default: the smallest of the composing models'."
     )
+    fuse: Literal["auto", "none"] | list[list[str]] = Field(
+        "auto",
+        description="auto: each run of adjacent Python-backend steps on the same instance kind "
+        "becomes one Python model (one process, no hop between steps); none: one Triton model "
+        "per step; or explicit groups of adjacent step names.",
+    )
+    serving: ServingOptions | None = Field(
+        None,
+        description="max_batch_size, dynamic_batching and instance_groups of the fused models "
+        "(default: derived from the fused steps).",
+    )
 
     def step_refs(self) -> list[StepRef]:
         return [StepRef(model=s) if isinstance(s, str) else s for s in self.steps]

@@ -3,6 +3,7 @@ batch sizes make sense, and ensembles are wired (see :mod:`tritonpipe.repository
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,8 @@ MODEL_FILES = {
     "openvino": "model.xml",
 }
 
-RUNTIME_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+PLAN_PARAMETER = "tritonpipe.plan"
+RUNTIME_MODULE = "tritonpipe_runtime.py"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,17 +75,42 @@ def _check_files(model: LoadedModel, problems: list[str]) -> None:
     config = model.config
     filename = config.default_model_filename or MODEL_FILES.get(config.platform or config.backend)
     needed = [filename] if filename else []  # none for a backend whose layout we do not know
-    # tritonpipe's Python runtime also needs the exported artifact beside model.py.
-    kind = (
-        config.parameters["tritonpipe.kind"].string_value
-        if "tritonpipe.kind" in config.parameters
+    plan = (
+        config.parameters[PLAN_PARAMETER].string_value
+        if PLAN_PARAMETER in config.parameters
         else ""
     )
-    needed += [RUNTIME_FILES[kind]] if kind in RUNTIME_FILES else []
     for version in versions:
         for name in needed:
             if not (version / name).exists():
                 problems.append(f"{version / name}: missing model file for model '{model.name}'")
+        if plan:
+            _check_plan(model, version / plan, problems)
+
+
+def _check_plan(model: LoadedModel, path: Path, problems: list[str]) -> None:
+    """tritonpipe's runtime, its plan, and every file a step of the plan loads."""
+    if not (path.parent / RUNTIME_MODULE).exists():
+        problems.append(f"{path.parent / RUNTIME_MODULE}: missing for model '{model.name}'")
+    try:
+        plan = json.loads(path.read_text())
+        steps = [(s["name"], s["file"]) for s in plan["steps"]]
+        declared = {k: [t["name"] for t in plan[k]] for k in ("inputs", "outputs")}
+    except OSError:
+        problems.append(f"{path}: missing plan for model '{model.name}'")
+        return
+    except (ValueError, KeyError, TypeError) as exc:
+        problems.append(f"{path}: not a tritonpipe plan ({type(exc).__name__}: {exc})")
+        return
+    for step, file in steps:
+        if not (path.parent / file).exists():
+            problems.append(f"{path.parent / file}: missing file of step '{step}'")
+    for key, field in (("inputs", "input"), ("outputs", "output")):
+        config_names = [t.name for t in getattr(model.config, field)]
+        if sorted(declared[key]) != sorted(config_names):
+            problems.append(
+                f"{path}: plan {key} {declared[key]} differ from the config's {config_names}"
+            )
 
 
 def _check_tensors(model: LoadedModel, problems: list[str]) -> None:

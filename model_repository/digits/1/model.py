@@ -1,0 +1,84 @@
+"""tritonpipe's Python-backend model, copied verbatim into every generated Python model.
+
+It only moves tensors between Triton and the pipeline runtime (``tritonpipe_runtime.py``, copied
+beside it), which runs the steps listed in ``plan.json``: one step for a single stage or model,
+several for a fused model. Requests merged by the dynamic batcher run as one batch and are split
+back; a merged batch that fails runs request by request, so one bad request fails alone. Each
+step's executions, requests and time are reported as Triton custom metrics on the metrics
+endpoint (labels ``model`` and ``step``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tritonpipe_runtime import Arrays, Runner, StepFailed  # noqa: E402
+
+METRICS = (
+    ("tritonpipe_step_executions_total", "Batches a pipeline step ran"),
+    ("tritonpipe_step_requests_total", "Inference requests a pipeline step served"),
+    ("tritonpipe_step_duration_us_total", "Cumulative time a pipeline step ran, in microseconds"),
+)
+
+
+class _StepMetrics:
+    """Counters per step, pushed after each execute (a few IPC messages per batch)."""
+
+    def __init__(self, model: str, steps: list[str]) -> None:
+        # Triton drops a family's metrics when the family object is collected: keep them.
+        self.families = [
+            pb_utils.MetricFamily(name=n, description=d, kind=pb_utils.MetricFamily.COUNTER)
+            for n, d in METRICS
+        ]
+        self.counters = {
+            step: [f.Metric(labels={"model": model, "step": step}) for f in self.families]
+            for step in steps
+        }
+
+    def report(self, timings: list[tuple[str, int, int, int]]) -> None:
+        for step, executions, requests, nanoseconds in timings:
+            if executions:
+                done, served, spent = self.counters[step]
+                done.increment(executions)
+                served.increment(requests)
+                spent.increment(nanoseconds / 1000)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict[str, str]) -> None:
+        self.name = args["model_name"]
+        config = json.loads(args["model_config"])
+        folder = Path(args["model_repository"]) / args["model_version"]
+        gpu = args.get("model_instance_kind") == "GPU"
+        device_id = int(args.get("model_instance_device_id", 0))
+        # One intra-op thread per instance: Triton scales out with instances, not threads.
+        self.runner = Runner.from_folder(folder, gpu=gpu, device_id=device_id, threads=1)
+        self.inputs = [i["name"] for i in config["input"]]
+        self.metrics = _StepMetrics(self.name, [s.name for s in self.runner.steps])
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        results = self.runner.run_requests([self._read(r) for r in requests])
+        self.metrics.report(self.runner.take_timings())
+        return [self._respond(r) for r in results]
+
+    def _read(self, request: Any) -> Arrays:
+        result = {}
+        for name in self.inputs:
+            tensor = pb_utils.get_input_tensor_by_name(request, name)
+            if tensor is not None:
+                result[name] = tensor.as_numpy()
+        return result
+
+    def _respond(self, result: Arrays | StepFailed) -> Any:
+        if not isinstance(result, StepFailed):
+            return pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in result.items()])
+        if result.trace and not result.invalid:  # a bug in a step: the whole traceback
+            pb_utils.Logger.log_error(f"model '{self.name}': {result}\n{result.trace}")
+        code = pb_utils.TritonError.INVALID_ARG if result.invalid else pb_utils.TritonError.INTERNAL
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result), code))

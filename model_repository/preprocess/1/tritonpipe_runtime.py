@@ -1,0 +1,375 @@
+"""The pipeline runtime: runs a compiled plan's steps in sequence on batched numpy arrays.
+
+One code path for every runner. It is copied verbatim (as ``tritonpipe_runtime.py``) beside
+``model.py`` into each generated Python model, where Triton feeds it merged dynamic batches, and it
+is imported as ``tritonpipe.backend.runtime`` by the in-process runner (``tritonpipe.pipeline``).
+So it imports only numpy and the standard library; onnxruntime and torch load when a step needs
+them.
+
+A plan (``plan.json``) lists steps. Each step is a user stage (``file.py`` + function), or an
+exported model (``onnx``, ``torchscript``, ``aoti``), with its own tensor names bound to pipeline
+tensor names. Steps run in order on one batch; every output is checked against its declaration
+(present, one row per input row, declared dims, a dtype it converts to without loss).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+Arrays = dict[str, "np.ndarray[Any, Any]"]
+StepFn = Callable[[Arrays], Arrays]
+
+PLAN_FILE = "plan.json"
+# Exceptions a stage raises about its input: the caller's fault, answered as invalid-argument.
+CALLER_ERRORS = (ValueError, TypeError, KeyError, IndexError)
+NUMPY_TYPES = {
+    "BOOL": "bool",
+    "UINT8": "uint8",
+    "UINT16": "uint16",
+    "UINT32": "uint32",
+    "UINT64": "uint64",
+    "INT8": "int8",
+    "INT16": "int16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "FP16": "float16",
+    "FP32": "float32",
+    "FP64": "float64",
+    "BF16": "float32",
+    "BYTES": "object",
+}
+
+
+class StepFailed(Exception):
+    """A step could not produce its outputs for a batch.
+
+    ``invalid`` marks the caller's fault (bad input: invalid-argument), otherwise the step itself
+    failed (internal). ``trace`` holds the full traceback for the server log.
+    """
+
+    def __init__(self, message: str, *, invalid: bool, trace: str = "") -> None:
+        super().__init__(message)
+        self.invalid = invalid
+        self.trace = trace
+
+
+@dataclass(frozen=True)
+class Decl:
+    """One tensor of a step: its own name, the pipeline tensor bound to it, dtype and dims."""
+
+    name: str
+    tensor: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> Decl:
+        return cls(
+            data["name"], data.get("tensor", data["name"]), data["dtype"], tuple(data["shape"])
+        )
+
+    def describe(self) -> str:
+        return f"{self.dtype}[{','.join(map(str, self.shape))}]"
+
+
+@dataclass
+class Step:
+    name: str
+    kind: str
+    inputs: list[Decl]
+    outputs: list[Decl]
+    run: StepFn
+    executions: int = 0
+    requests: int = 0
+    nanoseconds: int = 0
+
+    @property
+    def what(self) -> str:
+        return f"{'stage' if self.kind == 'stage' else 'model'} '{self.name}'"
+
+
+def _failing_frame(exc: BaseException) -> str:
+    """``file:line in function`` of the deepest frame outside Python's and the packages' code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    library = (sys.prefix, sys.base_prefix, "site-packages", "dist-packages", __file__)
+    own = [f for f in frames if not any(p and p in f.filename for p in library)]
+    if not (own or frames):
+        return "unknown location"
+    frame = (own or frames)[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
+
+
+def _load_stage(folder: Path, file: str, function: str, kwargs: dict[str, Any]) -> StepFn:
+    path = folder / file
+    name = f"tritonpipe_stage_{path.stem}_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(name)
+    if module is None:
+        if str(path.parent) not in sys.path:
+            sys.path.insert(0, str(path.parent))  # the stage may import its neighbours
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    func = getattr(module, function)
+
+    def run(inputs: Arrays) -> Arrays:
+        return dict(func(**inputs, **kwargs))
+
+    return run
+
+
+def _load_onnx(path: Path, gpu: bool, device_id: int, threads: int | None) -> StepFn:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        # Triton runs one instance per thread of work; onnxruntime's own pool would oversubscribe.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    names = [o.name for o in session.get_outputs()]
+
+    def run(inputs: Arrays) -> Arrays:
+        return dict(zip(names, session.run(names, inputs), strict=True))
+
+    return run
+
+
+def _torch_device(gpu: bool, device_id: int, threads: int | None) -> Any:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.device(f"cuda:{device_id}" if gpu and torch.cuda.is_available() else "cpu")
+
+
+def _torch_step(
+    call: Callable[..., Any], device: Any, inputs: list[str], outputs: list[str]
+) -> StepFn:
+    import torch
+
+    def run(arrays: Arrays) -> Arrays:
+        with torch.inference_mode():
+            result = call(*(torch.from_numpy(arrays[n]).to(device) for n in inputs))
+        if isinstance(result, dict):
+            result = [result[n] for n in outputs]
+        if not isinstance(result, (tuple, list)):
+            result = (result,)
+        return {n: t.cpu().numpy() for n, t in zip(outputs, result, strict=True)}
+
+    return run
+
+
+def _load_torchscript(
+    path: Path,
+    gpu: bool,
+    device_id: int,
+    threads: int | None,
+    inputs: list[str],
+    outputs: list[str],
+) -> StepFn:
+    import torch
+
+    device = _torch_device(gpu, device_id, threads)
+    module = torch.jit.load(str(path), map_location=device).eval()
+    return _torch_step(module, device, inputs, outputs)
+
+
+def _load_aoti(
+    path: Path,
+    gpu: bool,
+    device_id: int,
+    threads: int | None,
+    inputs: list[str],
+    outputs: list[str],
+) -> StepFn:
+    import torch._inductor
+
+    device = _torch_device(gpu, device_id, threads)
+    package = torch._inductor.aoti_load_package(str(path))
+    return _torch_step(package, device, inputs, outputs)
+
+
+def _load_step(
+    folder: Path, data: dict[str, Any], gpu: bool, device_id: int, threads: int | None
+) -> Step:
+    inputs = [Decl.parse(d) for d in data["inputs"]]
+    outputs = [Decl.parse(d) for d in data["outputs"]]
+    kind, file = data["kind"], data["file"]
+    in_names, out_names = [d.name for d in inputs], [d.name for d in outputs]
+    if kind == "stage":
+        run = _load_stage(folder, file, data["function"], data.get("kwargs", {}))
+    elif kind == "onnx":
+        run = _load_onnx(folder / file, gpu, device_id, threads)
+    elif kind == "torchscript":
+        run = _load_torchscript(folder / file, gpu, device_id, threads, in_names, out_names)
+    elif kind == "aoti":
+        run = _load_aoti(folder / file, gpu, device_id, threads, in_names, out_names)
+    else:
+        raise ValueError(f"step '{data['name']}': unknown kind '{kind}'")
+    return Step(data["name"], kind, inputs, outputs, run)
+
+
+def _conform(step: Step, decl: Decl, value: Any, rows: int | None) -> np.ndarray[Any, Any]:
+    """The output as declared, or StepFailed: only lossless casts, declared dims, one row each."""
+    where = f"{step.what} output '{decl.name}'"
+    array = np.asarray(value)
+    if decl.dtype == "BYTES":
+        if array.dtype.kind not in "OSU":
+            raise StepFailed(f"{where} is declared BYTES but is {array.dtype}", invalid=False)
+        array = array.astype(object, copy=False)
+    else:
+        target = np.dtype(NUMPY_TYPES[decl.dtype])
+        if array.dtype != target:
+            if not np.can_cast(array.dtype, target, "same_kind") or not _fits(array, target):
+                raise StepFailed(
+                    f"{where} is declared {decl.dtype} but is {array.dtype}; converting would "
+                    "lose data (return the declared dtype)",
+                    invalid=False,
+                )
+            array = array.astype(target)
+    dims = array.shape[1:] if rows is not None else array.shape
+    if rows is not None and (array.ndim == 0 or len(array) != rows):
+        got = "a scalar" if array.ndim == 0 else f"{len(array)} rows"
+        raise StepFailed(f"{where} has {got} for {rows} input rows", invalid=False)
+    if len(dims) != len(decl.shape) or any(
+        d not in (-1, g) for d, g in zip(decl.shape, dims, strict=True)
+    ):
+        raise StepFailed(
+            f"{where} has dims {list(dims)} but is declared {decl.describe()}", invalid=False
+        )
+    return array
+
+
+def _fits(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:
+    """An integer array narrowed to ``target`` keeps every value (no truncation)."""
+    if target.kind not in "iu" or array.dtype.kind not in "iub" or array.size == 0:
+        return True
+    info = np.iinfo(target)
+    return bool(array.min() >= info.min and array.max() <= info.max)
+
+
+class Runner:
+    """Runs a plan on batches: ``run`` for one batch, ``run_requests`` for a dynamic batch.
+
+    ``threads`` caps onnxruntime's and torch's intra-op threads (None: the libraries' default).
+    """
+
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        folder: Path,
+        *,
+        gpu: bool = False,
+        device_id: int = 0,
+        threads: int | None = None,
+    ) -> None:
+        self.name: str = plan["name"]
+        self.batched: bool = plan["max_batch_size"] > 0
+        self.max_batch_size: int = plan["max_batch_size"]
+        self.inputs = [Decl.parse(d) for d in plan["inputs"]]
+        self.outputs = [Decl.parse(d) for d in plan["outputs"]]
+        self.steps = [_load_step(folder, s, gpu, device_id, threads) for s in plan["steps"]]
+
+    @classmethod
+    def from_folder(cls, folder: Path, **options: Any) -> Runner:
+        """The runner for a generated model's version folder (its ``plan.json``)."""
+        return cls(json.loads((folder / PLAN_FILE).read_text()), folder, **options)
+
+    def run(self, arrays: Arrays, requests: int = 1) -> Arrays:
+        """Every step in order on one batch; the plan's outputs. Raises :class:`StepFailed`."""
+        rows = _rows(arrays) if self.batched else None
+        tensors = dict(arrays)
+        for step in self.steps:
+            args = {d.name: tensors[d.tensor] for d in step.inputs}
+            start = time.perf_counter_ns()
+            out = self._call(step, args)
+            step.nanoseconds += time.perf_counter_ns() - start
+            step.executions += 1
+            step.requests += requests
+            for decl in step.outputs:
+                if decl.name not in out:
+                    raise StepFailed(f"{step.what} produced no output '{decl.name}'", invalid=False)
+                tensors[decl.tensor] = _conform(step, decl, out[decl.name], rows)
+        return {d.tensor: tensors[d.tensor] for d in self.outputs}
+
+    @staticmethod
+    def _call(step: Step, args: Arrays) -> Arrays:
+        try:
+            return step.run(args)
+        except StepFailed:
+            raise
+        except Exception as exc:
+            where = _failing_frame(exc)
+            trace = traceback.format_exc()
+            if step.kind == "stage" and isinstance(exc, CALLER_ERRORS):
+                message = f"{step.what} rejected the request: {exc} (at {where})"
+                raise StepFailed(message, invalid=True, trace=trace) from exc
+            message = f"{step.what} failed: {type(exc).__name__}: {exc} (at {where})"
+            raise StepFailed(message, invalid=False, trace=trace) from exc
+
+    def run_requests(self, requests: Sequence[Arrays]) -> list[Arrays | StepFailed]:
+        """Run a dynamic batch: requests of equal shapes are merged, run once and split back.
+
+        When a merged run fails, its requests run alone, so one bad request fails alone.
+        """
+        results: list[Arrays | StepFailed | None] = [None] * len(requests)
+        for members in self._groups(requests):
+            if len(members) > 1:
+                try:
+                    for i, out in zip(
+                        members, self._run_merged([requests[i] for i in members]), strict=True
+                    ):
+                        results[i] = out
+                    continue
+                except StepFailed:
+                    pass  # each request runs alone below and gets its own error
+            for i in members:
+                try:
+                    results[i] = self.run(requests[i])
+                except StepFailed as exc:
+                    results[i] = exc
+        return [r for r in results if r is not None]
+
+    def _groups(self, requests: Sequence[Arrays]) -> list[list[int]]:
+        if not self.batched:
+            return [[i] for i in range(len(requests))]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, arrays in enumerate(requests):
+            key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(arrays.items()))
+            groups.setdefault(key, []).append(i)
+        return list(groups.values())
+
+    def _run_merged(self, requests: list[Arrays]) -> list[Arrays]:
+        sizes = [_rows(a) for a in requests]
+        merged = {n: np.concatenate([a[n] for a in requests]) for n in requests[0]}
+        out = self.run(merged, requests=len(requests))
+        bounds = np.cumsum(sizes)[:-1]
+        split = {n: np.split(v, bounds) for n, v in out.items()}
+        return [{n: split[n][i] for n in split} for i in range(len(requests))]
+
+    def take_timings(self) -> list[tuple[str, int, int, int]]:
+        """(step, executions, requests, nanoseconds) since the last call; counters reset."""
+        taken = [(s.name, s.executions, s.requests, s.nanoseconds) for s in self.steps]
+        for s in self.steps:
+            s.executions = s.requests = s.nanoseconds = 0
+        return taken
+
+
+def _rows(arrays: Arrays) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0

@@ -1,0 +1,122 @@
+"""``Pipeline``: a compiled plan run in-process with tritonpipe's runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonpipe.backend.runtime import Runner, StepFailed
+from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
+from tritonpipe.errors import PipelineError, TritonPipeError
+from tritonpipe.pipeline.plans import from_repository, from_spec
+from tritonpipe.tensors import Array, TensorSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepTime:
+    """What one step did since the pipeline loaded: batches, requests and time spent."""
+
+    executions: int
+    requests: int
+    seconds: float
+
+
+def _specs(decls: Sequence[Any]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(name=d.tensor, dtype=d.dtype, shape=d.shape) for d in decls)
+
+
+class Pipeline:
+    """An ensemble (or single stage or model) run in the caller's process, no server.
+
+    The same stage code, onnxruntime / torch runtimes, batching and error semantics as the model
+    ``tritonpipe build`` writes for Triton: calls above ``max_batch_size`` run in chunks, step
+    outputs are checked against their declarations, and a failing step raises
+    :class:`PipelineError` naming it (``invalid`` when the input was at fault).
+    """
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self.name = runner.name
+        self.inputs = _specs(runner.inputs)
+        self.outputs = _specs(runner.outputs)
+        self.max_batch_size = runner.max_batch_size
+        self._info = ModelInfo(
+            name=self.name,
+            max_batch_size=self.max_batch_size,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            optional=frozenset(),
+            config={},
+        )
+        self._times: dict[str, list[int]] = {s.name: [0, 0, 0] for s in runner.steps}
+
+    @classmethod
+    def load(
+        cls, source: str | Path, name: str | None = None, *, threads: int | None = None
+    ) -> Pipeline:
+        """Load ``name`` from a pipeline spec (YAML) or a repository ``tritonpipe build`` wrote.
+
+        ``threads`` caps onnxruntime's and torch's intra-op threads (Triton's models use 1).
+        """
+        path = Path(source)
+        if path.is_dir():
+            if name is None:
+                raise PipelineError(f"{path}: name the model or ensemble to run", invalid=True)
+            plan = from_repository(path, name)
+        else:
+            plan = from_spec(path, name)
+        try:
+            return cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads))
+        except TritonPipeError:
+            raise
+        except Exception as exc:  # a stage file that fails to import, a corrupt model file
+            raise PipelineError(
+                f"pipeline '{plan['name']}' failed to load: {type(exc).__name__}: {exc}",
+                invalid=False,
+            ) from exc
+
+    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
+        """Run on one batch (any size: split by ``max_batch_size``); outputs by name."""
+        arrays, batch = check_inputs(self._info, inputs)
+        parts = [self._run(chunk) for chunk in chunks(arrays, batch, self.max_batch_size)]
+        return join(parts)
+
+    def _run(self, arrays: dict[str, Array]) -> dict[str, Array]:
+        try:
+            out = self._runner.run(arrays)
+        except StepFailed as exc:
+            raise PipelineError(f"pipeline '{self.name}': {exc}", invalid=exc.invalid) from exc
+        finally:
+            self._collect()
+        return out
+
+    def run_requests(
+        self, requests: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Array] | PipelineError]:
+        """Many requests as Triton's dynamic batcher hands them to a model: merged where shapes
+        agree, split back, and a failure fails only its own request (returned, not raised)."""
+        checked = [check_inputs(self._info, r)[0] for r in requests]
+        results = self._runner.run_requests(checked)
+        self._collect()
+        return [
+            PipelineError(f"pipeline '{self.name}': {r}", invalid=r.invalid)
+            if isinstance(r, StepFailed)
+            else r
+            for r in results
+        ]
+
+    def _collect(self) -> None:
+        for name, executions, requests, ns in self._runner.take_timings():
+            total = self._times[name]
+            total[0] += executions
+            total[1] += requests
+            total[2] += ns
+
+    def step_times(self) -> dict[str, StepTime]:
+        """Per step, in order: batches run, requests served and seconds spent since loading."""
+        return {
+            name: StepTime(executions=e, requests=r, seconds=ns / 1e9)
+            for name, (e, r, ns) in self._times.items()
+        }

@@ -53,3 +53,14 @@ def trained_export() -> Path:
         subprocess.run([sys.executable, str(DIGITS / "train.py")], check=True, capture_output=True)
         run_export(f"{DIGITS / 'model.py'}:trained", TRAINED_EXPORT)
     return TRAINED_EXPORT
+
+
+# No test may leave files at the repository root (a perf_analyzer.csv once got committed).
+_STRAYS = ("perf_analyzer.csv",)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    strays = [name for name in _STRAYS if (ROOT / name).exists()]
+    if strays:
+        print(f"\nerror: the tests left {strays} at the repository root {ROOT}")
+        session.exitstatus = 1

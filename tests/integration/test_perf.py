@@ -182,3 +182,15 @@ def test_raw_transport_profile_with_shared_memory(
         "raw",
     )
     assert grpc.returncode == 1 and "--transport raw speaks HTTP only" in grpc.stderr
+
+
+def test_perf_analyzer_without_a_file_writes_nothing_here(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", "-m", "digits_onnx"]
+    command += ["-u", server.http_url.removeprefix("http://"), "--engine", "perf_analyzer"]
+    command += ["--concurrency-range", "1", "-p", "300", "--max-trials", "4"]
+    command += ["--stability-percentage", "80"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help text: rich would read "[batch, ...]" as markup and "start:end:step" as the
+    # :end: emoji, and cut option names when stdout is not a terminal.
+    rich_markup_mode=None,
 )
 
 
@@ -36,7 +39,10 @@ def export(
         typer.Option(
             "--input",
             "-i",
-            help="NAME:DTYPE:DIMS without batch, e.g. pixels:FP32:1,8,8; -1=N is dynamic with sample size N. Repeat per input.",
+            help="NAME:DTYPE:DIMS without batch, e.g. pixels:FP32:1,8,8; -1=N is dynamic with "
+            "sample size N. Repeat per input. Tracing and parity samples: float inputs are "
+            "standard normal, BOOL inputs random, integer inputs drawn from 0..9 (valid as "
+            "indices into an embedding of 10 or more rows).",
         ),
     ],
     out: Annotated[

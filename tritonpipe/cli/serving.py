@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from tritonpipe.cli.infer_files import FILES_HELP, build_requests
 from tritonpipe.errors import TritonPipeError
 from tritonpipe.tensors import Array
 
@@ -123,23 +124,6 @@ def _stop(server: Any, exit_timeout: int) -> None:
     typer.echo(f"tritonserver exited with code {code}{reason}")
 
 
-def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> Array:
-    from tritonpipe.tensors import dtype
-
-    first = paths[0]
-    if first.suffix.lower() == ".npy":
-        arrays = [np.load(p, allow_pickle=spec_dtype == "BYTES") for p in paths]
-        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if first.suffix.lower() == ".json":
-        data = [json.loads(p.read_text()) for p in paths]
-        np_type = object if spec_dtype == "BYTES" else dtype(spec_dtype).numpy
-        rows = [np.asarray(d, dtype=np_type) for d in data]
-        return np.concatenate(rows) if len(rows) > 1 else rows[0]
-    # Anything else (images included) is sent as raw bytes, one file per batch row.
-    blobs = np.array([p.read_bytes() for p in paths], dtype=object)
-    return blobs.reshape(len(paths), *([1] * len(dims)))
-
-
 def _to_json(value: Array) -> Any:
     if value.dtype == object:
         return [
@@ -155,9 +139,7 @@ def infer(
     model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
     inputs: Annotated[
         list[str],
-        typer.Argument(
-            help="NAME=FILE (repeat for a batch) or FILE for a single-input model; images and other files go as BYTES, .npy and .json as arrays."
-        ),
+        typer.Argument(help=FILES_HELP),
     ],
     url: Annotated[
         str, typer.Option(help="http://host:port or grpc://host:port.")
@@ -167,7 +149,8 @@ def infer(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
-    """Send files to a model and print its outputs as JSON."""
+    """Send files to a model and print its outputs as JSON (a list of them when the files went
+    as several requests)."""
     from tritonpipe.client import Client
 
     try:
@@ -190,9 +173,12 @@ def infer(
                 if not Path(path).is_file():
                     raise typer.BadParameter(f"input '{name}': file {path} not found")
                 files.setdefault(name, []).append(Path(path))
-            arrays = {n: _load_input(specs[n].dtype, specs[n].shape, p) for n, p in files.items()}
-            outputs = client.infer(model, arrays)
-    except (TritonPipeError, ValueError, OSError) as exc:
+            requests = build_requests(info, files)
+            answers = [client.infer(model, arrays) for arrays in requests]
+    except (TritonPipeError, OSError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps({name: _to_json(value) for name, value in outputs.items()}, indent=1))
+    results = [{name: _to_json(value) for name, value in out.items()} for out in answers]
+    if len(results) > 1:
+        typer.echo(f"files of different shapes: sent {len(results)} requests", err=True)
+    typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=1))

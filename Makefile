@@ -5,9 +5,11 @@ PIP := .venv/bin/pip -q --disable-pip-version-check
 ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
+# perf_analyzer needs libb64; the serving benchmark drives wrk.
+DEBIAN_PACKAGES := libb64-0d wrk
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,8 +17,10 @@ help: ## List the targets
 setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev extras) and system packages
 
 .venv/.installed: pyproject.toml constraints.txt
-	@command -v apt-get >/dev/null && ! dpkg -s libb64-0d >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null; } || true
+	@command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+		! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 && \
+		{ echo "installing Debian packages: $(DEBIAN_PACKAGES)"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; } || true
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'
@@ -61,6 +65,9 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 		--repeat 3 --concurrency 1 4 16 --out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol http --transport raw --repeat 3 \
 		--concurrency 1 4 16 --out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_http.md
+
+bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build

@@ -20,6 +20,17 @@ def strict(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"y": x * 2}
 
 
+def buggy(x: np.ndarray) -> dict[str, np.ndarray]:
+    """A stage with a bug: the reply names this file and line, the log holds the traceback."""
+    scale = len(x) // len(x) - 1
+    return {"y": x / (1 // scale)}
+
+
+def lossy(x: np.ndarray, integers: bool = False) -> dict[str, np.ndarray]:
+    """Returns float64: fine for an FP32 output, refused for an INT64 one (data would be lost)."""
+    return {"y": x.astype(np.float64) + 0.5}
+
+
 def token_sum(tokens: np.ndarray) -> dict[str, np.ndarray]:
     """Sums a variable-length row of tokens: requests of different lengths for `infer`."""
     return {"total": tokens.sum(axis=1, keepdims=True)}

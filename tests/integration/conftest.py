@@ -24,12 +24,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def repository(trained_export: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tabular_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/assets/tabular with its two-input, two-output model exported beside it."""
+    from tritonpipe.export import export
+    from tritonpipe.tensors import parse_input_spec
+
+    root = tmp_path_factory.mktemp("tabular")
+    shutil.copytree(ASSETS / "tabular", root, dirs_exist_ok=True)
+    inputs = [parse_input_spec("a:FP32:4"), parse_input_spec("b:FP32:-1=5")]
+    export(f"{ASSETS / 'models.py'}:two_in_two_out", inputs, root / "export", max_batch_size=16)
+    return root / "pipeline.yaml"
+
+
+@pytest.fixture(scope="session")
+def repository(
+    trained_export: Path, tabular_spec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     root = tmp_path_factory.mktemp("serving")
     build_repository(DIGITS / "pipeline.yaml", root / "repo")
-    build_repository(ASSETS / "test_pipeline.yaml", root / "extra")
-    for folder in (root / "extra").iterdir():
-        shutil.move(str(folder), root / "repo" / folder.name)
+    for i, spec in enumerate((ASSETS / "test_pipeline.yaml", tabular_spec)):
+        build_repository(spec, root / f"extra{i}")
+        for folder in (root / f"extra{i}").iterdir():
+            shutil.move(str(folder), root / "repo" / folder.name)
     return root / "repo"
 
 

@@ -56,8 +56,8 @@ def test_corrupt_png_is_rejected_by_the_stage(
     images[2, 0] = images[2, 0][:20]  # truncated PNG
     with pytest.raises(
         InvalidArgument,
-        match="model 'preprocess' rejected the request: input 'image' item 2 "
-        "is not a decodable image",
+        match="stage 'preprocess' rejected the request: input 'image' item 2 "
+        "is not a decodable image \\(\\w+\\) \\(at stages.py:\\d+ in preprocess\\)",
     ):
         client.infer("digits", {"image": images})
 
@@ -109,7 +109,7 @@ async def test_bad_request_does_not_fail_its_batch_neighbours(
     for i, result in enumerate(results):
         if i == 3:
             assert isinstance(result, InvalidArgument)
-            assert "model 'strict' rejected the request: input 'x' holds negative values" in str(
+            assert "stage 'strict' rejected the request: input 'x' holds negative values" in str(
                 result
             )
         else:

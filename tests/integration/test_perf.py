@@ -13,6 +13,7 @@ import pytest
 from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.locust_run import LocustRun, run_locust
 from tritonpipe.perf.results_csv import read_csv
+from tritonpipe.perf.step_metrics import read_steps
 from tritonpipe.server import TritonServer
 
 
@@ -36,7 +37,7 @@ def test_profile_digits_ensemble_writes_perf_analyzer_csvs(
     out = tmp_path / "digits.csv"
     result = profile(
         "-m",
-        "digits",
+        "digits_steps",
         "-u",
         server.grpc_url.removeprefix("grpc://"),
         "-i",
@@ -182,6 +183,66 @@ def test_raw_transport_profile_with_shared_memory(
         "raw",
     )
     assert grpc.returncode == 1 and "--transport raw speaks HTTP only" in grpc.stderr
+
+
+def test_profile_fused_model_writes_per_step_times(
+    server: TritonServer, pngs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "fused.csv"
+    result = profile(
+        "-m",
+        "digits",
+        "-u",
+        server.http_url.removeprefix("http://"),
+        "--concurrency-range",
+        "1:4:3",
+        "-p",
+        "300",
+        "--max-trials",
+        "6",
+        "--stability-percentage",
+        "80",
+        "--input-data",
+        str(pngs),
+        "--metrics-url",
+        server.metrics_url,
+        "-f",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "per-step times" in result.stdout
+    header = out.read_text().splitlines()[0]  # perf_analyzer's header, unchanged
+    assert header.startswith("Concurrency,Inferences/Second,Client Send,")
+    levels = read_steps(tmp_path / "fused_steps.csv")
+    assert [(load, row.step) for load, row in levels] == [
+        (load, step) for load in (1.0, 4.0) for step in ("preprocess", "digits_onnx", "postprocess")
+    ]
+    for _, row in levels:
+        assert row.executions_per_s > 0 and row.us_per_execution > 0
+    shares = [row.share for load, row in levels if load == 1.0]
+    assert abs(sum(shares) - 1) < 0.01
+    # At 4 in flight the dynamic batcher merges requests: more requests per execution than at 1.
+    per_exec = {
+        load: row.requests_per_execution for load, row in levels if row.step == "preprocess"
+    }
+    assert per_exec[1.0] == pytest.approx(1.0) and per_exec[4.0] > 1.0
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "perf",
+            "report",
+            str(out),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "steps_fused.png").stat().st_size > 1000
+    assert "Per-step time (fused_steps.csv)" in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_perf_analyzer_without_a_file_writes_nothing_here(

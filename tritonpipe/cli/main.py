@@ -100,21 +100,35 @@ def build(
     runtime: Annotated[
         str | None, typer.Option(help="Override every scoring model's runtime: python or native.")
     ] = None,
+    fuse: Annotated[
+        str | None,
+        typer.Option(
+            help="Override every ensemble's fusion: auto (adjacent Python steps run as one model) or none (one model per step)."
+        ),
+    ] = None,
 ) -> None:
-    """Build a Triton model repository (stages, scoring models, ensembles) from a pipeline spec."""
+    """Build a Triton model repository (stages, scoring models, fused models, ensembles) from a pipeline spec."""
     from tritonpipe.ensembles import build_repository
 
     if runtime not in (None, "python", "native"):
         raise fail(f"--runtime {runtime!r}: choose python or native")
+    if fuse not in (None, "auto", "none"):
+        raise fail(f"--fuse {fuse!r}: choose auto or none")
     try:
-        models = build_repository(spec, out, runtime=runtime)
+        models = build_repository(spec, out, runtime=runtime, fuse=fuse)
     except RepositoryError as exc:
         raise fail("the built repository is invalid:\n" + "\n".join(exc.problems)) from None
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
     for name, model in models.items():
         kind = model.config.platform or model.config.backend
-        typer.echo(f"  {name:<24} {kind:<18} max_batch_size {model.config.max_batch_size}")
+        steps = (
+            model.config.parameters["tritonpipe.steps"].string_value
+            if "tritonpipe.steps" in model.config.parameters
+            else ""
+        )
+        fused = f"  runs {steps.replace(',', ' -> ')}" if "," in steps else ""
+        typer.echo(f"  {name:<24} {kind:<18} max_batch_size {model.config.max_batch_size}{fused}")
     typer.echo(f"wrote {len(models)} models to {out} (validated)")
 
 

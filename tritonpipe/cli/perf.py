@@ -21,6 +21,15 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _metrics_url(given: str | None, address: str) -> str | None:
+    if given == "none":
+        return None
+    if given:
+        return given if "://" in given else f"http://{given}"
+    host = address.split("://")[-1].rpartition(":")[0] or "localhost"
+    return f"http://{host}:8002/metrics"
+
+
 @app.command()
 def profile(
     model: Annotated[str, typer.Option("-m", "--model-name", help="Model or ensemble to profile.")],
@@ -79,6 +88,12 @@ def profile(
     token: Annotated[
         str | None, typer.Option(help="Token for a protected server.", envvar="TRITONPIPE_TOKEN")
     ] = None,
+    metrics_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Triton's metrics endpoint (default: the server's host, port 8002, /metrics); per-step times of tritonpipe models are read from it into <file>_steps.csv. 'none' turns it off."
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency per load level, as perf_analyzer does."""
     from tritonpipe.perf.generator import ProfileOptions
@@ -112,6 +127,7 @@ def profile(
             shared_memory=shared_memory,
             token=token,
             transport=transport,
+            metrics_url=_metrics_url(metrics_url, address),
         )
         typer.echo(
             f"profiling '{model}' at {options.url} over {protocol} with {engine}: {mode} "
@@ -129,6 +145,7 @@ def profile(
                 if results and results[0].composing
                 else ""
             )
+            + (" and per-step times (_steps.csv)" if any(r.steps for r in results) else "")
         )
     if any(r.errors for r in results):
         first = next(r.first_error for r in results if r.errors)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 
 from tritonpipe.client import Client
 from tritonpipe.perf.input_data import to_json
+from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.results_csv import read_csv
 from tritonpipe.server import ServerOptions, TritonServer
 
@@ -76,24 +76,6 @@ def _run(
     cpu = (after_cpu.ru_utime - before_cpu.ru_utime) + (after_cpu.ru_stime - before_cpu.ru_stime)
     row = read_csv(csv)[1][0]
     return Measure(row.throughput, row.p50_us, row.p99_us, cpu / max(requests, 1) * 1000)
-
-
-def _machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    import os
-
-    return (
-        f"{model}, {os.cpu_count()} cores visible, Python {platform.python_version()}, "
-        f"Triton 2.51.0 (nvidia-pytriton 0.7.0, CPU only), perf_analyzer 2.51.0; client and "
-        f"server share the machine"
-    )
 
 
 def main() -> int:
@@ -152,7 +134,7 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {_machine()}.\n\n"
+            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {describe_machine()}.\n\n"
             f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} "
             f"--repeat {args.repeat} --interval-ms {args.interval_ms} "
             f"--stability {args.stability:g} --max-trials {args.max_trials} "

@@ -22,6 +22,8 @@ from tritonpipe.perf.raw_http import RawHttp, build_request
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
+from tritonpipe.perf.step_metrics import Counters, StepRow, scrape
+from tritonpipe.perf.step_metrics import delta as step_delta
 from tritonpipe.server.options import TOKEN_HEADER
 
 
@@ -46,6 +48,8 @@ class ProfileOptions:
     # "tritonclient" (its asyncio clients) or "raw" (HTTP only: prebuilt requests on asyncio
     # streams, see tritonpipe.perf.raw_http).
     transport: str = "tritonclient"
+    # Triton's metrics endpoint: per-step times of tritonpipe models are read from it.
+    metrics_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class LevelResult:
     requests: int
     errors: int
     first_error: str | None
+    steps: list[StepRow] = field(default_factory=list)  # per-step times of a tritonpipe model
 
 
 class Profiler:
@@ -101,6 +106,7 @@ class Profiler:
             # client decompress it, CPU perf_analyzer does not spend.
             self.infer_headers["Accept-Encoding"] = "identity"
         self.json = {"as_json": True} if self.endpoint.protocol == "grpc" else {}
+        self.metrics_url = options.metrics_url
         self.rng = np.random.default_rng(0)
 
     async def _config(self, client: Any, name: str) -> dict[str, Any]:
@@ -125,6 +131,17 @@ class Profiler:
         return snapshot(
             dict(await client.get_inference_statistics("", headers=self.headers, **self.json))
         )
+
+    async def _steps(self, model: str, progress: Callable[[str], None]) -> Counters:
+        """The model's step counters; {} (and no further scrapes) when the endpoint is away."""
+        if self.metrics_url is None:
+            return {}
+        try:
+            return await asyncio.to_thread(scrape, self.metrics_url, model)
+        except PerfError as exc:
+            progress(f"  no per-step times: {exc}")
+            self.metrics_url = None
+            return {}
 
     async def run(self, progress: Callable[[str], None] = lambda _: None) -> list[LevelResult]:
         client = self.mod.InferenceServerClient(self.endpoint.address)
@@ -279,6 +296,7 @@ class Profiler:
             else [asyncio.create_task(scheduler())]
         )
         snaps = [await self._snapshot(client)]
+        steps = [await self._steps(info.name, progress)]
         windows: list[tuple[float, float, list[_Done]]] = []
         throughputs: list[float] = []
         latencies: list[float] = []
@@ -288,6 +306,7 @@ class Profiler:
             await asyncio.sleep(self.options.measurement_interval_ms / 1000)
             t1 = time.perf_counter()
             snaps.append(await self._snapshot(client))
+            steps.append(await self._steps(info.name, progress))
             window = done[cursor:]
             cursor = len(done)
             windows.append((t0, t1, window))
@@ -322,8 +341,15 @@ class Profiler:
             )
         row = self._row(load, ok, seconds, server)
         comp_rows = {m: _server_row(load, t, seconds) for m, t in parts.items()}
+        step_rows = step_delta(steps[-len(last) - 1], steps[-1], seconds) if steps[-1] else []
         return LevelResult(
-            row, comp_rows, stable, len(merged), len(errors), errors[0].error if errors else None
+            row,
+            comp_rows,
+            stable,
+            len(merged),
+            len(errors),
+            errors[0].error if errors else None,
+            step_rows,
         )
 
     def _stability_latency(self, ok: list[_Done]) -> float:

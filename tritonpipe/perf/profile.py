@@ -10,6 +10,7 @@ from pathlib import Path
 from tritonpipe.errors import PerfError
 from tritonpipe.perf.generator import LevelResult, ProfileOptions, Profiler
 from tritonpipe.perf.results_csv import write_csv
+from tritonpipe.perf.step_metrics import steps_csv, write_steps
 
 
 def parse_range(text: str, integer: bool) -> tuple[float, ...]:
@@ -44,7 +45,8 @@ def profile(
     engine: str = "tritonpipe",
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[LevelResult]:
-    """Profile with ``engine`` and write ``csv`` (plus one CSV per composing model)."""
+    """Profile with ``engine`` and write ``csv`` (plus one CSV per composing model, and
+    ``<file>_steps.csv`` with per-step times when the model reports them)."""
     if engine == "perf_analyzer":
         from tritonpipe.perf import perf_analyzer
 
@@ -62,6 +64,8 @@ def profile(
             write_csv(
                 composing_csv(csv, model), [r.composing[model] for r in results], options.mode
             )
+        if any(r.steps for r in results):
+            write_steps(steps_csv(csv), options.mode, [(r.row.load, r.steps) for r in results])
     return results
 
 

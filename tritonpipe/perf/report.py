@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 from tritonpipe.perf.results_csv import COLUMNS, ResultRow, read_csv
+from tritonpipe.perf.step_metrics import StepRow, read_steps, steps_csv
 
 BREAKDOWN = (
     ("Server Queue", "server_queue_us", "#4c78a8"),
@@ -79,6 +80,32 @@ def _plot_breakdown(name: str, mode: str, rows: list[ResultRow], path: Path) -> 
     plt.close(fig)
 
 
+def _plot_steps(name: str, mode: str, levels: list[tuple[float, StepRow]], path: Path) -> None:
+    """Stacked bars: each step's time per request at each load level (a fused model's inside)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loads = sorted({load for load, _ in levels})
+    steps = list(dict.fromkeys(row.step for _, row in levels))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    bottom = [0.0] * len(loads)
+    for step in steps:
+        by_load = {load: row.us_per_request for load, row in levels if row.step == step}
+        values = [by_load.get(load, 0.0) / 1000 for load in loads]
+        ax.bar([f"{v:g}" for v in loads], values, bottom=bottom, label=step)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_xlabel("concurrency" if mode == "concurrency" else "request rate (req/s)")
+    ax.set_ylabel("step time per request (ms)")
+    ax.set_title(f"Time per step: {name}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _table(mode: str, rows: list[ResultRow]) -> str:
     head = ["Concurrency" if mode == "concurrency" else "Request Rate", *COLUMNS]
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
@@ -104,10 +131,16 @@ def write_report(csvs: list[Path], out: Path, title: str = "tritonpipe profile")
     curves = out / "throughput_vs_p99.png"
     _plot_curves(runs, curves)
     sections = [f"<h2>Throughput against p99 latency</h2>{_img(curves)}"]
-    for name, (mode, rows) in runs.items():
+    for (name, (mode, rows)), path in zip(runs.items(), csvs, strict=True):
         png = out / f"breakdown_{name}.png"
         _plot_breakdown(name, mode, rows, png)
         sections.append(f"<h2>{html.escape(name)}</h2>{_img(png)}{_table(mode, rows)}")
+        if steps_csv(path).is_file():
+            png = out / f"steps_{name}.png"
+            _plot_steps(name, mode, read_steps(steps_csv(path)), png)
+            sections.append(
+                f"<h3>Per-step time ({html.escape(steps_csv(path).name)})</h3>{_img(png)}"
+            )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>

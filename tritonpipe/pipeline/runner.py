@@ -9,7 +9,7 @@ from typing import Any
 
 from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
-from tritonpipe.errors import PipelineError, TritonPipeError
+from tritonpipe.errors import InputError, PipelineError, TritonPipeError
 from tritonpipe.pipeline.plans import from_repository, from_spec
 from tritonpipe.tensors import Array, TensorSpec
 
@@ -97,15 +97,23 @@ class Pipeline:
     ) -> list[dict[str, Array] | PipelineError]:
         """Many requests as Triton's dynamic batcher hands them to a model: merged where shapes
         agree, split back, and a failure fails only its own request (returned, not raised)."""
-        checked = [check_inputs(self._info, r)[0] for r in requests]
-        results = self._runner.run_requests(checked)
+        results: list[dict[str, Array] | PipelineError | None] = [None] * len(requests)
+        valid: list[int] = []
+        checked: list[dict[str, Array]] = []
+        for i, request in enumerate(requests):
+            try:
+                checked.append(check_inputs(self._info, request)[0])
+                valid.append(i)
+            except InputError as exc:
+                results[i] = PipelineError(f"pipeline '{self.name}': {exc}", invalid=True)
+        for i, result in zip(valid, self._runner.run_requests(checked), strict=True):
+            results[i] = (
+                PipelineError(f"pipeline '{self.name}': {result}", invalid=result.invalid)
+                if isinstance(result, StepFailed)
+                else result
+            )
         self._collect()
-        return [
-            PipelineError(f"pipeline '{self.name}': {r}", invalid=r.invalid)
-            if isinstance(r, StepFailed)
-            else r
-            for r in results
-        ]
+        return [r for r in results if r is not None]
 
     def _collect(self) -> None:
         for name, executions, requests, ns in self._runner.take_timings():

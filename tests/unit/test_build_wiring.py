@@ -54,7 +54,10 @@ def test_misspelled_stage_output_names_ensemble_step_tensor_and_guess(tmp_path: 
     message = str(info.value)
     assert message.startswith("ensembles.tabular.steps[1]: model 'tab_model' input 'num'")
     assert "reads tensor 'num', which no earlier step writes" in message
-    assert "did you mean 'numz'? (written by step 0 'tab_pre')" in message
+    assert (
+        "did you mean 'numz' (written by step 0 'tab_pre')? Map it with `inputs: {num: numz}`"
+        in message
+    )
     assert not (tmp_path / "repo").exists()
 
 

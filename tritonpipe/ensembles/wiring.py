@@ -32,13 +32,13 @@ def undeclared_input(
         where = "the ensemble's inputs default to the first step's inputs"
     else:
         where = f"the ensemble's inputs are {declared}"
-    hint = _guess(tensor, written)
-    if hint:
-        hint += f" (written by {written[difflib.get_close_matches(tensor, written, n=1)[0]]})"
+    close = difflib.get_close_matches(tensor, list(written), n=1, cutoff=0.6)
+    hint = f"; did you mean '{close[0]}' (written by {written[close[0]]})?" if close else "."
+    source = close[0] if close else "<tensor>"
     return SpecError(
         f"ensembles.{ensemble}.steps[{step}]: model '{model}' input '{model_input}' reads "
-        f"tensor '{tensor}', which no earlier step writes and {where}{hint}. Map it with "
-        f"`inputs: {{{model_input}: <tensor>}}` on the step, or add '{tensor}' to the "
+        f"tensor '{tensor}', which no earlier step writes and {where}{hint} Map it with "
+        f"`inputs: {{{model_input}: {source}}}` on the step, or add '{tensor}' to the "
         "ensemble's `inputs:` if clients send it"
     )
 

@@ -3,14 +3,16 @@ timeout fires (tritonclient's HTTP client cannot cross threads; the Client gives
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from tritonpipe.client import Client
-from tritonpipe.errors import RequestTimeout
+from tritonpipe.errors import RequestTimeout, Unavailable
 
 THREADS = 8
 
@@ -68,3 +70,31 @@ def test_timeouts_fire_on_every_thread(url: str) -> None:
 
         results = _run(work)
     assert all(isinstance(r, float) and r < 2.0 for r in results), results
+
+
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+def test_every_call_times_out_against_a_server_that_never_answers(scheme: str) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        with Client(f"{scheme}://127.0.0.1:{port}", retries=0, timeout_s=0.5) as client:
+            calls = {
+                "is_ready": client.is_ready,
+                "is_model_ready": lambda: client.is_model_ready("m"),
+                "model": lambda: client.model("m"),
+                "statistics": client.statistics,
+            }
+            for name, call in calls.items():
+                results = _run(lambda _i, call=call: _outcome(call))
+                assert all(r[0] in (False, "timeout") for r in results), (name, results)
+                assert all(r[1] < 2.0 for r in results), (name, results)  # timeout_s held
+
+
+def _outcome(call: Callable[[], object]) -> tuple[object, float]:
+    started = time.perf_counter()
+    try:
+        value = call()
+    except (RequestTimeout, Unavailable):
+        value = "timeout"
+    return value, time.perf_counter() - started

@@ -159,7 +159,7 @@ class Client:
                 self._call(
                     "unregister shared memory",
                     partial(
-                        self._raw.unregister_system_shared_memory, name, headers=self.core.headers
+                        self._raw.unregister_system_shared_memory, name, **self.core.call_kwargs()
                     ),
                 )
             for name, key, size in prepared.new_regions:
@@ -170,7 +170,7 @@ class Client:
                         name,
                         key,
                         size,
-                        headers=self.core.headers,
+                        **self.core.call_kwargs(),
                     ),
                 )
             result = self._call(
@@ -188,7 +188,7 @@ class Client:
             for name in self.core.pool.names():
                 # The server may be gone; the region is freed all the same.
                 with contextlib.suppress(Exception):
-                    self._raw.unregister_system_shared_memory(name, headers=self.core.headers)
+                    self._raw.unregister_system_shared_memory(name, **self.core.call_kwargs())
             self.core.pool.destroy()
         self._closed = True
         with self._all_lock:

@@ -143,7 +143,7 @@ def test_restarts_stop_after_repeated_failures_and_no_child_survives(
             while server.failure is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert server.failure is not None, "the supervisor never gave up"
-            assert "failed 2 times within 60s" in server.failure
+            assert "died 2 times within 60s" in server.failure
             assert f"HTTP port {server.options.http_port} taken by another process" in (
                 server.failure
             )
@@ -205,3 +205,43 @@ def test_serve_shows_progress_logs_to_state_folder_and_explains_a_slow_stop(
             serve.kill()
     assert "1 HTTP client connection(s) still open; Triton waits up to 2s" in rest, rest
     assert serve.returncode == 0
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
+    stubborn_repository: Path, tmp_path: Path
+) -> None:
+    ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+    log = tmp_path / "server.log"
+    serve = subprocess.Popen(
+        _serve(stubborn_repository, *ports, "--log-file", str(log), "--max-failures", "1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:
+            if line.startswith("serving"):
+                break
+        (server,) = _children(serve.pid)
+        os.kill(server, signal.SIGKILL)
+        rest, _ = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode == 1, rest
+    assert "error: tritonserver died 1 time within 300s; not restarting it again" in rest
+    assert "exit code -9" in rest
+    assert not group_members(server)

@@ -276,8 +276,8 @@ class TritonServer:
         if len(self._deaths) < self.max_failures:
             return False
         self.failure = (
-            f"tritonserver failed {len(self._deaths)} times within "
-            f"{self.failure_window_s:.0f}s; not restarting it again. Last cause:\n{cause}"
+            f"tritonserver died {len(self._deaths)} time{'s' if len(self._deaths) > 1 else ''} "
+            f"within {self.failure_window_s:.0f}s; not restarting it again. Last cause:\n{cause}"
         )
         log.error("%s", self.failure)
         return True

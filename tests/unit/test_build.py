@@ -53,7 +53,7 @@ def test_build_fuses_each_ensemble_into_one_model(untrained_digits: Path, tmp_pa
     assert [t.name for t in fused.output] == ["labels", "probabilities"]
     # Derived serving: the most instances any step asks for, the smallest queue delay.
     assert [g.count for g in fused.instance_group] == [2]
-    assert fused.dynamic_batching.max_queue_delay_microseconds == 200
+    assert fused.dynamic_batching.max_queue_delay_microseconds == 0
     plan = json.loads((repo / "digits" / "1" / "plan.json").read_text())
     assert [(s["name"], s["kind"], s["file"]) for s in plan["steps"]] == [
         ("preprocess", "stage", "stages.py"),
@@ -173,7 +173,7 @@ def test_edge_with_mismatched_dtype(untrained_digits: Path, tmp_path: Path) -> N
             "models.digits_onnx.format: Input should be 'onnx' or 'torchscript'",
         ),
         (
-            "max_queue_delay_microseconds: 200}",
+            "max_queue_delay_microseconds: 0}",
             "max_queue_delay_microseconds: -1}",
             "stages.preprocess.dynamic_batching.max_queue_delay_microseconds: Input should be greater than or equal to 0",
         ),

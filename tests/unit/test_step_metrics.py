@@ -9,19 +9,21 @@ from tritonpipe.perf.wrk import parse as parse_wrk
 METRICS = """\
 # HELP tritonpipe_step_requests_total Inference requests a pipeline step served
 # TYPE tritonpipe_step_requests_total counter
-tritonpipe_step_executions_total{model="digits",step="pre"} 10
-tritonpipe_step_requests_total{model="digits",step="pre"} 40
-tritonpipe_step_duration_us_total{model="digits",step="pre"} 3000
-tritonpipe_step_executions_total{model="digits",step="onnx"} 10
-tritonpipe_step_requests_total{model="digits",step="onnx"} 40
-tritonpipe_step_duration_us_total{model="digits",step="onnx"} 1000
-tritonpipe_step_duration_us_total{model="other",step="pre"} 99999
+tritonpipe_step_executions_total{model="digits",step="onnx",position="1"} 10
+tritonpipe_step_requests_total{model="digits",step="onnx",position="1"} 40
+tritonpipe_step_duration_us_total{model="digits",step="onnx",position="1"} 1000
+tritonpipe_step_executions_total{model="digits",step="pre",position="0"} 10
+tritonpipe_step_requests_total{model="digits",step="pre",position="0"} 40
+tritonpipe_step_duration_us_total{model="digits",step="pre",position="0"} 3000
+tritonpipe_step_duration_us_total{model="other",step="pre",position="0"} 99999
 nv_inference_count{model="digits",version="1"} 40
 """
 
 
 def test_parse_keeps_one_model_in_step_order() -> None:
-    assert parse(METRICS, "digits") == {"pre": (10, 40, 3000), "onnx": (10, 40, 1000)}
+    counters = parse(METRICS, "digits")
+    assert counters == {"pre": (10, 40, 3000), "onnx": (10, 40, 1000)}
+    assert list(counters) == ["pre", "onnx"]  # by position, not by exposition order
     assert parse(METRICS, "nope") == {}
 
 

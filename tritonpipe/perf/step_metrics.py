@@ -16,10 +16,9 @@ from pathlib import Path
 from tritonpipe.errors import PerfError
 
 _LINE = re.compile(
-    r'^tritonpipe_step_(executions|requests|duration_us)_total\{model="([^"]*)",step="([^"]*)"\}'
-    r"\s+(\S+)$",
-    re.M,
+    r"^tritonpipe_step_(executions|requests|duration_us)_total\{([^}]*)\}\s+(\S+)$", re.M
 )
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 HEADER = (
     "Step",
     "Executions/Second",
@@ -33,14 +32,16 @@ Counters = dict[str, tuple[float, float, float]]  # step -> (executions, request
 
 
 def parse(text: str, model: str) -> Counters:
-    """The step counters of ``model`` from Prometheus text, in the order steps appear."""
-    found: dict[str, dict[str, float]] = {}
-    for kind, owner, step, value in _LINE.findall(text):
-        if owner == model:
-            found.setdefault(step, {})[kind] = float(value)
+    """The step counters of ``model`` from Prometheus text, in the plan's step order."""
+    found: dict[tuple[int, str], dict[str, float]] = {}
+    for kind, labels, value in _LINE.findall(text):
+        tags = dict(_LABEL.findall(labels))
+        if tags.get("model") == model and "step" in tags:
+            key = (int(tags.get("position", 0)), tags["step"])
+            found.setdefault(key, {})[kind] = float(value)
     return {
-        s: (v.get("executions", 0.0), v.get("requests", 0.0), v.get("duration_us", 0.0))
-        for s, v in found.items()
+        step: (v.get("executions", 0.0), v.get("requests", 0.0), v.get("duration_us", 0.0))
+        for (_, step), v in sorted(found.items())
     }
 
 

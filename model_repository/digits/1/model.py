@@ -5,13 +5,14 @@ beside it), which runs the steps listed in ``plan.json``: one step for a single 
 several for a fused model. Requests merged by the dynamic batcher run as one batch and are split
 back; a merged batch that fails runs request by request, so one bad request fails alone. Each
 step's executions, requests and time are reported as Triton custom metrics on the metrics
-endpoint (labels ``model`` and ``step``).
+endpoint (labels ``model``, ``step`` and ``position``, the step's place in the plan).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ METRICS = (
 
 
 class _StepMetrics:
-    """Counters per step, pushed after each execute (a few IPC messages per batch)."""
+    """Counters per step. Each increment is a message to the server process, so counts gather
+    here and are pushed at most every ``FLUSH_S`` (or at the first execute after a pause)."""
+
+    FLUSH_S = 0.1
 
     def __init__(self, model: str, steps: list[str]) -> None:
         # Triton drops a family's metrics when the family object is collected: keep them.
@@ -37,17 +41,35 @@ class _StepMetrics:
             for n, d in METRICS
         ]
         self.counters = {
-            step: [f.Metric(labels={"model": model, "step": step}) for f in self.families]
-            for step in steps
+            step: [
+                f.Metric(labels={"model": model, "step": step, "position": str(i)})
+                for f in self.families
+            ]
+            for i, step in enumerate(steps)
         }
+
+        self.pending = {step: [0, 0, 0] for step in steps}
+        self.last = time.monotonic()
 
     def report(self, timings: list[tuple[str, int, int, int]]) -> None:
         for step, executions, requests, nanoseconds in timings:
-            if executions:
+            total = self.pending[step]
+            total[0] += executions
+            total[1] += requests
+            total[2] += nanoseconds
+        now = time.monotonic()
+        if now - self.last >= self.FLUSH_S:
+            self.flush()
+            self.last = now
+
+    def flush(self) -> None:
+        for step, total in self.pending.items():
+            if total[0]:
                 done, served, spent = self.counters[step]
-                done.increment(executions)
-                served.increment(requests)
-                spent.increment(nanoseconds / 1000)
+                done.increment(total[0])
+                served.increment(total[1])
+                spent.increment(total[2] / 1000)
+                total[:] = [0, 0, 0]
 
 
 class TritonPythonModel:
@@ -66,6 +88,9 @@ class TritonPythonModel:
         results = self.runner.run_requests([self._read(r) for r in requests])
         self.metrics.report(self.runner.take_timings())
         return [self._respond(r) for r in results]
+
+    def finalize(self) -> None:
+        self.metrics.flush()
 
     def _read(self, request: Any) -> Arrays:
         result = {}

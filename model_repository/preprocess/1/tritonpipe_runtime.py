@@ -298,10 +298,12 @@ class Runner:
         for step in self.steps:
             args = {d.name: tensors[d.tensor] for d in step.inputs}
             start = time.perf_counter_ns()
-            out = self._call(step, args)
-            step.nanoseconds += time.perf_counter_ns() - start
-            step.executions += 1
-            step.requests += requests
+            try:
+                out = self._call(step, args)
+            finally:  # a failed run took time too
+                step.nanoseconds += time.perf_counter_ns() - start
+                step.executions += 1
+                step.requests += requests
             for decl in step.outputs:
                 if decl.name not in out:
                     raise StepFailed(f"{step.what} produced no output '{decl.name}'", invalid=False)

@@ -24,6 +24,12 @@ def test_option_names_are_not_cut_when_stdout_is_a_pipe() -> None:
     assert ".tritonpipe/logs/tritonserver-PORT.log" in text
 
 
+def test_command_summaries_are_whole() -> None:
+    for command in ((), ("perf",)):
+        listing = _help(*command).split("Commands:")[1]
+        assert "..." not in listing and "…" not in listing, listing
+
+
 def test_colons_and_brackets_are_shown_as_written() -> None:
     profile = " ".join(_help("perf", "profile").split())
     assert "start:end:step of requests in flight" in profile and "🔚" not in profile

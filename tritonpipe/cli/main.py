@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,12 @@ app = typer.Typer(
     # Plain help text: rich would read "[batch, ...]" as markup and "start:end:step" as the
     # :end: emoji, and cut option names when stdout is not a terminal.
     rich_markup_mode=None,
+    # Through a pipe the terminal size is unknown and click would wrap at 80 columns and cut
+    # command summaries; use a wide page then (a real terminal keeps its own width).
+    context_settings={
+        "terminal_width": shutil.get_terminal_size((120, 24)).columns,
+        "max_content_width": 120,
+    },
 )
 
 

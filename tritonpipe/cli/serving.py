@@ -149,8 +149,10 @@ def infer(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
-    """Send files to a model and print its outputs as JSON (a list of them when the files went
-    as several requests)."""
+    """Send files to a model and print its outputs as JSON.
+
+    When the files went as several requests (their shapes differ), the JSON is a list with one
+    object per request."""
     from tritonpipe.client import Client
 
     try:

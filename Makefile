@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip -q --disable-pip-version-check
+# Not quiet: the long install prints each package it collects and installs.
+PIP_STEPS := .venv/bin/pip --disable-pip-version-check --progress-bar off
 ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
@@ -22,12 +24,15 @@ setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev e
 		! dpkg -s $(DEBIAN_PACKAGES) >/dev/null 2>&1 && \
 		{ echo "installing Debian packages: $(DEBIAN_PACKAGES)"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; } || true
+	@echo "==> [1/2] .venv/: a virtual environment with an up-to-date pip"
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
-	$(PIP) install -c constraints.txt -e '.[dev]'
+	@echo "==> [2/2] tritonpipe with its dev extras (torch CPU, nvidia-pytriton's tritonserver, tritonclient, ...); pip names each package"
+	$(PIP_STEPS) install -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(EXPORT): .venv/.installed examples/digits/model.py examples/digits/train.py examples/digits/stages.py
+	@echo "==> training the digits CNN, then exporting it (ONNX + TorchScript, parity checked)"
 	$(PY) examples/digits/train.py
 	.venv/bin/tritonpipe export examples/digits/model.py:trained --input pixels:FP32:1,8,8 \
 		--output logits --format onnx --format torchscript --max-batch-size 64 --out $(ARTIFACTS)/export
@@ -35,6 +40,7 @@ $(EXPORT): .venv/.installed examples/digits/model.py examples/digits/train.py ex
 digits: $(EXPORT) ## Train the digits CNN and export it (ONNX + TorchScript, parity checked)
 
 repository: $(EXPORT) ## Build model_repository/ from examples/digits/pipeline.yaml and validate it
+	@echo "==> building model_repository/ from examples/digits/pipeline.yaml"
 	.venv/bin/tritonpipe build examples/digits/pipeline.yaml --out model_repository
 	.venv/bin/tritonpipe validate model_repository
 

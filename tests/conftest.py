@@ -74,3 +74,14 @@ def encoder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
         max_batch_size=64,
     )
     return out
+
+
+# No test may leave files at the repository root (a perf_analyzer.csv once got committed).
+_STRAYS = ("perf_analyzer.csv",)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    strays = [name for name in _STRAYS if (ROOT / name).exists()]
+    if strays:
+        print(f"\nerror: the tests left {strays} at the repository root {ROOT}")
+        session.exitstatus = 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,8 @@ def main() -> int:
     images = [(HELDOUT / n).read_bytes() for n in names]
     expected = np.array([truth[n] for n in names])
     print(f"[1/3] starting tritonserver on {args.repository} (log: {args.log})", flush=True)
+    # The launcher logs model loading as it goes ("3/6 models ready (digits_onnx)").
+    logging.basicConfig(level=logging.INFO, format="      %(message)s", stream=sys.stdout)
     started = time.perf_counter()
     options = ServerOptions(repository=args.repository, exit_timeout_s=10)
     rows = []

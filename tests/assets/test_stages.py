@@ -29,3 +29,8 @@ def buggy(x: np.ndarray) -> dict[str, np.ndarray]:
 def lossy(x: np.ndarray, integers: bool = False) -> dict[str, np.ndarray]:
     """Returns float64: fine for an FP32 output, refused for an INT64 one (data would be lost)."""
     return {"y": x.astype(np.float64) + 0.5}
+
+
+def token_sum(tokens: np.ndarray) -> dict[str, np.ndarray]:
+    """Sums a variable-length row of tokens: requests of different lengths for `infer`."""
+    return {"total": tokens.sum(axis=1, keepdims=True)}

@@ -243,3 +243,15 @@ def test_profile_fused_model_writes_per_step_times(
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report" / "steps_fused.png").stat().st_size > 1000
     assert "Per-step time (fused_steps.csv)" in (tmp_path / "report" / "index.html").read_text()
+
+
+def test_perf_analyzer_without_a_file_writes_nothing_here(
+    server: TritonServer, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", "-m", "digits_onnx"]
+    command += ["-u", server.http_url.removeprefix("http://"), "--engine", "perf_analyzer"]
+    command += ["--concurrency-range", "1", "-p", "300", "--max-trials", "4"]
+    command += ["--stability-percentage", "80"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []

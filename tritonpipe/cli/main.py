@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,15 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help text: rich would read "[batch, ...]" as markup and "start:end:step" as the
+    # :end: emoji, and cut option names when stdout is not a terminal.
+    rich_markup_mode=None,
+    # Through a pipe the terminal size is unknown and click would wrap at 80 columns and cut
+    # command summaries; use a wide page then (a real terminal keeps its own width).
+    context_settings={
+        "terminal_width": shutil.get_terminal_size((120, 24)).columns,
+        "max_content_width": 120,
+    },
 )
 
 
@@ -36,7 +46,7 @@ def export(
         typer.Option(
             "--input",
             "-i",
-            help="NAME:DTYPE:DIMS[:LOW..HIGH] without batch, e.g. pixels:FP32:1,8,8 or tokens:INT64:-1=24:0..1000. -1=N is a dynamic dim with sample size N (parity also tries 1 and a larger size). LOW..HIGH bounds integer inputs (HIGH excluded); without it, integers are drawn from [0, num_embeddings) of the model's smallest nn.Embedding, or [0, 10) when it has none. Repeat per input.",
+            help="NAME:DTYPE:DIMS[:LOW..HIGH] without batch, e.g. pixels:FP32:1,8,8 or tokens:INT64:-1=24:0..1000. -1=N is a dynamic dim with sample size N (parity also tries 1 and a larger size). LOW..HIGH bounds integer inputs (HIGH excluded); without it, integers are drawn from [0, num_embeddings) of the model's smallest nn.Embedding, or [0, 10) when it has none. Repeat per input. Float samples are standard normal, BOOL random.",
         ),
     ],
     out: Annotated[
@@ -70,8 +80,10 @@ def export(
         typer.Option(help="ONNX opset, 17 or newer (default: 18 with dynamo, 17 with legacy)."),
     ] = None,
 ) -> None:
-    """Export a PyTorch model to ONNX, TorchScript and/or AOTInductor and check parity with eager
-    PyTorch at every shape the export claims."""
+    """Export a PyTorch model (ONNX, TorchScript, AOTInductor); check parity at every shape.
+
+    Parity with eager PyTorch runs at every shape the export claims: each dynamic dim at 1, its
+    sample size and a larger size, crossed with batch 1, 7 and the max."""
     from tritonpipe.export import export as run_export
     from tritonpipe.export import parse_export_input
 

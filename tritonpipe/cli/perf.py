@@ -9,7 +9,11 @@ import typer
 
 from tritonpipe.errors import TritonPipeError
 
-app = typer.Typer(help="Profile, load-test and report on Triton models.", no_args_is_help=True)
+app = typer.Typer(
+    help="Profile, load-test and report on Triton models.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as in cli/main.py
+)
 
 
 def _fail(exc: Exception) -> typer.Exit:

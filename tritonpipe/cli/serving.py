@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from tritonpipe.cli.infer_files import FILES_HELP, build_requests
 from tritonpipe.errors import TritonPipeError
 from tritonpipe.tensors import Array
 
@@ -39,14 +40,25 @@ def serve(
         bool, typer.Option(help="With --token: inference needs the token too.")
     ] = False,
     log_file: Annotated[
-        Path | None, typer.Option(help="Server log (default tritonserver-PORT.log).")
+        Path | None,
+        typer.Option(
+            help="Server log (default .tritonpipe/logs/tritonserver-PORT.log, a folder git "
+            "ignores; $TRITONPIPE_STATE moves it)."
+        ),
     ] = None,
     exit_timeout: Annotated[
         int, typer.Option(help="Seconds to let in-flight requests finish on stop.")
     ] = 30,
     restart: Annotated[
-        bool, typer.Option(help="Restart tritonserver with backoff if it dies.")
+        bool,
+        typer.Option(
+            help="Restart tritonserver with backoff if it dies; give up (exit 1) after "
+            "--max-failures deaths within 5 minutes."
+        ),
     ] = True,
+    max_failures: Annotated[
+        int, typer.Option(min=1, help="Deaths within 5 minutes before serve gives up.")
+    ] = 5,
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
@@ -102,7 +114,11 @@ def serve(
             typer.echo(options.docker_command())
             return
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        server = TritonServer(options, log_path=log_file, restart=restart).start()
+        server = TritonServer(
+            options, log_path=log_file, restart=restart, max_failures=max_failures
+        )
+        typer.echo(f"starting tritonserver; its log: {server.log_path}")
+        server.start()
     except TritonPipeError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
@@ -113,27 +129,30 @@ def serve(
         f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
     )
-    stop.wait()
-    typer.echo("stopping: letting in-flight requests finish")
+    while not stop.wait(0.5) and server.failure is None:
+        pass
+    _stop(server, exit_timeout)
+    if server.failure is not None:
+        typer.secho(f"error: {server.failure}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1)
+
+
+def _stop(server: Any, exit_timeout: int) -> None:
+    """Stop the server, saying why it may take a while (Triton first waits for clients to
+    close their HTTP connections, then for in-flight requests)."""
+    connections = server.open_http_connections()
+    if connections:
+        typer.echo(
+            f"stopping: {connections} HTTP client connection(s) still open; Triton waits up to "
+            f"{exit_timeout}s for their clients to close them, then for in-flight requests"
+        )
+    else:
+        typer.echo("stopping: letting in-flight requests finish")
     code = server.stop()
-    typer.echo(f"tritonserver exited with code {code}")
-
-
-def _load_input(spec_dtype: str, dims: tuple[int, ...], paths: list[Path]) -> Array:
-    from tritonpipe.tensors import dtype
-
-    first = paths[0]
-    if first.suffix.lower() == ".npy":
-        arrays = [np.load(p, allow_pickle=spec_dtype == "BYTES") for p in paths]
-        return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-    if first.suffix.lower() == ".json":
-        data = [json.loads(p.read_text()) for p in paths]
-        np_type = object if spec_dtype == "BYTES" else dtype(spec_dtype).numpy
-        rows = [np.asarray(d, dtype=np_type) for d in data]
-        return np.concatenate(rows) if len(rows) > 1 else rows[0]
-    # Anything else (images included) is sent as raw bytes, one file per batch row.
-    blobs = np.array([p.read_bytes() for p in paths], dtype=object)
-    return blobs.reshape(len(paths), *([1] * len(dims)))
+    reason = ""
+    if code and connections:
+        reason = " (clients kept HTTP connections open past the exit timeout)"
+    typer.echo(f"tritonserver exited with code {code}{reason}")
 
 
 def _to_json(value: Array) -> Any:
@@ -151,9 +170,7 @@ def infer(
     model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
     inputs: Annotated[
         list[str],
-        typer.Argument(
-            help="NAME=FILE (repeat for a batch) or FILE for a single-input model; images and other files go as BYTES, .npy and .json as arrays."
-        ),
+        typer.Argument(help=FILES_HELP),
     ],
     url: Annotated[
         str, typer.Option(help="http://host:port or grpc://host:port.")
@@ -163,7 +180,10 @@ def infer(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
-    """Send files to a model and print its outputs as JSON."""
+    """Send files to a model and print its outputs as JSON.
+
+    When the files went as several requests (their shapes differ), the JSON is a list with one
+    object per request."""
     from tritonpipe.client import Client
 
     try:
@@ -186,9 +206,12 @@ def infer(
                 if not Path(path).is_file():
                     raise typer.BadParameter(f"input '{name}': file {path} not found")
                 files.setdefault(name, []).append(Path(path))
-            arrays = {n: _load_input(specs[n].dtype, specs[n].shape, p) for n, p in files.items()}
-            outputs = client.infer(model, arrays)
-    except (TritonPipeError, ValueError, OSError) as exc:
+            requests = build_requests(info, files)
+            answers = [client.infer(model, arrays) for arrays in requests]
+    except (TritonPipeError, OSError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         raise typer.Exit(1) from None
-    typer.echo(json.dumps({name: _to_json(value) for name, value in outputs.items()}, indent=1))
+    results = [{name: _to_json(value) for name, value in out.items()} for out in answers]
+    if len(results) > 1:
+        typer.echo(f"files of different shapes: sent {len(results)} requests", err=True)
+    typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=1))

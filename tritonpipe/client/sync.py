@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -13,6 +14,7 @@ from tritonpipe.client.base import ClientCore, ClientOptions
 from tritonpipe.client.checks import ModelInfo, join
 from tritonpipe.client.errors import map_error
 from tritonpipe.client.protocol import unwrap_config
+from tritonpipe.errors import ClientError
 from tritonpipe.tensors import Array
 
 T = TypeVar("T")
@@ -23,17 +25,41 @@ class Client:
 
     ``infer`` takes and returns ``dict[str, numpy.ndarray]``; inputs are checked against the
     model's config (fetched once) before anything is sent.
+
+    One client may be shared by many threads: each thread gets its own connection underneath
+    (tritonclient's HTTP client runs on gevent, whose connections cannot cross threads).
     """
 
     def __init__(self, url: str, *, protocol: str | None = None, **options: Any) -> None:
         self.core = ClientCore(url, protocol, ClientOptions(**options), asyncio=False)
+        self._local = threading.local()
+        self._all: list[Any] = []  # every thread's connection, closed by close()
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._connect()  # fail now, in the caller's thread, on a bad address
+
+    def _connect(self) -> Any:
         timeout = self.core.options.timeout_s
         if self.core.protocol == "http":
-            self._raw = self.core.mod.InferenceServerClient(
+            raw = self.core.mod.InferenceServerClient(
                 self.core.endpoint.address, connection_timeout=timeout, network_timeout=timeout
             )
         else:
-            self._raw = self.core.mod.InferenceServerClient(self.core.endpoint.address)
+            raw = self.core.mod.InferenceServerClient(self.core.endpoint.address)
+        self._local.raw = raw
+        with self._all_lock:
+            self._all.append(raw)
+        return raw
+
+    @property
+    def _raw(self) -> Any:
+        """This thread's tritonclient connection (made on the thread's first call)."""
+        raw = getattr(self._local, "raw", None)
+        if raw is None:
+            if self._closed:
+                raise ClientError("the client is closed")
+            raw = self._connect()
+        return raw
 
     @property
     def protocol(self) -> str:
@@ -76,13 +102,13 @@ class Client:
 
     def is_ready(self) -> bool:
         try:
-            return bool(self._raw.is_server_ready(headers=self.core.headers))
+            return bool(self._raw.is_server_ready(**self.core.call_kwargs()))
         except Exception:  # noqa: BLE001 - a server that does not answer is not ready
             return False
 
     def is_model_ready(self, name: str) -> bool:
         try:
-            return bool(self._raw.is_model_ready(name, headers=self.core.headers))
+            return bool(self._raw.is_model_ready(name, **self.core.call_kwargs()))
         except Exception:  # noqa: BLE001
             return False
 
@@ -133,7 +159,7 @@ class Client:
                 self._call(
                     "unregister shared memory",
                     partial(
-                        self._raw.unregister_system_shared_memory, name, headers=self.core.headers
+                        self._raw.unregister_system_shared_memory, name, **self.core.call_kwargs()
                     ),
                 )
             for name, key, size in prepared.new_regions:
@@ -144,7 +170,7 @@ class Client:
                         name,
                         key,
                         size,
-                        headers=self.core.headers,
+                        **self.core.call_kwargs(),
                     ),
                 )
             result = self._call(
@@ -154,14 +180,23 @@ class Client:
             return self.core.outputs(info, result)
 
     def close(self) -> None:
-        """Unregister shared memory and close connections (Triton waits for open ones on exit)."""
+        """Unregister shared memory and close every thread's connection (Triton waits for open
+        ones on exit)."""
+        if self._closed:
+            return
         if self.core.pool is not None:
             for name in self.core.pool.names():
                 # The server may be gone; the region is freed all the same.
                 with contextlib.suppress(Exception):
-                    self._raw.unregister_system_shared_memory(name, headers=self.core.headers)
+                    self._raw.unregister_system_shared_memory(name, **self.core.call_kwargs())
             self.core.pool.destroy()
-        self._raw.close()
+        self._closed = True
+        with self._all_lock:
+            connections, self._all = self._all, []
+        for raw in connections:
+            with contextlib.suppress(Exception):  # another thread's, already dropped: fine
+                raw.close()
+        self._local = threading.local()
 
     def __enter__(self) -> Client:
         return self

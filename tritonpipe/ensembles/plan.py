@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tritonpipe.ensembles.spec import Ensemble, PipelineSpec, ScoringModel, ServingOptions, Stage
+from tritonpipe.ensembles.wiring import EnsembleTensors
 from tritonpipe.errors import SpecError
 from tritonpipe.export.manifest import Manifest
 from tritonpipe.loading import load_function
@@ -142,7 +143,9 @@ def _check_edge(
 def compile_ensemble(name: str, ensemble: Ensemble, steps: dict[str, StepDef]) -> EnsemblePlan:
     """Bind the ensemble's steps to its tensors, check every edge, and group steps to fuse."""
     available: dict[str, tuple[str, TensorSpec]] = {}  # tensor -> (who produced it, spec)
-    inputs: list[TensorSpec] = []
+    # Wiring rules (tritonpipe/ensembles/wiring.py): a tensor becomes an ensemble input only when
+    # declared, and no tensor is written twice or left unread; Triton refuses the rest.
+    tensors = EnsembleTensors(name, ensemble.inputs)
     bound: list[Bound] = []
     for i, ref in enumerate(ensemble.step_refs()):
         step = steps.get(ref.model)
@@ -161,23 +164,21 @@ def compile_ensemble(name: str, ensemble: Ensemble, steps: dict[str, StepDef]) -
         for spec in step.inputs:
             tensor = ref.inputs.get(spec.name, spec.name)
             consumer = f"{step.what} input '{spec.name}'"
+            tensors.step_reads(i, ref.model, spec, tensor)
             if tensor in available:
                 producer, have = available[tensor]
                 _check_edge(producer, have, consumer, spec, f"{where} (tensor '{tensor}')")
             else:
                 available[tensor] = (f"ensemble '{name}' input '{tensor}'", spec.renamed(tensor))
-                inputs.append(spec.renamed(tensor))
             input_map[spec.name] = tensor
         output_map = {}
         for spec in step.outputs:
             tensor = ref.outputs.get(spec.name, spec.name)
+            tensors.step_writes(i, ref.model, spec, tensor)
             available[tensor] = (f"{step.what} output '{spec.name}'", spec.renamed(tensor))
             output_map[spec.name] = tensor
         bound.append(Bound(step, input_map, output_map))
-    wanted = ensemble.outputs or list(bound[-1].output_map.values())
-    missing = [t for t in wanted if t not in available]
-    if missing:
-        raise SpecError(f"ensembles.{name}.outputs: no step produces {missing}")
+    inputs, outputs = tensors.finish(ensemble.outputs or list(bound[-1].output_map.values()))
     mbs = ensemble.max_batch_size
     if mbs is None:
         mbs = min(b.step.options.max_batch_size for b in bound)
@@ -185,7 +186,7 @@ def compile_ensemble(name: str, ensemble: Ensemble, steps: dict[str, StepDef]) -
         name=name,
         steps=bound,
         inputs=inputs,
-        outputs=[available[t][1] for t in wanted],
+        outputs=outputs,
         max_batch_size=mbs,
         serving=ensemble.serving,
     )

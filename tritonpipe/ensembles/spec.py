@@ -136,8 +136,15 @@ class StepRef(_Strict):
 
 class Ensemble(_Strict):
     steps: list[StepRef | str] = Field(min_length=1, description="Models in the order they run.")
+    inputs: list[str] | None = Field(
+        None,
+        description="Ensemble tensors clients send (default: the first step's inputs); any "
+        "other tensor a step reads must be written by an earlier step.",
+    )
     outputs: list[str] | None = Field(
-        None, description="Ensemble tensors returned to clients (default: the last step's)."
+        None,
+        description="Ensemble tensors returned to clients (default: the last step's outputs); "
+        "every other tensor a step writes must be read by a later step.",
     )
     max_batch_size: int | None = Field(
         None, ge=0, description="Default: the smallest of the composing models'."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,7 +50,10 @@ def profile(
     if engine == "perf_analyzer":
         from tritonpipe.perf import perf_analyzer
 
-        results = perf_analyzer.run(options, csv or Path("perf_analyzer.csv"), progress)
+        # perf_analyzer always writes a CSV; without -f it goes to a temporary folder, never
+        # into the current one.
+        with tempfile.TemporaryDirectory(prefix="tritonpipe-pa-") as tmp:
+            results = perf_analyzer.run(options, csv or Path(tmp) / "perf_analyzer.csv", progress)
     elif engine == "tritonpipe":
         results = asyncio.run(Profiler(options).run(progress))
     else:

@@ -1,5 +1,6 @@
 """Ensemble checks the protobuf cannot make: every edge produced, typed and shaped alike, no
-cycles, and no batch larger than a composing model takes."""
+cycles, and no batch larger than a composing model takes. Together with
+:mod:`tritonpipe.repository.flow` these are the rules Triton's ensemble loader enforces."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonpipe.repository.flow import check_decoupled, check_fields, check_flow
 from tritonpipe.repository.validate import LoadedModel
 from tritonpipe.tensors import shapes_compatible
 
@@ -19,6 +21,11 @@ class _End:
     who: str  # "ensemble 'e' input 'x'" or "model 'm' output 'y'"
     data_type: int
     dims: tuple[int, ...]
+    batching: bool = False  # its model has max_batch_size > 0: a batch dim leads its full shape
+
+    @property
+    def full_dims(self) -> tuple[int, ...]:
+        return (-1, *self.dims) if self.batching else self.dims
 
     def describe(self) -> str:
         name = pb.DataType.Name(self.data_type).removeprefix("TYPE_").replace("STRING", "BYTES")
@@ -38,7 +45,10 @@ def _producers(
     by_step: dict[str, int] = {}
     for t in ensemble.config.input:
         produced[t.name] = _End(
-            f"ensemble '{ensemble.name}' input '{t.name}'", t.data_type, tuple(t.dims)
+            f"ensemble '{ensemble.name}' input '{t.name}'",
+            t.data_type,
+            tuple(t.dims),
+            ensemble.config.max_batch_size > 0,
         )
         by_step[t.name] = -1
     for i, step in enumerate(ensemble.config.ensemble_scheduling.step):
@@ -67,6 +77,7 @@ def _producers(
                 f"model '{step.model_name}' output '{model_out}'",
                 out.data_type,
                 tuple(out.dims),
+                target.config.max_batch_size > 0,
             )
             by_step[tensor] = i
     return produced, by_step
@@ -80,8 +91,11 @@ def _edge(
             f"{where}: tensor '{tensor}' for {consumer.who} is produced by nothing "
             "(neither an ensemble input nor an earlier step's output)"
         )
-    elif producer.data_type != consumer.data_type or not shapes_compatible(
-        producer.dims, consumer.dims
+    # Like Triton: shapes agree as configured, or once each side's batch dim is put in front
+    # (a non-batching model's [-1, 4] meets a batching model's [4]).
+    elif producer.data_type != consumer.data_type or not (
+        shapes_compatible(producer.dims, consumer.dims)
+        or shapes_compatible(producer.full_dims, consumer.full_dims)
     ):
         problems.append(
             f"{where}: {producer.who} is {producer.describe()} but {consumer.who} "
@@ -111,6 +125,8 @@ def check_ensemble(
 ) -> None:
     """Append every wiring problem of ``ensemble`` to ``problems``."""
     path = ensemble.config_path
+    check_fields(ensemble, problems)
+    check_flow(ensemble, problems)
     produced, by_step = _producers(ensemble, models, problems)
     deps: dict[int, set[int]] = {}
     for i, step in enumerate(ensemble.config.ensemble_scheduling.step):
@@ -127,7 +143,10 @@ def check_ensemble(
                 )
                 continue
             consumer = _End(
-                f"model '{step.model_name}' input '{model_in}'", spec.data_type, tuple(spec.dims)
+                f"model '{step.model_name}' input '{model_in}'",
+                spec.data_type,
+                tuple(spec.dims),
+                target.config.max_batch_size > 0,
             )
             _edge(consumer, tensor, produced.get(tensor), f"{where}.input_map", problems)
             if by_step.get(tensor, -1) >= 0:
@@ -139,21 +158,26 @@ def check_ensemble(
                 )
         _check_batch(ensemble, target, where, problems)
     for t in ensemble.config.output:
-        consumer = _End(f"ensemble '{ensemble.name}' output '{t.name}'", t.data_type, tuple(t.dims))
+        consumer = _End(
+            f"ensemble '{ensemble.name}' output '{t.name}'",
+            t.data_type,
+            tuple(t.dims),
+            ensemble.config.max_batch_size > 0,
+        )
         _edge(consumer, t.name, produced.get(t.name), f"{path}: output", problems)
     _check_cycles(ensemble.name, deps, f"{path}: ensemble_scheduling", problems)
+    decoupled = {
+        name: bool(m.config.model_transaction_policy.decoupled) for name, m in models.items()
+    }
+    check_decoupled(ensemble, decoupled, problems)
 
 
 def _check_batch(
     ensemble: LoadedModel, target: LoadedModel, where: str, problems: list[str]
 ) -> None:
+    # A batching ensemble may hold a non-batching model (Triton then compares full shapes).
     mine, theirs = ensemble.config.max_batch_size, target.config.max_batch_size
-    if mine > 0 and theirs == 0:
-        problems.append(
-            f"{where}: model '{target.name}' does not batch (max_batch_size 0) but the "
-            f"ensemble has max_batch_size {mine}"
-        )
-    elif mine > theirs > 0:
+    if mine > theirs > 0:
         problems.append(
             f"{where}: ensemble max_batch_size {mine} is larger than model "
             f"'{target.name}' max_batch_size {theirs}"

@@ -1,5 +1,6 @@
-"""Run a real tritonserver: start, wait for readiness, supervise (restart with backoff when it
-dies), stop gracefully so in-flight requests finish."""
+"""Run a real tritonserver: refuse ports in use, start, wait until the server this process started
+is ready (model by model), supervise (restart with backoff, giving up after repeated failures),
+stop gracefully so in-flight requests finish, and leave no child process behind."""
 
 from __future__ import annotations
 
@@ -19,32 +20,16 @@ from typing import IO
 
 from tritonpipe.errors import ServerError
 from tritonpipe.server.install import find_triton
+from tritonpipe.server.logs import (
+    START_MARKER,
+    default_log_path,
+    log_excerpt,
+    state_folder,
+)
 from tritonpipe.server.options import TOKEN_HEADER, ServerOptions
+from tritonpipe.server.process import end_group, listens_on, open_connections, port_in_use
 
 log = logging.getLogger("tritonpipe.server")
-
-
-# Lines every CPU-only start prints; they explain nothing about a failure.
-HARMLESS = ("Failed to initialize NVML", "DCGM", "CUDA driver version is insufficient")
-START_MARKER = "=== tritonpipe: starting"
-
-
-def log_excerpt(path: Path, lines: int = 15) -> str:
-    """From the latest run in the server log: its error lines (E..., terminate, what()), else
-    its last lines."""
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return "(no server log)"
-    starts = [i for i, line in enumerate(text) if line.startswith(START_MARKER)]
-    run = [
-        line
-        for line in text[starts[-1] + 1 if starts else 0 :]
-        if not any(h in line for h in HARMLESS)
-    ]
-    markers = ("terminate", "what()", "error", "Error", "failed", "Aborted", "Signal")
-    errors = [line for line in run if line.startswith("E1") or any(m in line for m in markers)]
-    return "\n".join((errors or run)[-lines:])
 
 
 class TritonServer:
@@ -52,6 +37,11 @@ class TritonServer:
 
     with TritonServer(ServerOptions(repository=Path("model_repository"))) as server:
         client = Client(server.http_url)
+
+    The log goes to ``log_path`` (default ``state_folder()/logs/tritonserver-PORT.log``). With
+    ``restart``, a server that dies is restarted with backoff until it has died
+    ``max_failures`` times within ``failure_window_s``; then ``failure`` says why and
+    supervision stops.
     """
 
     def __init__(
@@ -62,15 +52,22 @@ class TritonServer:
         ready_timeout_s: float = 120.0,
         restart: bool = True,
         max_backoff_s: float = 8.0,
+        max_failures: int = 5,
+        failure_window_s: float = 300.0,
     ) -> None:
         self.options = options.with_ports()
         self.install = find_triton()
-        self.log_path = log_path or Path(f"tritonserver-{self.options.http_port}.log")
+        self._default_log = log_path is None
+        self.log_path = log_path or default_log_path(self.options.http_port)
         self.ready_timeout_s = ready_timeout_s
         self.restart = restart
         self.max_backoff_s = max_backoff_s
+        self.max_failures = max_failures
+        self.failure_window_s = failure_window_s
         self.restarts = 0
         self.last_crash: str | None = None
+        self.failure: str | None = None  # set when supervision gives up
+        self._deaths: list[float] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._stopping = threading.Event()
@@ -96,7 +93,16 @@ class TritonServer:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> TritonServer:
-        """Start the server and block until it and every awaited model are ready."""
+        """Start the server and block until it and every awaited model are ready; a port in use
+        is a :class:`ServerError` before anything starts."""
+        busy = self.busy_ports()
+        if busy:
+            raise ServerError(
+                f"{', '.join(busy)} already in use on {self.options.host}: another server is "
+                "listening there; stop it, or pick other ports (0 picks a free one)"
+            )
+        if self._default_log:
+            state_folder()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._spawn()
@@ -104,6 +110,7 @@ class TritonServer:
             self._wait_ready(self.ready_timeout_s)
         except ServerError:
             self._terminate(timeout_s=5)
+            self._end_children()
             raise
         if self.restart:
             self._supervisor = threading.Thread(
@@ -113,14 +120,32 @@ class TritonServer:
         return self
 
     def stop(self, timeout_s: float | None = None) -> int | None:
-        """SIGTERM: Triton refuses new requests, finishes in-flight ones, then exits."""
+        """SIGTERM: Triton refuses new requests, waits for open HTTP connections to close and
+        in-flight requests to finish (within the exit timeout), then exits. Whatever is left of
+        its process group (Python backend stubs) is then ended too."""
         self._stopping.set()
-        code = self._terminate(timeout_s or self.options.exit_timeout_s + 10)
         if self._supervisor is not None:
             self._supervisor.join(timeout=5)
+        code = self._terminate(timeout_s or self.options.exit_timeout_s + 10)
+        self._end_children()
         if self._log is not None:
             self._log.close()
         return code
+
+    def busy_ports(self) -> list[str]:
+        """This server's ports that another process listens on, as "HTTP port 8000"."""
+        ports = (
+            ("HTTP", self.options.http_port),
+            ("gRPC", self.options.grpc_port),
+            ("metrics", self.options.metrics_port),
+        )
+        return [
+            f"{kind} port {port}" for kind, port in ports if port_in_use(self.options.host, port)
+        ]
+
+    def open_http_connections(self) -> int:
+        """Client connections open to the HTTP port; Triton waits for them when it stops."""
+        return open_connections(self.options.http_port)
 
     def __enter__(self) -> TritonServer:
         return self.start()
@@ -179,27 +204,57 @@ class TritonServer:
         except (OSError, ValueError):
             return 0
 
+    def _bound(self, pid: int) -> bool:
+        """The HTTP port's listening socket belongs to the tritonserver this object started, so
+        readiness answers are its own (not another server's on the same port)."""
+        return listens_on(pid, self.options.http_port)
+
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = ["/v2/health/ready"] + [
-            f"/v2/models/{m}/ready" for m in self.options.awaited_models()
-        ]
-        while pending:
+        models = list(self.options.awaited_models())
+        pending, bound = list(models), False
+        while True:
             process = self._process
-            if process is not None and process.poll() is not None:
+            if process is None or process.poll() is not None:
+                code = process.returncode if process else None
                 raise ServerError(
-                    f"tritonserver exited with code {process.returncode} before it was "
+                    f"tritonserver exited with code {code} before it was "
                     f"ready; from its log {self.log_path}:\n{log_excerpt(self.log_path)}"
                 )
-            if self._get(pending[0]) == 200:
-                pending.pop(0)
-                continue
+            if not bound and self._bound(process.pid):
+                bound = True
+                log.info("tritonserver pid %s is up; loading %d models", process.pid, len(models))
+            if bound:
+                for model in list(pending):
+                    if self._get(f"/v2/models/{model}/ready") == 200:
+                        pending.remove(model)
+                        log.info(
+                            "%d/%d models ready (%s)",
+                            len(models) - len(pending),
+                            len(models),
+                            model,
+                        )
+                if not pending and self._get("/v2/health/ready") == 200:
+                    return
             if time.monotonic() > deadline:
+                waiting = f"models {pending}" if pending else "/v2/health/ready"
+                if not bound:
+                    waiting = "its HTTP endpoint to start"
                 raise ServerError(
-                    f"tritonserver not ready after {timeout_s:.0f}s (waiting for "
-                    f"{pending[0]}); from its log {self.log_path}:\n{log_excerpt(self.log_path)}"
+                    f"tritonserver not ready after {timeout_s:.0f}s (waiting for {waiting}); "
+                    f"from its log {self.log_path}:\n{log_excerpt(self.log_path)}"
                 )
-            time.sleep(0.1)
+            time.sleep(0.2)
+
+    def _end_children(self) -> None:
+        pid = self.pid
+        if pid is None:
+            return
+        left = end_group(pid)  # start_new_session made the server its group's leader
+        if left:
+            log.warning(
+                "ended %d leftover processes of tritonserver pid %s: %s", len(left), pid, left
+            )
 
     def _terminate(self, timeout_s: float) -> int | None:
         with self._lock:
@@ -214,6 +269,19 @@ class TritonServer:
             process.kill()
             return process.wait()
 
+    def _gave_up(self, cause: str) -> bool:
+        """Record a death; True (and ``failure`` set) once there were too many in the window."""
+        now = time.monotonic()
+        self._deaths = [t for t in self._deaths if now - t < self.failure_window_s] + [now]
+        if len(self._deaths) < self.max_failures:
+            return False
+        self.failure = (
+            f"tritonserver died {len(self._deaths)} time{'s' if len(self._deaths) > 1 else ''} "
+            f"within {self.failure_window_s:.0f}s; not restarting it again. Last cause:\n{cause}"
+        )
+        log.error("%s", self.failure)
+        return True
+
     def _supervise(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
@@ -221,15 +289,23 @@ class TritonServer:
             if process is None or process.poll() is None:
                 self._stopping.wait(0.2)
                 continue
-            self.last_crash = log_excerpt(self.log_path, lines=5)
-            log.error(
-                "tritonserver died (exit code %s); restarting in %.1fs. From its log:\n%s",
-                process.returncode,
-                backoff,
-                self.last_crash,
+            self._end_children()
+            busy = self.busy_ports()
+            cause = (
+                f"{', '.join(busy)} taken by another process"
+                if busy
+                else f"exit code {process.returncode}; from its log {self.log_path}:\n"
+                + log_excerpt(self.log_path, lines=5)
             )
+            self.last_crash = cause
+            if self._gave_up(cause):
+                return
+            log.error("tritonserver died (%s); restarting in %.1fs", cause, backoff)
             if self._stopping.wait(backoff):
                 return
+            if busy:  # spawning would only fail to bind; count it and wait again
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
             self._spawn()
             self.restarts += 1
             try:
@@ -238,6 +314,7 @@ class TritonServer:
                 log.info("tritonserver is ready again after restart %d", self.restarts)
             except ServerError as exc:
                 log.error("restart %d failed: %s", self.restarts, exc)
+                self._terminate(timeout_s=5)  # counted as a death on the next round
                 backoff = min(backoff * 2, self.max_backoff_s)
 
     def statistics(self) -> dict[str, object]:

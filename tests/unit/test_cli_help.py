@@ -39,4 +39,7 @@ def test_colons_and_brackets_are_shown_as_written() -> None:
 
 def test_export_help_states_the_integer_sample_range() -> None:
     text = " ".join(_help("export").split())
-    assert "without it, integers are drawn from [0, num_embeddings) of the model's smallest nn.Embedding, or [0, 10) when it has none" in text
+    assert (
+        "without it, integers are drawn from [0, num_embeddings) of the model's smallest nn.Embedding, or [0, 10) when it has none"
+        in text
+    )

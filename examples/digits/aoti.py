@@ -1,7 +1,8 @@
 """The digits pipeline with a third scoring format: the CNN compiled by AOTInductor (``.pt2``).
 
 Exports the trained CNN as ``aoti`` and builds a repository holding pipeline.yaml's two ensembles
-plus ``digits_aoti`` (preprocess -> digits_pt2, the AOTI model -> postprocess), in a folder of its
+plus ``digits_aoti`` (preprocess -> digits_pt2, the AOTI model -> postprocess, fused into one
+model like the others), in a folder of its
 own, so the committed model_repository/ stays as `make repository` writes it. Used by
 ``demo.py --aoti``.
 

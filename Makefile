@@ -17,6 +17,9 @@ setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev e
 .venv/.installed: pyproject.toml constraints.txt
 	@command -v apt-get >/dev/null && ! dpkg -s libb64-0d >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null; } || true
+	@# redis-server: a real Redis for the online-store and prediction-log tests (fixtures start it).
+	@command -v apt-get >/dev/null && ! dpkg -s redis-server >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || true
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e '.[dev]'

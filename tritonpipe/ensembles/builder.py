@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tritonpipe.backend import MODEL_PY
+from tritonpipe.ensembles.desugar import desugar
 from tritonpipe.ensembles.spec import Ensemble, PipelineSpec, ScoringModel, Stage, load_spec
 from tritonpipe.errors import RepositoryError, SpecError
 from tritonpipe.export.manifest import FORMATS, Manifest
@@ -212,7 +213,11 @@ def build_repository(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         staging = Path(tmp) / "repo"
         staging.mkdir()
-        _build_all(spec, spec_path.parent.resolve(), staging, runtime)
+        # issue 10: feature lookups -> generated stages, registry: -> export folders (before);
+        # Feast config/modules, registry versions, prediction-log parameters (after).
+        plan = desugar(spec, spec_path.parent.resolve(), Path(tmp) / "generated")
+        _build_all(plan.spec, spec_path.parent.resolve(), staging, runtime)
+        plan.finish(staging)
         try:
             validate_repository(staging)
         except RepositoryError as exc:  # report paths where the user will look for them

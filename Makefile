@@ -7,7 +7,7 @@ EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean fraud
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,14 @@ repository: $(EXPORT) ## Build model_repository/ from examples/digits/pipeline.y
 demo: repository ## Set up, train, export, build, serve and classify the held-out digits over HTTP and gRPC
 	PYTHONUNBUFFERED=1 $(PY) examples/digits/demo.py --repository model_repository
 
+fraud: .venv/.installed ## Fraud example: generate -> Feast features -> train + MLflow registry -> build -> serve + score a held-out day
+	$(PY) examples/fraud/generate.py
+	$(PY) examples/fraud/features.py 2>&1 | grep -v -i warn
+	$(PY) examples/fraud/train.py 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
+	rm -rf build/prediction_logs/fraud
+	.venv/bin/tritonpipe build examples/fraud/pipeline.yaml --out build/fraud_repository 2>&1 | grep -v -i -e warn -e Downloading
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/demo.py --repository build/fraud_repository
+
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -66,5 +74,5 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 		--concurrency 1 4 16 --out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_http.md
 
 clean: ## Remove the venv, artifacts and built weights
-	rm -rf .venv $(ARTIFACTS) build
+	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data
 	find model_repository \( -name '*.onnx' -o -name '*.pt' \) -delete

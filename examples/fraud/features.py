@@ -73,7 +73,10 @@ def run(data: Path = DATA, repo: Path = REPO) -> pd.Timestamp:
     (repo / "data").mkdir(exist_ok=True)
     rows.to_parquet(repo / "data" / "account_features.parquet", index=False)
     took = time.perf_counter() - start
-    print(f"features: {len(rows):,} rows for {rows['account_id'].nunique():,} accounts in {took:.1f} s")
+    print(
+        f"features: {len(rows):,} rows for {rows['account_id'].nunique():,} accounts "
+        f"in {took:.1f} s"
+    )
     store = FeatureStore(repo_path=str(repo))
     store.apply(definitions(repo).OBJECTS)
     start = time.perf_counter()

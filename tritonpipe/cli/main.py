@@ -137,11 +137,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import perf, serving
+    from tritonpipe.cli import logs, perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
     app.add_typer(perf.app, name="perf")
+    app.add_typer(logs.app, name="logs")
 
 
 _register()

@@ -62,7 +62,8 @@ class OnlineLookup:
                 f"feature service '{self.plan['feature_service']}' in {folder}: {exc}"
             ) from exc
         self.config = store.config
-        self.store = store._get_provider().online_store  # Feast's OnlineStore interface
+        provider: Any = store._get_provider()
+        self.store = provider.online_store  # Feast's OnlineStore interface (online_read)
         self.views: list[_View] = []
         for projection in service.feature_view_projections:
             view = store.get_feature_view(projection.name)

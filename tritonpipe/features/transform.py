@@ -87,9 +87,7 @@ def _check_service(name: str, lookup: FeatureLookup, support: Path) -> None:
     from feast import FeatureStore
 
     try:
-        service = FeatureStore(repo_path=str(support)).get_feature_service(
-            lookup.feature_service
-        )
+        service = FeatureStore(repo_path=str(support)).get_feature_service(lookup.feature_service)
     except Exception as exc:  # Feast's errors vary by version; report the service and repo
         raise SpecError(
             f"features.{name}.feature_service: '{lookup.feature_service}' not found in "

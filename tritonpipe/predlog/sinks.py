@@ -1,8 +1,8 @@
 """Where prediction records go: one small interface, implementations chosen by ``type:``.
 
-  parquet  a folder of part files, rolled by rows or seconds; each part is written to a temporary
-           name and renamed, so readers (pandas) only ever see complete files.
-  redis    a Redis Stream (XADD, one JSON field per record, capped at ``maxlen`` entries).
+parquet  a folder of part files, rolled by rows or seconds; each part is written to a temporary
+         name and renamed, so readers (pandas) only ever see complete files.
+redis    a Redis Stream (XADD, one JSON field per record, capped at ``maxlen`` entries).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Sink(ABC):
     @abstractmethod
     def write(self, records: Sequence[Record]) -> None: ...
 
-    def flush(self) -> None:
+    def flush(self) -> None:  # noqa: B027 - optional: sinks that buffer override it
         """Make everything written so far durable and visible."""
 
     def close(self) -> None:

@@ -37,7 +37,9 @@ def parse_uri(uri: str) -> tuple[str, str | None, str | None]:
     """``models:/name/3`` -> (name, "3", None); ``models:/name@champion`` -> (name, None, alias)."""
     match = _URI.match(uri)
     if match is None:
-        raise RegistryError(f"{uri!r}: expected 'models:/<name>/<version>' or 'models:/<name>@<alias>'")
+        raise RegistryError(
+            f"{uri!r}: expected 'models:/<name>/<version>' or 'models:/<name>@<alias>'"
+        )
     return match["name"], match["version"], match["alias"]
 
 

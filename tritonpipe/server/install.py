@@ -6,8 +6,8 @@ import importlib.util
 import os
 import shutil
 import site
-import sysconfig
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,11 @@ class TritonInstall:
         # The stub must embed this interpreter's libpython: another build of the same minor
         # version (e.g. the system's) lacks symbols this Python's extension modules need
         # (`import ssl` failed in the stub, and with it redis, Feast and MLflow).
-        libdir = sysconfig.get_config_var("LIBDIR") if sysconfig.get_config_var("Py_ENABLE_SHARED") else None
+        libdir = (
+            sysconfig.get_config_var("LIBDIR")
+            if sysconfig.get_config_var("Py_ENABLE_SHARED")
+            else None
+        )
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
             filter(None, [str(self.libs), libdir, env.get("LD_LIBRARY_PATH")])
         )

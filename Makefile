@@ -41,7 +41,7 @@ demo: repository ## Set up, train, export, build, serve and classify the held-ou
 
 fraud: .venv/.installed ## Fraud example: generate -> Feast features -> train + MLflow registry -> build -> serve + score a held-out day
 	$(PY) examples/fraud/generate.py
-	$(PY) examples/fraud/features.py 2>&1 | grep -v -i warn
+	$(PY) examples/fraud/feature_pipeline.py 2>&1 | grep -v -i warn
 	$(PY) examples/fraud/train.py 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
 	rm -rf build/prediction_logs/fraud
 	.venv/bin/tritonpipe build examples/fraud/pipeline.yaml --out build/fraud_repository 2>&1 | grep -v -i -e warn -e Downloading

@@ -18,7 +18,7 @@ import pandas as pd
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from features import DATA, history_end  # noqa: E402
+from feature_pipeline import DATA, history_end  # noqa: E402
 from train import request_columns, roc_auc  # noqa: E402
 
 from tritonpipe.predlog import read_logs  # noqa: E402

@@ -26,9 +26,9 @@ from torch import nn
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
-from features import DATA, REPO, history_end  # noqa: E402
+from feature_pipeline import DATA, REPO, history_end  # noqa: E402
 from fraud_features import FEATURES, REQUEST, feature_vector  # noqa: E402
-from model import WEIGHTS, FraudMLP  # noqa: E402
+from fraud_model import WEIGHTS, FraudMLP  # noqa: E402
 
 from tritonpipe.export import export  # noqa: E402
 from tritonpipe.registry import register  # noqa: E402
@@ -145,7 +145,7 @@ def main() -> None:
     spec = TensorSpec(name="features", dtype="FP32", shape=(len(FEATURES),))
     folder = ARTIFACTS / "export"
     export(
-        f"{HERE / 'model.py'}:trained",
+        f"{HERE / 'fraud_model.py'}:trained",
         [(spec, (len(FEATURES),))],
         folder,
         formats=["onnx"],

@@ -37,3 +37,9 @@ def trained() -> FraudMLP:
     model = FraudMLP()
     model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
     return model.eval()
+
+
+def untrained() -> FraudMLP:
+    """Random weights, seeded: the same interface, for tests that need no training."""
+    torch.manual_seed(0)
+    return FraudMLP().eval()

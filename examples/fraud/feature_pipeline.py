@@ -1,6 +1,6 @@
 """The feature pipeline: per-account windowed aggregates -> Feast offline store -> online store.
 
-    python examples/fraud/features.py            # history = every day but the last (held out)
+    python examples/fraud/feature_pipeline.py   # history = every day but the last (held out)
 
 For every transaction of the history, the account's state right after it: transaction counts over
 1 h / 1 day / 7 days, amount mean/std/max, the time of the transaction and the home location. Rows

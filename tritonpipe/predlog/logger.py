@@ -31,11 +31,13 @@ class PredictionLogger:
         queue_size: int = 10_000,
         batch_size: int = 512,
         warn_every_s: float = 5.0,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.sink = sink
         self.to_records = to_records
         self.batch_size = batch_size
         self.warn_every_s = warn_every_s
+        self.on_progress = on_progress  # called by the writer after each batch (e.g. metrics)
         self.written = 0  # records the sink accepted
         self.errors = 0  # records lost to sink errors
         self.dropped = 0  # entries refused because the queue was full
@@ -103,6 +105,11 @@ class PredictionLogger:
                 self._write(batch)
             else:
                 self._flush()  # idle: let time-based rolling happen
+            if self.on_progress is not None and (batch or stop):
+                try:
+                    self.on_progress()
+                except Exception:  # noqa: BLE001 - progress reporting is best effort
+                    pass
             if stop:
                 return
 

@@ -5,12 +5,13 @@ version, which inputs are entity keys and the feature vector) on the last step o
 ensemble. After each ``execute`` the hook queues one entry per answered request (arrays only; the
 writer thread turns them into records). Records written and sink errors are Triton custom metrics
 ``tritonpipe_predlog_records_total`` / ``tritonpipe_predlog_errors_total`` (label ``sink``),
-synced from the model's own thread after each execute and at finalize.
+synced after each execute, after each batch the writer handles, and at finalize.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -64,12 +65,10 @@ class TritonPredictionLog:
         self.config = config
         self.pb_utils = pb_utils
         sink = make_sink(config["sink"], base=repository.parent)
-        self.logger = PredictionLogger(
-            sink, to_records=lambda e: _records(config, e), queue_size=config["queue_size"]
-        )
         self._synced = {"records": 0, "errors": 0}
         self._metrics: dict[str, Any] = {}
         self._families: list[Any] = []
+        self._lock = threading.Lock()
         labels = {"sink": sink.type}
         for key, help_text in (
             ("records", "Prediction-log records written by tritonpipe"),
@@ -82,6 +81,12 @@ class TritonPredictionLog:
             )
             self._families.append(family)  # a Metric fails once its family is garbage
             self._metrics[key] = family.Metric(labels=labels)
+        self.logger = PredictionLogger(
+            sink,
+            to_records=lambda e: _records(config, e),
+            queue_size=config["queue_size"],
+            on_progress=self.sync_metrics,
+        )
 
     @classmethod
     def from_parameters(
@@ -111,6 +116,11 @@ class TritonPredictionLog:
         self.sync_metrics()
 
     def sync_metrics(self) -> None:
+        """Add what was written or lost since the last sync to the Triton counters."""
+        with self._lock:
+            self._sync()
+
+    def _sync(self) -> None:
         current = {
             "records": self.logger.written,
             "errors": self.logger.errors + self.logger.dropped,

@@ -8,6 +8,7 @@ counted, warned about (at most every few seconds) and the writer carries on with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -106,10 +107,8 @@ class PredictionLogger:
             else:
                 self._flush()  # idle: let time-based rolling happen
             if self.on_progress is not None and (batch or stop):
-                try:
+                with contextlib.suppress(Exception):  # progress reporting is best effort
                     self.on_progress()
-                except Exception:  # noqa: BLE001 - progress reporting is best effort
-                    pass
             if stop:
                 return
 

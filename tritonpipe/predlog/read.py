@@ -16,10 +16,23 @@ def _read_parquet(folder: Path) -> Any:
 
     if not folder.is_dir():
         raise PredictionLogError(f"{folder}: no such prediction-log folder")
-    parts = sorted(folder.glob("part-*.parquet"))  # complete parts only (written then renamed)
-    if not parts:
+    # Complete parts (written, then renamed), and the journals of parts still open.
+    frames = [pd.read_parquet(p) for p in sorted(folder.glob("part-*.parquet"))]
+    records = []
+    for journal in sorted(folder.glob("journal-*.jsonl")):
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line being written right now
+                continue
+    if records:
+        frames.append(pd.DataFrame(records))
+    if not frames:
         return pd.DataFrame()
-    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    # A process killed between rolling a part and clearing its journal leaves both copies.
+    keys = [c for c in ("request_id", "row", "timestamp") if c in frame]
+    return frame.drop_duplicates(subset=keys) if keys else frame
 
 
 def _read_redis(url: str) -> Any:

@@ -37,6 +37,13 @@ class Sink(ABC):
 
 
 class ParquetSink(Sink):
+    """Parquet parts rolled by rows or seconds, plus a JSON-lines journal of the open part.
+
+    Each batch is appended to the journal and handed to the OS before ``write`` returns, so a
+    record survives even if the process is killed before its part is rolled (Triton exits without
+    unloading models when its exit timeout expires); readers merge parts and journals.
+    """
+
     type = "parquet"
 
     def __init__(self, path: Path, *, roll_rows: int = 10_000, roll_seconds: float = 5.0) -> None:
@@ -48,8 +55,12 @@ class ParquetSink(Sink):
         self._prefix = f"part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
         path.mkdir(parents=True, exist_ok=True)
+        self._journal_path = path / f"journal-{self._prefix}.jsonl"
+        self._journal = self._journal_path.open("a", encoding="utf-8")
 
     def write(self, records: Sequence[Record]) -> None:
+        self._journal.write("".join(json.dumps(r, default=str) + "\n" for r in records))
+        self._journal.flush()
         self._pending.extend(records)
         too_old = time.monotonic() - self._opened >= self.roll_seconds
         if len(self._pending) >= self.roll_rows or (self._pending and too_old):
@@ -66,9 +77,17 @@ class ParquetSink(Sink):
         tmp = final.with_name(f".{final.name}.tmp")
         frame.to_parquet(tmp, index=False)
         tmp.rename(final)  # atomic: readers never see a half-written part
+        self._journal.seek(0)
+        self._journal.truncate()  # the part holds these records now
         self._seq += 1
         self._pending = []
         self._opened = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self._journal.close()
+        if self._journal_path.stat().st_size == 0:
+            self._journal_path.unlink()
 
 
 class RedisStreamSink(Sink):

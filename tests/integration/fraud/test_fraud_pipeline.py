@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -16,8 +18,8 @@ from tritonclient.utils import InferenceServerException
 
 from tests.integration.fraud.conftest import RedisServer
 from tritonpipe.predlog import read_logs
-from tritonpipe.repository.config import parse_pbtxt
-from tritonpipe.server import TritonServer
+from tritonpipe.repository.config import parse_pbtxt, to_pbtxt
+from tritonpipe.server import ServerOptions, TritonServer
 
 DTYPES = {"account_id": "INT64", "amount": "FP32", "merchant_lat": "FP32", "merchant_lon": "FP32"}
 DTYPES["timestamp"] = "FP64"
@@ -174,3 +176,51 @@ def test_redis_stream_sink_and_redis_stopped_mid_run(
     )
     log = (fraud_world / "repository").parent / "tritonserver.log"
     assert "prediction log sink 'redis' failed" in log.read_text()
+
+
+def test_sigterm_under_load_loses_no_record_of_an_answered_request(
+    fraud_repository: Path, fraud_world: Path, tmp_path: Path
+) -> None:
+    repo, logs = tmp_path / "repository", tmp_path / "logs"
+    for model in ("lookup", "scorer", "decide", "fraud"):
+        shutil.copytree(fraud_repository / model, repo / model)
+    config_path = repo / "decide" / "config.pbtxt"
+    config = parse_pbtxt(config_path.read_text())
+    predlog = json.loads(config.parameters["tritonpipe.predlog"].string_value)
+    predlog["sink"] = {"type": "parquet", "path": str(logs), "roll_seconds": 30}
+    config.parameters["tritonpipe.predlog"].string_value = json.dumps(predlog)
+    config_path.write_text(to_pbtxt(config))
+    rows = arrays(heldout(fraud_world).iloc[:8])
+    server = TritonServer(
+        ServerOptions(repository=repo, exit_timeout_s=30), log_path=tmp_path / "triton.log"
+    ).start()
+    answered: list[str] = []
+    lock = threading.Lock()
+
+    def load(worker: int) -> None:
+        client = triton_http.InferenceServerClient(server.http_url.split("://", 1)[-1])
+        try:
+            for n in range(100_000):
+                rid = f"w{worker}-{n}"
+                infer(client, "fraud", rows, rid)
+                with lock:
+                    answered.append(rid)
+        except Exception:  # noqa: BLE001 - the server went away: this worker is done
+            pass
+        finally:
+            client.close()
+
+    workers = [threading.Thread(target=load, args=(w,)) for w in range(8)]
+    for w in workers:
+        w.start()
+    wait_for(lambda: len(answered) >= 200 or None, timeout_s=60)
+    server.stop()  # SIGTERM while the workers keep sending
+    for w in workers:
+        w.join(30)
+    frame = read_logs(logs)
+    assert len(answered) >= 200
+    missing = set(answered) - set(frame["request_id"])
+    assert not missing, (
+        f"{len(missing)} answered requests have no log record, e.g. {sorted(missing)[:3]}"
+    )
+    assert len(frame) == len(set(frame["request_id"])) * 8  # one record per row

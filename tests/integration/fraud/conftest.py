@@ -5,10 +5,7 @@ one tritonserver serving every variant. Redis servers run on free loopback ports
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ import yaml
 
 from tests.conftest import ROOT
 from tritonpipe.ensembles import build_repository
+from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server import ServerOptions, TritonServer
 
 FRAUD = ROOT / "examples" / "fraud"
@@ -34,48 +32,6 @@ REQUEST = [
 ]
 KEY = [{"name": "account_id", "dtype": "INT64", "shape": [1]}]
 FEATURES = [{"name": "features", "dtype": "FP32", "shape": [13]}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A real redis-server on a free loopback port, without persistence."""
-
-    def __init__(self, folder: Path) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.fail("redis-server is not installed (make setup installs it)")
-        self.folder = folder
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not listen on {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture(scope="session")

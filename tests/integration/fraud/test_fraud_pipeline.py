@@ -16,7 +16,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from tests.integration.fraud.conftest import RedisServer
+from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.predlog import read_logs
 from tritonpipe.repository.config import parse_pbtxt, to_pbtxt
 from tritonpipe.server import ServerOptions, TritonServer

@@ -84,3 +84,22 @@ def test_logged_inputs_must_reach_the_last_step(untrained_digits: Path, tmp_path
         SpecError, match="the last step 'postprocess' has no input \\['pixels'\\] to log"
     ):
         build_repository(path, tmp_path / "repo")
+
+
+def test_new_packages_export_their_api_and_cli_stays_light() -> None:
+    import subprocess
+    import sys
+
+    import tritonpipe.features
+    import tritonpipe.predlog
+    import tritonpipe.registry
+
+    for module in (tritonpipe.features, tritonpipe.predlog, tritonpipe.registry):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+    code = (
+        "import sys, tritonpipe.cli.main, tritonpipe.ensembles, tritonpipe.predlog; "
+        "print(','.join(m for m in ('feast', 'mlflow', 'pandas', 'redis') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

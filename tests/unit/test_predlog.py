@@ -95,3 +95,21 @@ def test_sink_config_errors_name_the_problem(tmp_path: Path) -> None:
         make_sink({"type": "parquet"})
     with pytest.raises(PredictionLogError, match="no such prediction-log folder"):
         read_logs(tmp_path / "nothing")
+
+
+def test_cli_logs_read_prints_and_writes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    sink = ParquetSink(tmp_path / "logs")
+    sink.write([record(i) for i in range(12)])
+    sink.close()
+    cli = [sys.executable, "-m", "tritonpipe.cli", "logs", "read", str(tmp_path / "logs")]
+    out = subprocess.run([*cli, "--tail", "2"], capture_output=True, text=True, check=True)
+    assert "r11" in out.stdout and "12 records in" in out.stdout
+    subprocess.run([*cli, "--out", str(tmp_path / "all.csv")], check=True, capture_output=True)
+    assert len(pd.read_csv(tmp_path / "all.csv")) == 12
+    bad = subprocess.run([*cli[:-1], str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 1 and "no such prediction-log folder" in bad.stderr

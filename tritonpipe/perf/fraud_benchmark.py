@@ -144,14 +144,67 @@ def _load() -> str:
     return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def report(results: dict[str, list[LevelResult]], before: str, after: str) -> str:
+def _median_levels(runs: list[list[LevelResult]]) -> list[LevelResult]:
+    """Per load level, the run with the median throughput."""
+    levels = []
+    for per_level in zip(*runs, strict=True):
+        ordered = sorted(per_level, key=lambda r: r.row.throughput)
+        levels.append(ordered[len(ordered) // 2])
+    return levels
+
+
+def _median_us(call: Any, calls: int = 200) -> float:
+    import time
+
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[calls // 2] * 1e6
+
+
+def lookup_timings(repository: Path, repos: dict[str, Path]) -> dict[str, dict[int, float]]:
+    """In-process microseconds per call, median of 200: tritonpipe's lookup step (one
+    online_read per batch) against Feast's get_online_features(...).to_dict(), per batch size."""
+    import numpy as np
+    from feast import FeatureStore
+
+    from tritonpipe.features.runtime import OnlineLookup
+
+    rng = np.random.default_rng(0)
+    out: dict[str, dict[int, float]] = {}
+    for store, repo in repos.items():
+        lookup = OnlineLookup(repository / f"lookup_{store}" / "1" / "feature_lookup")
+        sdk = FeatureStore(repo_path=str(repo))
+        service = sdk.get_feature_service("fraud_v1")
+        for batch in (1, 8, 32):
+            ids = rng.integers(1, 5000, batch).reshape(-1, 1)
+            rows = [{"account_id": int(i)} for i in ids.reshape(-1)]
+            ours = _median_us(lambda: lookup.read({"account_id": ids}))  # noqa: B023
+            theirs = _median_us(
+                lambda: sdk.get_online_features(features=service, entity_rows=rows).to_dict()  # noqa: B023
+            )
+            out.setdefault(f"tritonpipe lookup, {store}", {})[batch] = ours
+            out.setdefault(f"Feast get_online_features, {store}", {})[batch] = theirs
+    return out
+
+
+def report(
+    results: dict[str, list[LevelResult]],
+    before: str,
+    after: str,
+    repeat: int,
+    lookups: dict[str, dict[int, float]],
+) -> str:
     lines = [
         "# Fraud pipeline: Feast lookup + on-demand features -> scorer -> decision -> log",
         "",
         f"Machine: {_machine()}; shared with four other agents' jobs. Load average (1/5/15 min) "
         f"before {before}, after {after}. One row per request (one transaction); HTTP; "
-        "tritonpipe's load generator (perf_analyzer's method, stable windows). Variants run one "
-        "after the other on one server, so compare ratios taken in this run, not absolutes.",
+        "tritonpipe's load generator (perf_analyzer's method, stable windows). The four variants "
+        f"run interleaved on one server, {repeat} times; each cell is the median run. Compare "
+        "ratios taken in this run, not absolutes.",
         "",
         "| variant | concurrency | predictions/s | p50 ms | p99 ms | lookup share of compute |",
         "|---|---|---|---|---|---|",
@@ -178,6 +231,16 @@ def report(results: dict[str, list[LevelResult]], before: str, after: str) -> st
                 for a, b in zip(on, off, strict=True)
             ]
             lines.append(f"- {store}: {', '.join(ratios)}")
+    lines += [
+        "",
+        "The lookup itself, in process (median microseconds per call of 200; batch = rows):",
+        "",
+        "| path | batch 1 | batch 8 | batch 32 |",
+        "|---|---|---|---|",
+    ]
+    for name, by_batch in lookups.items():
+        cells = " | ".join(f"{by_batch[b]:,.0f}" for b in (1, 8, 32))
+        lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,7 +250,8 @@ def main() -> None:
         "--out", type=Path, default=Path("tritonpipe/perf/results/fraud_pipeline.md")
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--interval-ms", type=int, default=3000)
+    parser.add_argument("--interval-ms", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     from tritonpipe.ensembles import build_repository
     from tritonpipe.server import ServerOptions, TritonServer
@@ -210,17 +274,21 @@ def main() -> None:
             results: dict[str, list[LevelResult]] = {}
             options = ServerOptions(repository=root / "repository")
             with TritonServer(options, log_path=root / "tritonserver.log") as server:
-                for variant in ("sqlite_nolog", "sqlite_log", "redis_nolog", "redis_log"):
-                    profile = ProfileOptions(
-                        model=variant,
-                        url=server.http_url,
-                        loads=tuple(float(c) for c in args.concurrency),
-                        input_data=str(root / "input.json"),
-                        measurement_interval_ms=args.interval_ms,
-                        max_trials=5,
-                    )
-                    results[variant] = asyncio.run(Profiler(profile).run(print))
-            text = report(results, before, _load())
+                runs: dict[str, list[list[LevelResult]]] = {}
+                for _ in range(args.repeat):  # variants interleaved, so drift hits all alike
+                    for variant in ("sqlite_nolog", "sqlite_log", "redis_nolog", "redis_log"):
+                        profile = ProfileOptions(
+                            model=variant,
+                            url=server.http_url,
+                            loads=tuple(float(c) for c in args.concurrency),
+                            input_data=str(root / "input.json"),
+                            measurement_interval_ms=args.interval_ms,
+                            max_trials=4,
+                        )
+                        runs.setdefault(variant, []).append(asyncio.run(Profiler(profile).run()))
+                results = {v: _median_levels(r) for v, r in runs.items()}
+            lookups = lookup_timings(root / "repository", repos)
+            text = report(results, before, _load(), args.repeat, lookups)
         finally:
             redis.stop()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,10 +108,28 @@ class TritonPythonModel:
             )
         else:
             raise ValueError(f"model '{self.name}': unknown tritonpipe.kind '{self.kind}'")
+        # --- issue 10: prediction-log hook (see tritonpipe/predlog/triton.py). Only models whose
+        # config has the `tritonpipe.predlog` parameter (a logging ensemble's last step) log. ---
+        self.predlog = None
+        if "tritonpipe.predlog" in params:
+            from tritonpipe.predlog.triton import TritonPredictionLog
+
+            repository = Path(args["model_repository"]).parent
+            self.predlog = TritonPredictionLog.from_parameters(params, repository, pb_utils)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [self._read(r) for r in requests]
-        if self.batched and len(requests) > 1:
+        responses = self._answer(arrays)
+        if self.predlog is not None:  # issue 10: queue answered requests; never blocks or raises
+            self.predlog.after_execute(requests, arrays, responses)
+        return responses
+
+    def finalize(self) -> None:
+        if self.predlog is not None:  # issue 10: write every queued record on a clean stop
+            self.predlog.finalize()
+
+    def _answer(self, arrays: list[Arrays]) -> list[Any]:
+        if self.batched and len(arrays) > 1:
             try:
                 return [self._respond(o) for o in self._run_merged(arrays)]
             except Exception:  # noqa: BLE001 - retried per request below, errors reported there

@@ -7,7 +7,7 @@ EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean fraud
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench clean fraud bench-fraud
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 		--repeat 3 --concurrency 1 4 16 --out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol http --transport raw --repeat 3 \
 		--concurrency 1 4 16 --out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_http.md
+
+bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data

@@ -3,16 +3,17 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip -q --disable-pip-version-check
 # Not quiet: the long install prints each package it collects and installs.
-PIP_STEPS := .venv/bin/pip --disable-pip-version-check --progress-bar off
+PIP_STEPS := .venv/bin/pip --disable-pip-version-check
 ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 # perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
-# watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++.
-DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++
+# watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++; redis-server
+# is the online store and prediction-log stream in tests (fixtures start it).
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean fraud bench-fraud
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,7 +29,7 @@ setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev e
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
 	@echo "==> [2/2] tritonpipe with its dev extras (torch CPU, nvidia-pytriton's tritonserver, tritonclient, ...); pip names each package"
-	$(PIP_STEPS) install -c constraints.txt -e '.[dev]'
+	$(PIP_STEPS) install --progress-bar off -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(EXPORT): .venv/.installed examples/digits/model.py examples/digits/train.py examples/digits/stages.py
@@ -46,6 +47,14 @@ repository: $(EXPORT) ## Build model_repository/ from examples/digits/pipeline.y
 
 demo: repository ## Set up, train, export, build, serve and classify the held-out digits over HTTP and gRPC
 	PYTHONUNBUFFERED=1 $(PY) examples/digits/demo.py --repository model_repository
+
+fraud: .venv/.installed ## Fraud example: generate -> Feast features -> train + MLflow registry -> build -> serve + score a held-out day
+	$(PY) examples/fraud/generate.py
+	$(PY) examples/fraud/feature_pipeline.py 2>&1 | grep -v -i warn
+	$(PY) examples/fraud/train.py 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
+	rm -rf build/prediction_logs/fraud
+	.venv/bin/tritonpipe build examples/fraud/pipeline.yaml --out build/fraud_repository 2>&1 | grep -v -i -e warn -e Downloading
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/demo.py --repository build/fraud_repository
 
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -76,6 +85,9 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
 
+bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
+
 clean: ## Remove the venv, artifacts and built weights
-	rm -rf .venv $(ARTIFACTS) build
+	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data
 	find model_repository \( -name '*.onnx' -o -name '*.pt' \) -delete

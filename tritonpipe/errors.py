@@ -5,6 +5,9 @@ TritonPipeError
 ├── ExportError            a model could not be exported
 │   └── ParityError        an exported artifact disagrees with eager PyTorch
 ├── RepositoryError        a model repository (or config.pbtxt) is invalid
+├── RegistryError          a model-registry version could not be found, fetched or trusted
+├── FeatureStoreError      a feature-store lookup could not be set up or answered
+├── PredictionLogError     prediction logs could not be written or read
 ├── ServerError            tritonserver could not be found, started or kept running
 ├── ClientError            a request could not be made or was refused
 │   ├── InputError         inputs fail the model's metadata (caught before sending)
@@ -45,6 +48,18 @@ class RepositoryError(TritonPipeError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class RegistryError(TritonPipeError):
+    """A model-registry version could not be found, downloaded or matched its manifest."""
+
+
+class FeatureStoreError(TritonPipeError):
+    """A feature-store lookup could not be set up (bad repository, service) or answered."""
+
+
+class PredictionLogError(TritonPipeError):
+    """Prediction logs could not be configured, written or read."""
 
 
 class ServerError(TritonPipeError):

@@ -179,12 +179,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import deploy, perf, serving
+    from tritonpipe.cli import deploy, logs, perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
     app.add_typer(perf.app, name="perf")
     app.add_typer(deploy.app, name="deploy")
+    app.add_typer(logs.app, name="logs")
 
 
 _register()

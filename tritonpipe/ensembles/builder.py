@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonpipe.backend import MODEL_PY, RUNTIME_MODULE, RUNTIME_PY
 from tritonpipe.backend.runtime import PLAN_FILE
+from tritonpipe.ensembles.desugar import desugar
 from tritonpipe.ensembles.plan import (
     Bound,
     EnsemblePlan,
@@ -216,7 +217,11 @@ def build_repository(
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
         staging = Path(tmp) / "repo"
         staging.mkdir()
-        _build_all(spec, spec_path.parent.resolve(), staging, runtime, fuse)
+        # Feature lookups -> generated stages, registry: -> export folders (before); Feast
+        # config/modules, registry versions, prediction-log parameters (after).
+        plan = desugar(spec, spec_path.parent.resolve(), Path(tmp) / "generated", fuse)
+        _build_all(plan.spec, spec_path.parent.resolve(), staging, runtime, fuse)
+        plan.finish(staging)
         try:
             validate_repository(staging)
         except RepositoryError as exc:  # report paths where the user will look for them

@@ -254,35 +254,42 @@ def units(plan: EnsemblePlan) -> list[tuple[str, list[int]]]:
     return result
 
 
-def served_models(
+def holders(
     spec: PipelineSpec, runtime: str | None = None, fuse: str | None = None
-) -> list[str]:
-    """The models ``build`` writes for ``spec``, in load order (ensembles last), read from the spec
-    alone: no export or stage file is opened."""
+) -> dict[tuple[str, str], str]:
+    """(ensemble, step) -> the model ``build`` writes to run that step, read from the spec alone
+    (no export or stage file is opened)."""
     steps: dict[str, StepDef] = {}
     for name, options in [*spec.stages.items(), *spec.models.items()]:
         native = isinstance(options, ScoringModel) and (runtime or options.runtime) == "native"
         steps[name] = StepDef(name, "stage", Path(), "", {}, (), (), options, native)
-    alone: list[str] = []
-    fused: list[str] = []
-    ensembles: list[str] = []
-    used: set[str] = set()
+    result: dict[tuple[str, str], str] = {}
     for name, ensemble in spec.ensembles.items():
         if fuse is not None:
             ensemble = ensemble.model_copy(update={"fuse": fuse})
         bound = [Bound(steps[r.model], {}, {}) for r in ensemble.step_refs() if r.model in steps]
         plan = EnsemblePlan(name, bound, [], [], 0)
         plan.groups = _groups(name, ensemble, bound)
-        used.update(b.step.name for b in bound)
         for model, group in units(plan):
-            if len(group) > 1 or model == name:
-                fused.append(model)
-            else:
-                alone.append(model)
-        if not plan.fused():
-            ensembles.append(name)
-    alone += [n for n in steps if n not in used]
-    return list(dict.fromkeys(alone)) + fused + ensembles
+            for i in group:
+                result[(name, bound[i].step.name)] = model
+    return result
+
+
+def served_models(
+    spec: PipelineSpec, runtime: str | None = None, fuse: str | None = None
+) -> list[str]:
+    """The models ``build`` writes for ``spec``, in load order: models run alone, fused models,
+    then ensembles (read from the spec alone)."""
+    held = holders(spec, runtime, fuse)
+    models = set(held.values())
+    fused = [
+        m for m in dict.fromkeys(held.values()) if m not in spec.stages and m not in spec.models
+    ]
+    used = {step for _, step in held}
+    alone = [n for n in [*spec.stages, *spec.models] if n in models or n not in used]
+    ensembles = [e for e in spec.ensembles if e not in fused]
+    return alone + fused + ensembles
 
 
 def fused_serving(plan: EnsemblePlan, group: list[int]) -> ServingOptions:

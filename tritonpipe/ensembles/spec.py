@@ -113,7 +113,15 @@ class Stage(ServingOptions):
 
 
 class ScoringModel(ServingOptions):
-    export: Path = Field(description="Export folder (with manifest.json), relative to the spec.")
+    export: Path = Field(
+        Path(), description="Export folder (with manifest.json), relative to the spec."
+    )
+    # Model registry: resolved into an export folder by tritonpipe.registry.transform at build.
+    registry: str | None = Field(
+        None,
+        description="MLflow registry version instead of export: 'models:/<name>/<version>' or "
+        "'models:/<name>@<alias>'; downloaded and checked against its manifest by build.",
+    )
     format: Literal["onnx", "torchscript", "aoti"] = Field(
         description="Which exported artifact to serve (aoti: python runtime only)."
     )
@@ -122,6 +130,12 @@ class ScoringModel(ServingOptions):
         description="python: Python backend running onnxruntime/torch (any Triton); "
         "native: onnxruntime_onnx / pytorch_libtorch platforms (NGC containers).",
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScoringModel:
+        if ("export" in self.model_fields_set) == (self.registry is not None):
+            raise ValueError("give exactly one of export (a folder) and registry (models:/...)")
+        return self
 
 
 class StepRef(_Strict):
@@ -132,6 +146,64 @@ class StepRef(_Strict):
     outputs: dict[str, str] = Field(
         default_factory=dict, description="Model output -> ensemble tensor (default: same name)."
     )
+
+
+# Feature lookups (desugared into a stage by tritonpipe.features.transform) and
+# prediction logs (config parameters written by the same transform).
+
+
+class MissingEntity(_Strict):
+    policy: Literal["defaults", "reject"] = Field(
+        "defaults",
+        description="defaults: fill the entity's features with defaults and set the flag output; "
+        "reject: answer INVALID_ARG naming the entity.",
+    )
+    defaults: dict[str, float] = Field(
+        default_factory=dict, description="Stored feature -> value when missing (default 0)."
+    )
+    flag: str | None = Field(
+        "entity_found", description="BOOL[1] output: true where the entity was found (defaults)."
+    )
+
+
+class FeatureLookup(ServingOptions):
+    repo: Path = Field(description="Feast repository (feature_store.yaml), relative to the spec.")
+    feature_service: str = Field(description="Feast feature service to read; resolved at load.")
+    entity_keys: list[Tensor] = Field(
+        min_length=1, description="Request tensors that are the entities' join keys."
+    )
+    request_data: list[Tensor] = Field(
+        default_factory=list, description="Other request tensors, passed to the transform."
+    )
+    transform: str | None = Field(
+        None,
+        description="'file.py:function'(stored, request) -> dict of outputs (on-demand features); "
+        "without it the outputs are stored features by name.",
+    )
+    modules: list[Path] = Field(
+        default_factory=list, description="Extra files the transform imports (copied beside it)."
+    )
+    outputs: list[Tensor] = Field(min_length=1, description="Tensors the lookup step returns.")
+    missing: MissingEntity = Field(
+        default_factory=lambda: MissingEntity(), description="What to do with unknown entities."
+    )
+    online_store: dict[str, str | int | float | bool] | None = Field(
+        None, description="Replaces feature_store.yaml's online_store (e.g. {type: redis, ...})."
+    )
+
+
+class PredictionLog(_Strict):
+    sink: dict[str, str | int | float | bool] = Field(
+        description="Sink config: {type: parquet, path: ...} (relative to the repository's "
+        "parent folder) or {type: redis, url: ..., stream: ...}; see tritonpipe.predlog."
+    )
+    entity_keys: list[str] = Field(
+        default_factory=list, description="Last-step inputs logged as the entity keys."
+    )
+    features: str | None = Field(
+        None, description="Last-step input logged as the feature vector used."
+    )
+    queue_size: int = Field(10000, ge=1, description="Records waiting for the writer, at most.")
 
 
 class Ensemble(_Strict):
@@ -160,6 +232,11 @@ class Ensemble(_Strict):
         description="max_batch_size, dynamic_batching and instance_groups of the fused models "
         "(default: derived from the fused steps).",
     )
+    log: PredictionLog | None = Field(
+        None,
+        description="Log every prediction, off the request path, from the model that answers "
+        "(the fused model, or an unfused ensemble's last step).",
+    )
 
     def step_refs(self) -> list[StepRef]:
         return [StepRef(model=s) if isinstance(s, str) else s for s in self.steps]
@@ -169,11 +246,19 @@ class PipelineSpec(_Strict):
     stages: dict[str, Stage] = Field(default_factory=dict, description="Python stages by name.")
     models: dict[str, ScoringModel] = Field(default_factory=dict, description="Scoring models.")
     ensembles: dict[str, Ensemble] = Field(default_factory=dict, description="Ensembles by name.")
+    features: dict[str, FeatureLookup] = Field(
+        default_factory=dict, description="Feature-store lookup steps by name (become stages)."
+    )
+    registry_uri: str | None = Field(
+        None,
+        description="MLflow tracking/registry URI for registry: models (default: "
+        "sqlite:///mlflow.db beside the spec); relative sqlite paths are relative to the spec.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSpec:
         seen: dict[str, str] = {}
-        for section in ("stages", "models", "ensembles"):
+        for section in ("stages", "features", "models", "ensembles"):
             for name in getattr(self, section):
                 if name in seen:
                     raise ValueError(f"name '{name}' is used in both {seen[name]} and {section}")

@@ -7,6 +7,7 @@ import os
 import shutil
 import site
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,16 @@ class TritonInstall:
         """The server's environment: its shared libraries, and this Python's packages for the
         Python backend (the stub embeds an interpreter that does not know our venv)."""
         env = dict(os.environ)
+        # The stub must embed this interpreter's libpython: another build of the same minor
+        # version (e.g. the system's) lacks symbols this Python's extension modules need
+        # (`import ssl` failed in the stub, and with it redis, Feast and MLflow).
+        libdir = (
+            sysconfig.get_config_var("LIBDIR")
+            if sysconfig.get_config_var("Py_ENABLE_SHARED")
+            else None
+        )
         env["LD_LIBRARY_PATH"] = os.pathsep.join(
-            filter(None, [str(self.libs), env.get("LD_LIBRARY_PATH")])
+            filter(None, [str(self.libs), libdir, env.get("LD_LIBRARY_PATH")])
         )
         paths = [p for p in sys.path if p and Path(p).is_dir() and "site-packages" in p]
         paths += site.getsitepackages()

@@ -82,15 +82,38 @@ class TritonPythonModel:
         # One intra-op thread per instance: Triton scales out with instances, not threads.
         self.runner = Runner.from_folder(folder, gpu=gpu, device_id=device_id, threads=1)
         self.inputs = [i["name"] for i in config["input"]]
+        self.outputs = [o["name"] for o in config["output"]]
         self.metrics = _StepMetrics(self.name, [s.name for s in self.runner.steps])
+        # Prediction logs (tritonpipe.predlog, installed with tritonpipe): only a model whose
+        # config carries `tritonpipe.predlog` (the one answering a logging ensemble) logs.
+        self.predlog = None
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        if "tritonpipe.predlog" in params:
+            from tritonpipe.predlog.triton import TritonPredictionLog
+
+            repository = Path(args["model_repository"]).parent
+            self.predlog = TritonPredictionLog.from_parameters(params, repository, pb_utils)
+            if self.predlog is not None:
+                # Logged tensors that are not request inputs (a fused model's feature vector).
+                self.runner.keep = [t for t in self.predlog.tensors() if t not in self.inputs]
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        results = self.runner.run_requests([self._read(r) for r in requests])
+        arrays = [self._read(r) for r in requests]
+        results = self.runner.run_requests(arrays)
         self.metrics.report(self.runner.take_timings())
-        return [self._respond(r) for r in results]
+        responses = [self._respond(r) for r in results]
+        if self.predlog is not None:  # queues answered requests; never blocks or raises
+            kept = [
+                {**a, **{t: r[t] for t in self.runner.keep}} if isinstance(r, dict) else a
+                for a, r in zip(arrays, results, strict=True)
+            ]
+            self.predlog.after_execute(requests, kept, responses)
+        return responses
 
     def finalize(self) -> None:
         self.metrics.flush()
+        if self.predlog is not None:  # writes every queued record on a clean stop
+            self.predlog.finalize()
 
     def _read(self, request: Any) -> Arrays:
         result = {}
@@ -102,7 +125,8 @@ class TritonPythonModel:
 
     def _respond(self, result: Arrays | StepFailed) -> Any:
         if not isinstance(result, StepFailed):
-            return pb_utils.InferenceResponse([pb_utils.Tensor(n, v) for n, v in result.items()])
+            tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs]
+            return pb_utils.InferenceResponse(tensors)
         if result.trace and not result.invalid:  # a bug in a step: the whole traceback
             pb_utils.Logger.log_error(f"model '{self.name}': {result}\n{result.trace}")
         code = pb_utils.TritonError.INVALID_ARG if result.invalid else pb_utils.TritonError.INTERNAL

@@ -289,6 +289,9 @@ class Runner:
         self.inputs = [Decl.parse(d) for d in plan["inputs"]]
         self.outputs = [Decl.parse(d) for d in plan["outputs"]]
         self.steps = [_load_step(folder, s, gpu, device_id, threads) for s in plan["steps"]]
+        # Pipeline tensors returned besides the outputs (e.g. the feature vector a prediction log
+        # records), split per request like them.
+        self.keep: list[str] = []
 
     @classmethod
     def from_folder(cls, folder: Path, **options: Any) -> Runner:
@@ -312,7 +315,11 @@ class Runner:
                 if decl.name not in out:
                     raise StepFailed(f"{step.what} produced no output '{decl.name}'", invalid=False)
                 tensors[decl.tensor] = _conform(step, decl, out[decl.name], rows)
-        return {d.tensor: tensors[d.tensor] for d in self.outputs}
+        out = {d.tensor: tensors[d.tensor] for d in self.outputs}
+        for name in self.keep:
+            if name in tensors:
+                out[name] = tensors[name]
+        return out
 
     @staticmethod
     def _call(step: Step, args: Arrays) -> Arrays:

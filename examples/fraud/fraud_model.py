@@ -1,0 +1,45 @@
+"""The fraud scorer: standardise the feature vector, a small MLP, one logit out. Factories for
+`tritonpipe export`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fraud_features import FEATURES  # noqa: E402
+
+WEIGHTS = Path(__file__).parent / "artifacts" / "weights.pt"
+
+
+class FraudMLP(nn.Module):
+    """features FP32[len(FEATURES)] -> logit FP32[1]; the scaler travels inside the model."""
+
+    def __init__(self, width: int = len(FEATURES)) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+        self.net = nn.Sequential(
+            nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 1)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net((features - self.mean) / self.std)
+
+
+def trained() -> FraudMLP:
+    """The model with the weights train.py wrote."""
+    if not WEIGHTS.is_file():
+        raise FileNotFoundError(f"{WEIGHTS} not found: run examples/fraud/train.py first")
+    model = FraudMLP()
+    model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
+    return model.eval()
+
+
+def untrained() -> FraudMLP:
+    """Random weights, seeded: the same interface, for tests that need no training."""
+    torch.manual_seed(0)
+    return FraudMLP().eval()

@@ -1,0 +1,124 @@
+"""PredictionLogger: a bounded queue and one background writer thread in front of a sink.
+
+``log`` never blocks and never raises: when the queue is full the entry is dropped and counted.
+The writer batches what is queued, turns it into records and writes them; a sink failure is
+counted, warned about (at most every few seconds) and the writer carries on with the next batch.
+``close`` drains the queue and flushes the sink, for a clean stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tritonpipe.predlog.sinks import Record, Sink
+
+log = logging.getLogger("tritonpipe.predlog")
+Entry = Any
+_STOP = object()
+
+
+class PredictionLogger:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        to_records: Callable[[Entry], list[Record]] = lambda e: [e],
+        queue_size: int = 10_000,
+        batch_size: int = 512,
+        warn_every_s: float = 5.0,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.sink = sink
+        self.to_records = to_records
+        self.batch_size = batch_size
+        self.warn_every_s = warn_every_s
+        self.on_progress = on_progress  # called by the writer after each batch (e.g. metrics)
+        self.written = 0  # records the sink accepted
+        self.errors = 0  # records lost to sink errors
+        self.dropped = 0  # entries refused because the queue was full
+        self._queue: queue.Queue[Entry] = queue.Queue(maxsize=queue_size)
+        self._last_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="tritonpipe-predlog", daemon=True)
+        self._thread.start()
+
+    def log(self, entry: Entry) -> None:
+        """Queue one entry; never blocks or raises."""
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+
+    def _take(self) -> tuple[list[Entry], bool]:
+        """Wait up to a second for entries; return (batch, stop requested)."""
+        try:
+            first = self._queue.get(timeout=1.0)
+        except queue.Empty:
+            return [], False
+        batch, stop = [], first is _STOP
+        if not stop:
+            batch.append(first)
+        while len(batch) < self.batch_size and not stop:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stop = True
+            else:
+                batch.append(item)
+        return batch, stop
+
+    def _write(self, entries: Sequence[Entry]) -> None:
+        records: list[Record] = []
+        try:
+            for entry in entries:
+                records.extend(self.to_records(entry))
+            if records:
+                self.sink.write(records)
+            self.written += len(records)
+        except Exception as exc:  # noqa: BLE001 - a sink failure must never reach a prediction
+            self.errors += max(len(records), len(entries))
+            self._warn(f"prediction log sink '{self.sink.type}' failed: {exc!r}")
+
+    def _flush(self) -> None:
+        try:
+            self.sink.flush()
+        except Exception as exc:  # noqa: BLE001 - counted and warned like a write failure
+            self.errors += 1
+            self._warn(f"prediction log sink '{self.sink.type}' flush failed: {exc!r}")
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= self.warn_every_s:
+            self._last_warning = now
+            log.warning("%s (written %d, errors %d)", message, self.written, self.errors)
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._take()
+            if batch:
+                self._write(batch)
+            else:
+                self._flush()  # idle: let time-based rolling happen
+            if self.on_progress is not None and (batch or stop):
+                with contextlib.suppress(Exception):  # progress reporting is best effort
+                    self.on_progress()
+            if stop:
+                return
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything queued so far, flush and close the sink."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout_s)
+        self._flush()
+        try:
+            self.sink.close()
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"prediction log sink '{self.sink.type}' close failed: {exc!r}")

@@ -1,0 +1,144 @@
+"""Prediction logging inside Triton's Python backend: the hook tritonpipe/backend/model.py calls.
+
+The builder writes the config parameter ``tritonpipe.predlog`` (JSON: sink, pipeline, model and
+version, which inputs are entity keys and the feature vector) on the last step of a logging
+ensemble. After each ``execute`` the hook queues one entry per answered request (arrays only; the
+writer thread turns them into records). Records written and sink errors are Triton custom metrics
+``tritonpipe_predlog_records_total`` / ``tritonpipe_predlog_errors_total`` (label ``sink``),
+synced after each execute, after each batch the writer handles, and at finalize.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonpipe.predlog.logger import PredictionLogger
+from tritonpipe.predlog.sinks import Record, make_sink
+
+PARAMETER = "tritonpipe.predlog"
+
+
+def _value(array: np.ndarray[Any, Any]) -> Any:
+    flat = array.reshape(-1)
+    if flat.dtype == np.object_:
+        items = [v.decode() if isinstance(v, bytes) else v for v in flat.tolist()]
+    else:
+        items = flat.tolist()
+    return items[0] if len(items) == 1 else items
+
+
+def _records(config: dict[str, Any], entry: dict[str, Any]) -> list[Record]:
+    """One record per row of an answered request."""
+    inputs, outputs = entry["inputs"], entry["outputs"]
+    rows = len(next(iter(outputs.values()))) if outputs else 0
+    records = []
+    for row in range(rows):
+        record: Record = {
+            "request_id": entry["request_id"],
+            "row": row,
+            "timestamp": entry["timestamp"],
+            "pipeline": config["pipeline"],
+            "model": config["model"],
+            "model_version": config["model_version"],
+        }
+        for key in config["entity_keys"]:
+            record[f"entity_{key}"] = _value(inputs[key][row])
+        if config.get("features"):
+            record["features"] = inputs[config["features"]][row].reshape(-1).tolist()
+        for name, value in outputs.items():
+            record[f"output_{name}"] = _value(value[row])
+        records.append(record)
+    return records
+
+
+class TritonPredictionLog:
+    """The hook object; built only when the model's config has ``tritonpipe.predlog``."""
+
+    def __init__(self, config: dict[str, Any], repository: Path, pb_utils: Any) -> None:
+        self.config = config
+        self.pb_utils = pb_utils
+        sink = make_sink(config["sink"], base=repository.parent)
+        self._synced = {"records": 0, "errors": 0}
+        self._metrics: dict[str, Any] = {}
+        self._families: list[Any] = []
+        self._lock = threading.Lock()
+        labels = {"sink": sink.type}
+        for key, help_text in (
+            ("records", "Prediction-log records written by tritonpipe"),
+            ("errors", "Prediction-log records lost to sink errors or a full queue"),
+        ):
+            family = pb_utils.MetricFamily(
+                name=f"tritonpipe_predlog_{key}_total",
+                description=help_text,
+                kind=pb_utils.MetricFamily.COUNTER,
+            )
+            self._families.append(family)  # a Metric fails once its family is garbage
+            self._metrics[key] = family.Metric(labels=labels)
+        self.logger = PredictionLogger(
+            sink,
+            to_records=lambda e: _records(config, e),
+            queue_size=config["queue_size"],
+            on_progress=self.sync_metrics,
+        )
+
+    @classmethod
+    def from_parameters(
+        cls, params: dict[str, str], repository: Path, pb_utils: Any
+    ) -> TritonPredictionLog | None:
+        text = params.get(PARAMETER)
+        return cls(json.loads(text), repository, pb_utils) if text else None
+
+    def tensors(self) -> list[str]:
+        """The pipeline tensors each record reads besides the outputs: entity keys, features."""
+        features = self.config.get("features")
+        return [*self.config["entity_keys"], *([features] if features else [])]
+
+    def after_execute(self, requests: list[Any], arrays: list[Any], responses: list[Any]) -> None:
+        """Queue the answered requests of one execute; never raises into the prediction."""
+        now = time.time()
+        for request, inputs, response in zip(requests, arrays, responses, strict=False):
+            try:
+                if response.has_error():
+                    continue
+                outputs = {t.name(): t.as_numpy() for t in response.output_tensors()}
+                entry = {
+                    "request_id": request.request_id() or uuid.uuid4().hex,
+                    "timestamp": now,
+                    "inputs": inputs,
+                    "outputs": outputs,
+                }
+            except Exception:  # noqa: BLE001 - counted as a logging error, the answer stands
+                self.logger.errors += 1
+                continue
+            self.logger.log(entry)
+        self.sync_metrics()
+
+    def sync_metrics(self) -> None:
+        """Add what was written or lost since the last sync to the Triton counters."""
+        with self._lock:
+            self._sync()
+
+    def _sync(self) -> None:
+        current = {
+            "records": self.logger.written,
+            "errors": self.logger.errors + self.logger.dropped,
+        }
+        for key, value in current.items():
+            delta = value - self._synced[key]
+            if delta > 0:
+                try:
+                    self._metrics[key].increment(delta)
+                except Exception:  # noqa: BLE001 - metrics are best effort, never the answer
+                    return
+                self._synced[key] = value
+
+    def finalize(self) -> None:
+        self.logger.close()
+        self.sync_metrics()

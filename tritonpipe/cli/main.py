@@ -151,11 +151,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import perf, serving
+    from tritonpipe.cli import capacity, perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
+    perf.app.command()(capacity.sweep)
     app.add_typer(perf.app, name="perf")
+    app.command()(capacity.plan)
 
 
 _register()

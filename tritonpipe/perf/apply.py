@@ -80,6 +80,8 @@ def apply_settings(spec_path: Path, settings: Settings) -> str:
     yaml = YAML()  # round-trip mode
     yaml.preserve_quotes = True
     yaml.width = 100
+    # Block sequences indented under their key ("inputs:\n  - {...}"), as the examples write them.
+    yaml.indent(mapping=2, sequence=4, offset=2)
     original = spec_path.read_text()
     data = yaml.load(original)
     for model, knobs in settings.items():

@@ -158,10 +158,13 @@ class ResultsFile:
         self.done: dict[str, Measurement] = {}
         if path.is_file() and path.stat().st_size:
             lines = path.read_text().splitlines()
+            if lines and not lines[-1].endswith("}"):  # cut short by a kill mid-write
+                lines.pop()
+                path.write_text("".join(f"{line}\n" for line in lines))
             try:
                 found = json.loads(lines[0]).get("sweep")
                 records = [json.loads(line) for line in lines[1:] if line.strip()]
-            except (ValueError, AttributeError) as exc:
+            except (ValueError, AttributeError, IndexError) as exc:
                 raise PerfError(f"{path}: not a sweep results file ({exc})") from None
             if found != header:
                 raise PerfError(

@@ -18,7 +18,10 @@ def _peaked(best: tuple[int, ...]):  # a unimodal score with its maximum at ``be
 
     def evaluate(point: tuple[int, ...]) -> tuple[int, float]:
         if point not in calls:
-            calls[point] = (1, 1000.0 - 100 * sum(abs(a - b) for a, b in zip(point, best)))
+            calls[point] = (
+                1,
+                1000.0 - 100 * sum(abs(a - b) for a, b in zip(point, best, strict=True)),
+            )
         return calls[point]
 
     return evaluate, calls

@@ -73,7 +73,7 @@ def sweep(
     """Search serving configs (instances, batch sizes, queue delay) on a live server."""
     from tritonpipe.perf import search
     from tritonpipe.perf.apply import apply_settings, spec_entry
-    from tritonpipe.perf.candidates import ServerConfigs, describe, make_grid, served
+    from tritonpipe.perf.candidates import ServerConfigs, complete, describe, make_grid, served
     from tritonpipe.perf.session import is_spec, serving
     from tritonpipe.perf.sweep import MeasureOptions, Objective, ResultsFile, Sweep
     from tritonpipe.perf.sweep_report import console_table, no_winner, ranked, write_sweep_report
@@ -138,8 +138,7 @@ def sweep(
         if apply:
             from tritonpipe.ensembles import build_repository
 
-            full = {m: {**originals[m], **knobs} for m, knobs in best.settings.items()}
-            apply_settings(source, full)
+            apply_settings(source, {m: complete(originals[m], k) for m, k in best.settings.items()})
             build_repository(source, repository_out)
             typer.echo(f"wrote the winner into {source} and rebuilt {repository_out}")
     except TritonPipeError as exc:

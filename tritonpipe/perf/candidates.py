@@ -206,3 +206,15 @@ def served(config: Mapping[str, Any]) -> dict[str, int]:
         "max_queue_delay_us": int(batching.get("max_queue_delay_microseconds", 0)),
         "preferred_batch_size": int(preferred[0]),
     }
+
+
+def complete(base: Mapping[str, int], knobs: Mapping[str, int]) -> dict[str, int]:
+    """``knobs`` over the served ``base``: every knob set, as a new spec entry needs. A
+    preferred batch size not swept is dropped when it is the one Triton fills in (the
+    max_batch_size) or one the new max_batch_size no longer allows."""
+    out = {**base, **knobs}
+    preferred = out.get("preferred_batch_size", 0)
+    filled = "preferred_batch_size" not in knobs and preferred == base.get("max_batch_size")
+    if filled or preferred > out.get("max_batch_size", 0):
+        out["preferred_batch_size"] = 0
+    return out

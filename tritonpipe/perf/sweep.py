@@ -115,10 +115,11 @@ class MeasureOptions:
 def measure_levels(
     options: MeasureOptions, objective: Objective, progress: Callable[[str], None]
 ) -> list[ResultRow]:
-    """Rising concurrency until the constraint breaks, requests fail, or two steps in a row
-    add less than 5% throughput."""
+    """Rising concurrency until the latency constraint breaks at two levels in a row (one
+    p99 on a shared machine can be an outlier), the throughput constraint is met, requests
+    fail, or two steps in a row add less than 5% throughput."""
     rows: list[ResultRow] = []
-    flat = 0
+    flat = broken = 0
     for c in options.concurrencies:
         profile = ProfileOptions(
             model=options.target,
@@ -142,9 +143,10 @@ def measure_levels(
         gain = row.throughput / max(r.throughput for r in rows) if rows else 2.0
         rows.append(row)
         flat = flat + 1 if gain < 1.05 else 0
-        broke = objective.slo_p99_ms is not None and not objective.meets(row)
-        reached = objective.min_throughput is not None and objective.meets(row)
-        if broke or reached or flat >= 2:
+        latency = objective.slo_p99_ms is not None
+        broken = broken + 1 if latency and not objective.meets(row) else 0
+        reached = not latency and objective.meets(row)
+        if broken >= 2 or reached or flat >= 2:
             break
     return rows
 

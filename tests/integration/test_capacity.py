@@ -126,10 +126,73 @@ def test_sweep_of_a_model_not_served(workspace: Path) -> None:
     assert "digits_onnx" in done.stderr
 
 
+def test_sweep_of_an_unfused_ensemble_sets_each_composing_model(workspace: Path) -> None:
+    results = workspace / "steps.jsonl"
+    done = subprocess.run(
+        cli(
+            "perf",
+            "sweep",
+            str(workspace / "pipeline.yaml"),
+            "-m",
+            "digits_steps",
+            "--strategy",
+            "brute",
+            "--slo-p99-ms",
+            "500",
+            "--count",
+            "1",
+            "--max-batch-size",
+            "8",
+            "--queue-delay-us",
+            "0",
+            "--window-ms",
+            "300",
+            "--max-concurrency",
+            "1",
+            "--input-data",
+            str(workspace / "pngs.json"),
+            "--results",
+            str(results),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(results.read_text().splitlines()[1])
+    assert set(record["settings"]) == {"preprocess", "digits_onnx", "postprocess"}
+    assert record["error"] is None and record["levels"][0]["throughput"] > 0
+
+
 def test_plan_measures_fits_and_validates(workspace: Path, tmp_path: Path) -> None:
+    # A sweep's results: plan serves its best config (one instance, batches of at most 8).
+    best = {"digits_onnx": {"count": 1, "max_batch_size": 8, "max_queue_delay_us": 0}}
+    level = {
+        "load": 4,
+        "throughput": 900.0,
+        "client_send_us": 0,
+        "network_us": 0,
+        "server_queue_us": 0,
+        "server_input_us": 0,
+        "server_infer_us": 0,
+        "server_output_us": 0,
+        "client_recv_us": 0,
+        "p50_us": 2000,
+        "p90_us": 0,
+        "p95_us": 0,
+        "p99_us": 9000,
+    }
+    sweep = tmp_path / "sweep.jsonl"
+    sweep.write_text(
+        json.dumps({"sweep": {}})
+        + "\n"
+        + json.dumps({"key": "k", "settings": best, "levels": [level], "error": None})
+        + "\n"
+    )
     done = subprocess.run(
         cli(
             "plan",
+            "--sweep",
+            str(sweep),
             "--source",
             str(workspace / "pipeline.yaml"),
             "-m",
@@ -158,6 +221,7 @@ def test_plan_measures_fits_and_validates(workspace: Path, tmp_path: Path) -> No
     )
     assert [c["fraction"] for c in plan["validation"]] == [0.5, 0.7, 0.9]
     assert all(c["measured_p99_ms"] > 0 for c in plan["validation"])
+    assert "serving the sweep's best config: n=1,b=8,d=0" in done.stdout
     assert "predicted p99" in done.stdout and (tmp_path / "r" / "plan_p99.png").is_file()
     assert (tmp_path / "r" / "rates.csv").is_file()
     # The measured points plan again without a server.

@@ -25,7 +25,7 @@ def test_fit_recovers_known_parameters() -> None:
     assert model.base_s == pytest.approx(0.004, rel=0.05)
     assert model.k == pytest.approx(1.6, rel=0.05)
     assert model.cs2 == pytest.approx(2.2, rel=0.1)
-    assert model.rms_error < 0.01
+    assert model.fit_error < 0.01
 
 
 def test_fit_with_a_known_capacity_and_noise() -> None:

@@ -144,8 +144,11 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str,
     )
     needs_server = request.profile is None or request.validate
     with _replica(request, progress) if needs_server else contextlib.nullcontext() as replica:
-        points, _ = _points(request, replica)
-        model = fit([r.load for r in points], [r.p99_us / 1e6 for r in points])
+        points, top = _points(request, replica)
+        rates = [r.load for r in points]
+        # The measured saturation anchors the capacity; the rates alone say little about it.
+        capacity = top if top is not None and top > max(rates) else None
+        model = fit(rates, [r.p99_us / 1e6 for r in points], capacity)
         result = planning.make_plan(model, target, request.slo_p99_ms, request.headroom, pricing)
         text = planning.table(result, pricing)
         progress(text)

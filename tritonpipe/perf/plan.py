@@ -123,7 +123,7 @@ def make_plan(
             "base_p99_ms": model.base_s * 1000,
             "service_ms": model.service_s * 1000,
             "cs2": model.cs2,
-            "rms_error": model.rms_error,
+            "fit_error": model.fit_error,
         },
     )
 
@@ -152,7 +152,7 @@ def table(plan: Plan, pricing: Pricing) -> str:
     m = plan.model
     lines.append(
         f"queueing model           p99 at no load {m['base_p99_ms']:.2f} ms, service "
-        f"{m['service_ms']:.3f} ms, Cs2 {m['cs2']:.2f}, fit error {m['rms_error']:.1%}"
+        f"{m['service_ms']:.3f} ms, Cs2 {m['cs2']:.2f}, fit error {m['fit_error']:.1%}"
     )
     return "\n".join(lines)
 

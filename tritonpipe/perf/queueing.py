@@ -41,7 +41,7 @@ class QueueModel:
     base_s: float  # p99 at no load
     service_s: float  # effective service time: 1 / capacity
     k: float  # (1 + Cs²) / 2
-    rms_error: float = 0.0  # relative, over the fitted points
+    fit_error: float = 0.0  # mean absolute relative error over the fitted points
 
     @property
     def capacity(self) -> float:
@@ -69,19 +69,33 @@ class QueueModel:
         return low
 
 
+def _weighted(
+    x: np.ndarray[Any, Any], w: np.ndarray[Any, Any], c: np.ndarray[Any, Any]
+) -> tuple[float, float]:
+    """(base, k) >= 0 minimising sum(c² (base w + k x w - 1)²): relative errors (w = 1/y),
+    each weighted by c."""
+    a = np.stack([w * c, x * w * c], axis=1)
+    (base, k), *_ = np.linalg.lstsq(a, c, rcond=None)
+    if base >= 0 and k >= 0:
+        return float(base), float(k)
+    u, v = w * c, x * w * c  # clamp one at zero, refit the other
+    fits = [(float(np.sum(u * c) / np.sum(u**2)), 0.0)]
+    if float(np.sum(v**2)) > 0:
+        fits.append((0.0, float(np.sum(v * c) / np.sum(v**2))))
+    return min(fits, key=lambda f: float(np.sum((f[0] * u + f[1] * v - c) ** 2)))
+
+
 def _solve(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> tuple[float, float, float]:
-    """(base, k, relative RMS error) of y ~ base + k x with base, k >= 0, weights 1/y²."""
+    """(base, k, error) of y ~ base + k x on relative errors, base, k >= 0. Iteratively
+    reweighted towards least absolute errors: one p99 on a shared machine can be far off, and
+    squares would let it pull the whole curve. The error is the mean absolute relative one."""
     w = 1 / y
-    a = np.stack([w, x * w], axis=1)
-    (base, k), *_ = np.linalg.lstsq(a, np.ones_like(y), rcond=None)
-    if base < 0 or k < 0:  # clamp one at zero and refit the other
-        fits = []
-        if float(np.sum((x * w) ** 2)) > 0:
-            fits.append((0.0, float(np.sum(x * w) / np.sum((x * w) ** 2))))
-        fits.append((float(np.sum(w) / np.sum(w**2)), 0.0))
-        base, k = min(fits, key=lambda f: float(np.sum((f[0] * w + f[1] * x * w - 1) ** 2)))
-    error = float(np.sqrt(np.mean((base * w + k * x * w - 1) ** 2)))
-    return float(base), float(k), error
+    c = np.ones_like(y)
+    for _ in range(20):
+        base, k = _weighted(x, w, c)
+        c = 1 / np.sqrt(np.maximum(np.abs(base * w + k * x * w - 1), 0.01))
+    error = float(np.mean(np.abs(base * w + k * x * w - 1)))
+    return base, k, error
 
 
 def fit(
@@ -113,7 +127,7 @@ def fit(
     for service in services:
         x = np.array([wait_p99(v, float(service)) for v in r])
         base, k, error = _solve(x, y)
-        if best is None or error < best.rms_error:
+        if best is None or error < best.fit_error:
             best = QueueModel(base, float(service), k, error)
     assert best is not None
     return best

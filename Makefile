@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean fraud bench-fraud
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -78,9 +78,14 @@ serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gR
 
 bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes tritonpipe/perf/results/)
 	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
-		--repeat 3 --concurrency 1 4 16 --out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol http --transport raw --repeat 3 \
-		--concurrency 1 4 16 --out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_http.md
+		--transport tritonclient --repeat 3 --concurrency 1 4 16 \
+		--out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
+	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
+		--transport raw --repeat 3 --concurrency 1 4 16 \
+		--out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_$$protocol.md; done
+
+bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes tritonpipe/perf/results/sweep.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.sweep_bench --out tritonpipe/perf/results/sweep.md
 
 bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md

@@ -179,13 +179,15 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import deploy, logs, perf, serving
+    from tritonpipe.cli import capacity, deploy, logs, perf, serving
 
     app.command()(serving.serve)
     app.command()(serving.infer)
+    perf.app.command()(capacity.sweep)
     app.add_typer(perf.app, name="perf")
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(logs.app, name="logs")
+    app.command()(capacity.plan)
 
 
 _register()

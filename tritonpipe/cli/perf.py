@@ -82,9 +82,9 @@ def profile(
     transport: Annotated[
         str,
         typer.Option(
-            help="tritonpipe engine: tritonclient (its asyncio clients) or raw (HTTP only: prebuilt requests on asyncio streams, far less client CPU)."
+            help="tritonpipe engine: raw (requests serialized once and sent as bytes, on HTTP and gRPC: far less client CPU) or tritonclient (its asyncio clients)."
         ),
-    ] = "tritonclient",
+    ] = "raw",
     token: Annotated[
         str | None, typer.Option(help="Token for a protected server.", envvar="TRITONPIPE_TOKEN")
     ] = None,

@@ -90,8 +90,8 @@ def main() -> int:
     parser.add_argument(
         "--transport",
         choices=["tritonclient", "raw"],
-        default="tritonclient",
-        help="tritonpipe engine's transport (raw: HTTP only)",
+        default="raw",
+        help="tritonpipe engine's transport (raw: prebuilt requests, on HTTP and gRPC)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="Also write the results as Markdown."

@@ -17,8 +17,9 @@ import numpy as np
 from tritonpipe.client.checks import ModelInfo
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
 from tritonpipe.errors import PerfError
-from tritonpipe.perf import input_data
-from tritonpipe.perf.raw_http import RawHttp, build_request
+from tritonpipe.perf import input_data, raw_grpc, raw_http
+from tritonpipe.perf.raw_grpc import RawGrpc
+from tritonpipe.perf.raw_http import RawHttp
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
@@ -45,9 +46,9 @@ class ProfileOptions:
     shared_memory: str = "none"  # or "system"
     token: str | None = None
     timeout_s: float = 60.0
-    # "tritonclient" (its asyncio clients) or "raw" (HTTP only: prebuilt requests on asyncio
-    # streams, see tritonpipe.perf.raw_http).
-    transport: str = "tritonclient"
+    # "raw" (requests serialized once and sent as bytes: tritonpipe.perf.raw_http on asyncio
+    # streams, tritonpipe.perf.raw_grpc through grpcio) or "tritonclient" (its asyncio clients).
+    transport: str = "raw"
     # Triton's metrics endpoint: per-step times of tritonpipe models are read from it.
     metrics_url: str | None = None
 
@@ -89,9 +90,7 @@ class Profiler:
         self.endpoint = Endpoint.parse(options.url, options.protocol)
         if options.transport not in ("tritonclient", "raw"):
             raise PerfError(f"--transport {options.transport!r}: tritonclient or raw")
-        if options.transport == "raw" and self.endpoint.protocol != "http":
-            raise PerfError("--transport raw speaks HTTP only; use -i http")
-        self.raw: RawHttp | None = None
+        self.raw: RawHttp | RawGrpc | None = None
         self._handles: list[Any] = []  # shared-memory pools, freed when the run ends
         self.mod = module(self.endpoint.protocol, asyncio=True)
         header = (
@@ -162,7 +161,9 @@ class Profiler:
                 input_data.batch(s, self.options.batch_size, info.max_batch_size > 0)
                 for s in samples
             ]
-            if self.options.transport == "raw":
+            if self.options.transport == "raw" and self.endpoint.protocol == "grpc":
+                self.raw = RawGrpc(self.endpoint.address, self.options.timeout_s, self.headers)
+            elif self.options.transport == "raw":
                 host, _, port = self.endpoint.address.rpartition(":")
                 self.raw = RawHttp(host, int(port), self.options.timeout_s)
             prepared = await self._prepare(client, info, requests, regions)
@@ -188,16 +189,13 @@ class Profiler:
         prepared: list[Any] = []
         for i, arrays in enumerate(requests):
             placed = await self._place(client, arrays, i, regions)
-            if self.raw is not None:
-                outputs = [o.name for o in info.outputs]
-                request: Any = build_request(
-                    info.name,
-                    self.endpoint.address,
-                    arrays,
-                    dtypes,
-                    outputs,
-                    self.headers,
-                    {n: (r, b) for n, (r, b, _) in placed.items()},
+            outputs = [o.name for o in info.outputs]
+            shm = {n: (r, b) for n, (r, b, _) in placed.items()}
+            if isinstance(self.raw, RawGrpc):
+                request: Any = raw_grpc.build_request(info.name, arrays, dtypes, outputs, shm)
+            elif self.raw is not None:
+                request = raw_http.build_request(
+                    info.name, self.endpoint.address, arrays, dtypes, outputs, self.headers, shm
                 )
             elif placed:
                 request = []

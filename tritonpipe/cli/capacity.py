@@ -181,8 +181,9 @@ def plan(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the plan here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Folder for the HTML report.")] = None,
 ) -> None:
-    """Replicas, utilisation, cost and predicted p99 for a target load, from a queueing model
-    fitted to Poisson request-rate measurements."""
+    """Size a fleet: replicas, utilisation, cost and predicted p99 for a target load.
+
+    The prediction comes from a queueing model fitted to Poisson request-rate measurements."""
     from tritonpipe.perf.capacity import PlanRequest, run_plan
 
     try:

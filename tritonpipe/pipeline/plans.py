@@ -22,6 +22,23 @@ NATIVE_KINDS = {
 }
 
 
+def needs_build(path: Path) -> bool:
+    """The spec uses parts that exist only in a built repository (feature lookups, registry
+    models, prediction logs)."""
+    spec = load_spec(path)
+    return bool(
+        spec.features
+        or any(m.registry for m in spec.models.values())
+        or any(e.log for e in spec.ensembles.values())
+    )
+
+
+def default_name(path: str | Path) -> str | None:
+    """The spec's only ensemble, if it has exactly one."""
+    ensembles = list(load_spec(Path(path)).ensembles)
+    return ensembles[0] if len(ensembles) == 1 else None
+
+
 def from_spec(path: Path, name: str | None) -> dict[str, Any]:
     """The plan of ensemble (or single stage/model) ``name`` in the spec at ``path``."""
     spec = load_spec(path)

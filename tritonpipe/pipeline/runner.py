@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
 from tritonpipe.errors import InputError, PipelineError, TritonPipeError
-from tritonpipe.pipeline.plans import from_repository, from_spec
+from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
 from tritonpipe.tensors import Array, TensorSpec
 
 
@@ -51,6 +52,7 @@ class Pipeline:
             config={},
         )
         self._times: dict[str, list[int]] = {s.name: [0, 0, 0] for s in runner.steps}
+        self._built: tempfile.TemporaryDirectory[str] | None = None  # removed with the pipeline
 
     @classmethod
     def load(
@@ -61,6 +63,16 @@ class Pipeline:
         ``threads`` caps onnxruntime's and torch's intra-op threads (Triton's models use 1).
         """
         path = Path(source)
+        built: tempfile.TemporaryDirectory[str] | None = None
+        if not path.is_dir() and needs_build(path):
+            # Feature lookups and registry models exist only once built: build into a folder
+            # the pipeline keeps, then run the built plans (the very files Triton would load).
+            from tritonpipe.ensembles import build_repository
+
+            built = tempfile.TemporaryDirectory(prefix="tritonpipe-pipeline-")
+            build_repository(path, Path(built.name) / "repo")
+            path = Path(built.name) / "repo"
+            name = name or default_name(source)
         if path.is_dir():
             if name is None:
                 raise PipelineError(f"{path}: name the model or ensemble to run", invalid=True)
@@ -68,7 +80,9 @@ class Pipeline:
         else:
             plan = from_spec(path, name)
         try:
-            return cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads))
+            pipe = cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads))
+            pipe._built = built
+            return pipe
         except TritonPipeError:
             raise
         except Exception as exc:  # a stage file that fails to import, a corrupt model file

@@ -106,7 +106,7 @@ def _check_service(name: str, lookup: FeatureLookup, support: Path) -> None:
 def desugar_lookup(name: str, lookup: FeatureLookup, base: Path, workdir: Path) -> Stage:
     """Generate the lookup's stage file and support folder under ``workdir``; return the stage."""
     folder = workdir / name
-    support = folder / SUPPORT
+    support = folder / f"{SUPPORT}_{name}"  # one folder per lookup: several may fuse into a model
     support.mkdir(parents=True)
     repo = (base / lookup.repo).resolve()
     _feast_config(name, lookup, repo, support)
@@ -125,7 +125,7 @@ def desugar_lookup(name: str, lookup: FeatureLookup, base: Path, workdir: Path) 
     (support / PLAN).write_text(json.dumps(plan, indent=2) + "\n")
     _check_service(name, lookup, support)
     stage_file = folder / f"lookup_{name}.py"
-    stage_file.write_text(STAGE_FILE.format(name=name, support=SUPPORT))
+    stage_file.write_text(STAGE_FILE.format(name=name, support=support.name))
     outputs = list(lookup.outputs)
     if missing.policy == "defaults" and missing.flag:
         outputs.append(Tensor(name=missing.flag, dtype="BOOL", shape=[1]))
@@ -141,5 +141,9 @@ def desugar_lookup(name: str, lookup: FeatureLookup, base: Path, workdir: Path) 
 
 
 def place(name: str, workdir: Path, repository: Path) -> None:
-    """Copy the lookup's support folder into its built model's version folder."""
-    shutil.copytree(workdir / name / SUPPORT, repository / name / "1" / SUPPORT)
+    """Copy the lookup's support folder beside its stage file: into every built model that runs
+    the lookup (its own model, or the fused models holding it)."""
+    support = f"{SUPPORT}_{name}"
+    stage_file = f"lookup_{name}.py"
+    for version in sorted(p.parent for p in repository.glob(f"*/*/{stage_file}")):
+        shutil.copytree(workdir / name / support, version / support)

@@ -11,8 +11,6 @@ import argparse
 import asyncio
 import importlib.util
 import json
-import os
-import platform
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import yaml
 
 from tritonpipe.perf.generator import LevelResult, ProfileOptions, Profiler
+from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.redis_server import RedisServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
@@ -130,16 +129,6 @@ def input_data(path: Path, rows: int) -> None:
     path.write_text(json.dumps({"data": data}))
 
 
-def _machine() -> str:
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}"
-
-
 def _load() -> str:
     return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -179,7 +168,9 @@ def lookup_timings(repository: Path, repos: dict[str, Path]) -> dict[str, dict[i
     rng = np.random.default_rng(0)
     out: dict[str, dict[int, float]] = {}
     for store, repo in repos.items():
-        lookup = OnlineLookup(repository / f"lookup_{store}" / "1" / "feature_lookup")
+        # Every variant is one fused model; its version folder holds the lookup's Feast files.
+        support = repository / f"{store}_nolog" / "1" / f"feature_lookup_lookup_{store}"
+        lookup = OnlineLookup(support)
         sdk = FeatureStore(repo_path=str(repo))
         service = sdk.get_feature_service("fraud_v1")
         for batch in (1, 8, 32):
@@ -204,20 +195,19 @@ def report(
     lines = [
         "# Fraud pipeline: Feast lookup + on-demand features -> scorer -> decision -> log",
         "",
-        f"Machine: {_machine()}; shared with four other agents' jobs. Load average (1/5/15 min) "
+        f"Machine: {describe_machine()}. Load average (1/5/15 min) "
         f"before {before}, after {after}. One row per request (one transaction); HTTP (raw "
         "transport); tritonpipe's load generator (perf_analyzer's method, stable windows). The "
         f"four variants run interleaved on one server, {repeat} times; each cell is the median "
         "run. Compare ratios taken in this run, not absolutes.",
         "",
-        "| variant | concurrency | predictions/s | p50 ms | p99 ms | lookup share of compute |",
+        "| variant | concurrency | predictions/s | p50 ms | p99 ms | lookup share of step time |",
         "|---|---|---|---|---|---|",
     ]
     for variant, levels in results.items():
         for level in levels:
-            compute = {m: r.server_infer_us for m, r in level.composing.items()}
-            lookup = sum(v for m, v in compute.items() if m.startswith("lookup_"))
-            share = lookup / max(sum(compute.values()), 1)
+            # Each variant is one fused model: its per-step counters say where the time went.
+            share = sum(r.share for r in level.steps if r.step.startswith("lookup_"))
             lines.append(
                 f"| {variant} | {level.row.load:g} | {level.row.throughput:,.0f} | "
                 f"{level.row.p50_us / 1000:.1f} | {level.row.p99_us / 1000:.1f} | {share:.0%} |"
@@ -292,6 +282,7 @@ def main() -> None:
                             # Prebuilt requests on asyncio streams: about a third of
                             # tritonclient's client CPU, which here is taken from the server.
                             transport="raw",
+                            metrics_url=server.metrics_url,
                         )
                         runs.setdefault(variant, []).append(asyncio.run(Profiler(profile).run()))
                 results = {v: _median_levels(r) for v, r in runs.items()}

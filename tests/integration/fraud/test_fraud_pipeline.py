@@ -82,14 +82,18 @@ def wait_for(check: Any, timeout_s: float = 20.0) -> Any:
 
 
 def test_build_records_registry_version_and_copies_feast_config(fraud_repository: Path) -> None:
-    config = parse_pbtxt((fraud_repository / "scorer" / "config.pbtxt").read_text())
-    assert config.parameters["tritonpipe.registry.version"].string_value == "1"
-    assert config.parameters["tritonpipe.registry.uri"].string_value == "models:/fraud@champion"
-    support = fraud_repository / "lookup" / "1" / "feature_lookup"
+    # Each ensemble fuses into one model: lookup, scorer and decide run in `fraud`.
+    config = parse_pbtxt((fraud_repository / "fraud" / "config.pbtxt").read_text())
+    assert config.parameters["tritonpipe.steps"].string_value == "lookup,scorer,decide"
+    params = config.parameters
+    assert params["tritonpipe.registry.scorer.version"].string_value == "1"
+    assert params["tritonpipe.registry.scorer.uri"].string_value == "models:/fraud@champion"
+    support = fraud_repository / "fraud" / "1" / "feature_lookup_lookup"
     assert (support / "feature_store.yaml").is_file() and (support / "registry.db").is_file()
     assert (support / "modules" / "fraud_features.py").is_file()
-    decide = parse_pbtxt((fraud_repository / "decide" / "config.pbtxt").read_text())
-    assert json.loads(decide.parameters["tritonpipe.kwargs"].string_value) == {"threshold": "0.5"}
+    plan = json.loads((fraud_repository / "fraud" / "1" / "plan.json").read_text())
+    decide = next(s for s in plan["steps"] if s["name"] == "decide")
+    assert decide["kwargs"] == {"threshold": "0.5"}
 
 
 def test_no_skew_between_training_and_served_feature_vectors(
@@ -182,9 +186,8 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
     fraud_repository: Path, fraud_world: Path, tmp_path: Path
 ) -> None:
     repo, logs = tmp_path / "repository", tmp_path / "logs"
-    for model in ("lookup", "scorer", "decide", "fraud"):
-        shutil.copytree(fraud_repository / model, repo / model)
-    config_path = repo / "decide" / "config.pbtxt"
+    shutil.copytree(fraud_repository / "fraud", repo / "fraud")  # lookup, scorer, decide fused
+    config_path = repo / "fraud" / "config.pbtxt"
     config = parse_pbtxt(config_path.read_text())
     predlog = json.loads(config.parameters["tritonpipe.predlog"].string_value)
     predlog["sink"] = {"type": "parquet", "path": str(logs), "roll_seconds": 30}

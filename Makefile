@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip -q --disable-pip-version-check
 # Not quiet: the long install prints each package it collects and installs.
-PIP_STEPS := .venv/bin/pip --disable-pip-version-check --progress-bar off
+PIP_STEPS := .venv/bin/pip --disable-pip-version-check
 ARTIFACTS := examples/digits/artifacts
 EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
@@ -28,7 +28,7 @@ setup: .venv/.installed ## Create .venv/ and install tritonpipe (editable, dev e
 	test -x .venv/bin/python || python3 -m venv .venv
 	$(PIP) install --upgrade pip
 	@echo "==> [2/2] tritonpipe with its dev extras (torch CPU, nvidia-pytriton's tritonserver, tritonclient, ...); pip names each package"
-	$(PIP_STEPS) install -c constraints.txt -e '.[dev]'
+	$(PIP_STEPS) install --progress-bar off -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(EXPORT): .venv/.installed examples/digits/model.py examples/digits/train.py examples/digits/stages.py

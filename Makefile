@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-serving clean mutation
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,12 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 
 bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
+
+mutation: .venv/.installed ## Mutation testing (mutmut) of the core modules; writes tests/mutation/REPORT.md (not part of `make test`)
+	rm -rf mutants
+	.venv/bin/mutmut run --max-children 2
+	$(PY) tests/mutation/report.py > tests/mutation/REPORT.md
+	@head -12 tests/mutation/REPORT.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build

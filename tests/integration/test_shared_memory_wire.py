@@ -52,13 +52,19 @@ def test_sync_client_sends_region_references_not_tensor_bytes(
         Client(url) as observer,
     ):
         got = [client.infer("digits_onnx", {"pixels": first})["logits"]]
-        names = client.core.pool.names() if client.core.pool else []
+        assert client.core.pool is not None
+        names = client.core.pool.names()
+        handle = client.core.pool.regions["pixels"].handle
         assert len(names) == 1 and names[0] in _regions(observer)
         got.append(client.infer("digits_onnx", {"pixels": second})["logits"])
-        assert client.core.pool is not None and client.core.pool.names() == names  # reused
+        # The same region, neither recreated nor registered again.
+        assert client.core.pool.names() == names
+        assert client.core.pool.regions["pixels"].handle is handle
         sent = tap.sent()
     assert first.tobytes() not in sent and second.tobytes() not in sent
     assert sent.count(names[0].encode()) >= 2  # one registration and two requests name it
+    if protocol == "http":
+        assert sent.count(b"/register") == 1 and b"/unregister" not in sent
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)  # the server read the region's contents
 
@@ -78,13 +84,17 @@ async def test_async_client_sends_region_references_not_tensor_bytes(
             got = [(await client.infer("digits_onnx", {"pixels": first}))["logits"]]
             assert client.core.pool is not None
             names = client.core.pool.names()
+            handle = client.core.pool.regions["pixels"].handle
             with Client(url) as observer:
                 assert len(names) == 1 and names[0] in _regions(observer)
             got.append((await client.infer("digits_onnx", {"pixels": second}))["logits"])
             assert client.core.pool.names() == names  # the same region, reused
-        sent = tap.sent()
+            assert client.core.pool.regions["pixels"].handle is handle
+            sent = tap.sent()  # before close() unregisters the region
     assert first.tobytes() not in sent and second.tobytes() not in sent
     assert sent.count(names[0].encode()) >= 2
+    if protocol == "http":
+        assert sent.count(b"/register") == 1 and b"/unregister" not in sent
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=1e-5)
 
@@ -114,7 +124,7 @@ def test_generator_shared_memory_sends_no_tensor_bytes(
             )
             [level] = asyncio.run(Profiler(options).run())
             sent = tap.sent()
-        assert level.errors == 0 and level.requests > 0
+        assert level.errors == 0 and level.requests > 0, level.first_error
         if shared_memory == "system":
             assert pixels.tobytes() not in sent
             assert sent.count(b"tritonpipe_perf_") > level.requests  # each request names it

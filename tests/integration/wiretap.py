@@ -36,12 +36,16 @@ class Wiretap:
         with self._lock:
             return b"".join(self._sent)
 
-    def _serve(self) -> None:
-        if self._stop.wait(self.delay_s):
-            return
+    def _listen(self) -> socket.socket:
         listener = socket.create_server(("127.0.0.1", self.port))
         listener.settimeout(0.05)
         self._listener = listener
+        return listener
+
+    def _serve(self) -> None:
+        if self.delay_s and self._stop.wait(self.delay_s):
+            return
+        listener = self._listener or self._listen()
         while not self._stop.is_set():
             try:
                 client, _ = listener.accept()
@@ -71,6 +75,8 @@ class Wiretap:
                     s.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> Wiretap:
+        if not self.delay_s:
+            self._listen()  # listening before a client is pointed at it
         self._thread.start()
         return self
 

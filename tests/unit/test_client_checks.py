@@ -147,3 +147,27 @@ def test_chunks_at_the_limit_and_join_of_one() -> None:
     assert join([one]) is one
     two = join([{"y": np.ones(2), "z": np.zeros(1)}, {"y": np.zeros(1), "z": np.ones(1)}])
     assert two["y"].tolist() == [1, 1, 0] and two["z"].tolist() == [0, 1]
+
+
+def test_survivors_of_make_mutation_in_checks() -> None:
+    """Edge cases `make mutation` showed untested (see tests/mutation/REPORT.md). ModelInfo is
+    built inside the test: mutmut switches mutants on per test, after import time."""
+    info = ModelInfo.from_config("m", CONFIG)
+    assert info.config == CONFIG and [s.name for s in info.outputs] == ["y"]
+    assert (
+        ModelInfo.from_config("e", {}).inputs == ()
+        and ModelInfo.from_config("e", {}).optional == frozenset()
+    )
+    # max_batch_size 1 still batches; a scalar per row is a 1-d batch.
+    one = ModelInfo.from_config(
+        "one", {"max_batch_size": 1, "input": [{"name": "v", "data_type": "TYPE_UINT8"}]}
+    )
+    arrays, batch = check_inputs(one, {"v": np.array([7], np.uint8)})
+    assert batch == 1 and arrays["v"].dtype == np.uint8
+    with pytest.raises(InputError, match=r"input 'v' has shape \[\] but model wants \[batch, \]"):
+        check_inputs(one, {"v": np.uint8(7)})
+    # Split exactly at the limit, one row each at limit 1; unbatched (limit 0) is never split.
+    arrays = {"x": np.arange(3)}
+    assert next(chunks(arrays, 3, 3)) is arrays and next(chunks(arrays, 2, 3)) is arrays
+    assert [p["x"].tolist() for p in chunks(arrays, 3, 1)] == [[0], [1], [2]]
+    assert list(chunks(arrays, 3, 0)) == [arrays]

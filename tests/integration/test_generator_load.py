@@ -34,8 +34,9 @@ def test_concurrency_holds_n_requests_in_flight_at_the_server(server: TritonServ
             row.server_queue_us + row.server_input_us + row.server_infer_us + row.server_output_us
         ) / 1e6
         in_flight = row.throughput * server_s  # Little's law: arrivals/s x seconds at the server
-        # Below N only by the short time each request spends in the client between answers.
-        assert load - 0.6 < in_flight <= load + 0.1, (load, in_flight, row)
+        # Below N only by the short time each request spends in the client between answers;
+        # above it only by requests straddling the window edges.
+        assert load - 0.6 < in_flight <= load + 0.3, (load, in_flight, row)
     # One instance, 20 ms each: the server is the bottleneck, so 3 in flight queue ~2 x 20 ms.
     assert levels[1].row.server_queue_us > 25_000 > levels[0].row.server_queue_us
 

@@ -319,6 +319,9 @@ def test_survivors_of_make_mutation_in_the_perf_core(tmp_path: Path) -> None:
     before = snapshot({"model_stats": [_entry("a", 10, 10, 1, 1_000_000)]})
     after = snapshot({"model_stats": [_entry("a", 20, 20, 2, 3_000_000)]})
     assert delta(before, after, ["missing", "a"]) == ServerTimes(10, 10, 1, 200, 400, 600, 800)
+    # One new request is averaged like many.
+    single = snapshot({"model_stats": [_entry("a", 11, 11, 2, 1_500_000)]})
+    assert delta(before, single, ["a"]).queue_us == 500
     # A step that ran exactly once is reported; a step with only a requests line reads 0 runs.
     rows = step_delta({}, {"once": (1.0, 1.0, 10.0)}, 1.0)
     assert [r.step for r in rows] == ["once"]

@@ -126,13 +126,18 @@ def test_retry_then_succeed_when_the_server_comes_back(server: TritonServer, pro
     assert time.perf_counter() - started >= 0.6  # waited 0.2 + 0.4
 
 
-def test_overloaded_model_answers_unavailable_and_is_retried(server: TritonServer) -> None:
-    """'overloaded' queues at most one request (max_queue_size 1) and takes 20 ms each: four at
-    once overflow it. Without retries some fail Unavailable; with retries all succeed."""
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_overloaded_model_answers_unavailable_and_is_retried(
+    server: TritonServer, protocol: str
+) -> None:
+    """'overloaded' queues at most one request (max_queue_size 1) and takes 20 ms each: six at
+    once overflow it (HTTP 429, gRPC UNAVAILABLE). Without retries some fail Unavailable; with
+    retries all succeed."""
     x = np.ones((1, 4), np.float32)
+    url = server.http_url if protocol == "http" else server.grpc_url
 
     def burst(retries: int) -> list[str]:
-        with Client(server.http_url, retries=retries, backoff_s=0.05) as client:
+        with Client(url, retries=retries, backoff_s=0.05) as client:
             client.model("overloaded")
 
             def one(_: int) -> str:

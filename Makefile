@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -92,6 +92,12 @@ bench-serving: repository ## Serve the digits pipeline fused, unfused, in-proces
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
+
+mutation: .venv/.installed ## Mutation testing (mutmut) of the core modules; writes tests/mutation/REPORT.md (not part of `make test`)
+	rm -rf mutants
+	.venv/bin/mutmut run --max-children 2
+	$(PY) tests/mutation/report.py > tests/mutation/REPORT.md
+	@head -12 tests/mutation/REPORT.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data

@@ -102,3 +102,34 @@ def nan() -> nn.Module:
 
 def not_a_module() -> object:
     return object()
+
+
+class Offset(nn.Module):
+    """Outputs ``base`` everywhere; a traced copy outputs ``base + delta``: an export whose
+    error is exactly ``delta``, to test the parity tolerances at their boundary."""
+
+    def __init__(self, base: float, delta: float) -> None:
+        super().__init__()
+        self.base, self.delta = base, delta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x * 0 + self.base
+        if torch.jit.is_tracing():
+            out = out + self.delta
+        return out
+
+
+def offset_atol_inside() -> nn.Module:
+    return Offset(1.0, 0.9e-3)  # atol 1e-3, rtol 0
+
+
+def offset_atol_outside() -> nn.Module:
+    return Offset(1.0, 1.1e-3)
+
+
+def offset_rtol_inside() -> nn.Module:
+    return Offset(100.0, 0.9)  # atol 0, rtol 1e-2: the bound is 1.0
+
+
+def offset_rtol_outside() -> nn.Module:
+    return Offset(100.0, 1.1)

@@ -46,6 +46,9 @@ def repository(
         build_repository(spec, root / f"extra{i}")
         for folder in (root / f"extra{i}").iterdir():
             shutil.move(str(folder), root / "repo" / folder.name)
+    # Triton answers "queue full" (HTTP 429 / gRPC UNAVAILABLE) past one queued request.
+    with (root / "repo" / "overloaded" / "config.pbtxt").open("a") as config:
+        config.write("dynamic_batching {\n  default_queue_policy { max_queue_size: 1 }\n}\n")
     return root / "repo"
 
 

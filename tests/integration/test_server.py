@@ -145,20 +145,3 @@ def test_load_failure_quotes_the_server_log(small_repository: Path, tmp_path: Pa
     message = str(info.value)
     assert "tritonserver exited with code" in message
     assert "strict" in message and "SyntaxError" in message
-
-
-def test_docker_command_uses_ngc_image(small_repository: Path) -> None:
-    options = ServerOptions(
-        repository=small_repository, http_port=8000, grpc_port=8001, metrics_port=8002
-    )
-    command = options.docker_command()
-    assert command.startswith("docker run --rm --gpus all")
-    assert (
-        "nvcr.io/nvidia/tritonserver:24.10-py3 tritonserver --model-repository=/models" in command
-    )
-    assert "-p 8000:8000" in command and "--http-address" not in command
-    token = ServerOptions(repository=small_repository, token="t").arguments()
-    assert (
-        "--http-restricted-api=model-repository,shared-memory,statistics,trace,logging:tritonpipe-token=t"
-        in token
-    )

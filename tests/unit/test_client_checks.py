@@ -100,3 +100,74 @@ def test_endpoint_parsing() -> None:
 def test_error_mapping_keeps_server_message(status: str, message: str, kind: type) -> None:
     error = map_error(InferenceServerException(message, status=status), "model 'm'")
     assert type(error) is kind and str(error) == f"model 'm': {message}"
+
+
+def test_model_info_from_config() -> None:
+    assert INFO.name == "m" and INFO.max_batch_size == 4
+    assert [(s.name, s.dtype, s.shape) for s in INFO.inputs] == [
+        ("image", "BYTES", (1,)),
+        ("x", "FP32", (2, -1)),
+    ]
+    assert [(s.name, s.dtype, s.shape) for s in INFO.outputs] == [("y", "INT64", (3,))]
+    assert INFO.optional == frozenset() and INFO.config == CONFIG
+    bare = ModelInfo.from_config("b", {"input": [{"name": "t", "data_type": "TYPE_BOOL"}]})
+    assert bare.max_batch_size == 0 and bare.inputs[0].shape == () and bare.outputs == ()
+
+
+def test_unbatched_model_and_str_inputs() -> None:
+    info = ModelInfo.from_config(
+        "u",
+        {
+            "input": [
+                {"name": "x", "data_type": "TYPE_INT32", "dims": [2]},
+                {"name": "s", "data_type": "TYPE_STRING", "dims": [1]},
+                {"name": "o", "data_type": "TYPE_INT32", "dims": [1], "optional": True},
+            ]
+        },
+    )
+    arrays, batch = check_inputs(info, {"x": np.array([1, 2], np.int32), "s": np.array(["a"])})
+    assert batch == 0 and arrays["s"].dtype == object and arrays["s"].tolist() == ["a"]
+    assert list(chunks(arrays, 0, 0)) == [arrays]
+    with pytest.raises(InputError, match=r"input 'x' has shape \[3\]; model wants INT32\[2\]$"):
+        check_inputs(info, {"x": np.zeros(3, np.int32), "s": np.array(["a"])})
+    with pytest.raises(InputError, match=r"input 'x' is BYTES \(<U1\) but model wants INT32"):
+        check_inputs(info, {"x": np.array(["a", "b"]), "s": np.array(["a"])})
+    with pytest.raises(InputError, match=r"model 'u' has no input 'p', 'q' \(inputs: x, s, o\)"):
+        check_inputs(info, {"q": 1, "p": 2})
+    batched = ModelInfo.from_config("b", {"max_batch_size": 2, "input": CONFIG["input"][1:]})
+    with pytest.raises(InputError, match=r"input 'x' has shape \[\] but model wants \[batch, 2"):
+        check_inputs(batched, {"x": np.float32(1)})
+
+
+def test_chunks_at_the_limit_and_join_of_one() -> None:
+    arrays = {"x": np.arange(8)}
+    assert [p["x"].tolist() for p in chunks(arrays, 8, 8)] == [list(range(8))]
+    assert [p["x"].tolist() for p in chunks(arrays, 8, 3)] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    one = {"y": np.ones(2)}
+    assert join([one]) is one
+    two = join([{"y": np.ones(2), "z": np.zeros(1)}, {"y": np.zeros(1), "z": np.ones(1)}])
+    assert two["y"].tolist() == [1, 1, 0] and two["z"].tolist() == [0, 1]
+
+
+def test_survivors_of_make_mutation_in_checks() -> None:
+    """Edge cases `make mutation` showed untested (see tests/mutation/REPORT.md). ModelInfo is
+    built inside the test: mutmut switches mutants on per test, after import time."""
+    info = ModelInfo.from_config("m", CONFIG)
+    assert info.config == CONFIG and [s.name for s in info.outputs] == ["y"]
+    assert (
+        ModelInfo.from_config("e", {}).inputs == ()
+        and ModelInfo.from_config("e", {}).optional == frozenset()
+    )
+    # max_batch_size 1 still batches; a scalar per row is a 1-d batch.
+    one = ModelInfo.from_config(
+        "one", {"max_batch_size": 1, "input": [{"name": "v", "data_type": "TYPE_UINT8"}]}
+    )
+    arrays, batch = check_inputs(one, {"v": np.array([7], np.uint8)})
+    assert batch == 1 and arrays["v"].dtype == np.uint8
+    with pytest.raises(InputError, match=r"input 'v' has shape \[\] but model wants \[batch, \]"):
+        check_inputs(one, {"v": np.uint8(7)})
+    # Split exactly at the limit, one row each at limit 1; unbatched (limit 0) is never split.
+    arrays = {"x": np.arange(3)}
+    assert next(chunks(arrays, 3, 3)) is arrays and next(chunks(arrays, 2, 3)) is arrays
+    assert [p["x"].tolist() for p in chunks(arrays, 3, 1)] == [[0], [1], [2]]
+    assert list(chunks(arrays, 3, 0)) == [arrays]

@@ -49,8 +49,9 @@ def _wrap(model: Any) -> Any:
 def _load_model(factory: str) -> Any:
     import torch
 
+    function = load_function(factory)  # a SpecError names what the user wrote wrong
     try:
-        model = load_function(factory)()
+        model = function()
     except ExportError:
         raise
     except Exception as exc:  # the user's factory: report what it raised, not a traceback

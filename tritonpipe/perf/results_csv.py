@@ -80,6 +80,8 @@ def read_csv(path: Path) -> tuple[str, list[ResultRow]]:
     names = [f.name for f in fields(ResultRow)]
     for n, record in enumerate(body, start=2):
         try:
+            if len(record) < 1 + len(COLUMNS):
+                raise ValueError(f"{len(record)} columns, expected {1 + len(COLUMNS)}")
             values = [
                 float(record[0]),
                 float(record[1]),

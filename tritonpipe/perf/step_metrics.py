@@ -124,6 +124,8 @@ def read_steps(path: Path) -> list[tuple[float, StepRow]]:
     if head is None or tuple(head[1:]) != HEADER:
         raise PerfError(f"{path}: not a tritonpipe steps CSV (header {head})")
     try:
+        if any(len(r) != 1 + len(HEADER) for r in body):
+            raise ValueError(f"expected {1 + len(HEADER)} columns")
         return [(float(r[0]), StepRow(r[1], *(float(x) for x in r[2:7]))) for r in body]
     except (ValueError, IndexError) as exc:
         raise PerfError(f"{path}: bad row ({exc})") from None

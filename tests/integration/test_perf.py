@@ -226,7 +226,8 @@ def test_profile_fused_model_writes_per_step_times(
     per_exec = {
         load: row.requests_per_execution for load, row in levels if row.step == "preprocess"
     }
-    assert per_exec[1.0] == pytest.approx(1.0) and per_exec[4.0] > 1.0
+    # Counters reach the endpoint up to 0.1 s late, so a window may carry a few earlier batches.
+    assert per_exec[1.0] < 1.1 and per_exec[4.0] > per_exec[1.0]
     report = subprocess.run(
         [
             sys.executable,

@@ -1,0 +1,94 @@
+"""Input files split into units: fixed row ranges of one file, read as DataFrames.
+
+A unit's id depends only on the file and the range, so a rerun of the same job finds the same
+units and can skip those its output store already committed.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tritonpipe.batch.config import SourceConfig
+from tritonpipe.errors import BatchError
+
+ROW = "_row"  # each row's index in its file, for error messages and rejects
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """Rows [start, stop) of one input file."""
+
+    file: str
+    start: int
+    stop: int
+
+    @property
+    def id(self) -> str:
+        digest = hashlib.sha1(self.file.encode()).hexdigest()[:10]
+        return f"{Path(self.file).stem}-{digest}-{self.start:012d}"
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+
+def _files(source: SourceConfig) -> list[str]:
+    suffix = ".parquet" if source.type == "parquet" else ".csv"
+    path = Path(source.path)
+    if path.is_dir():
+        found = sorted(str(p) for p in path.rglob(f"*{suffix}") if p.is_file())
+    elif any(c in source.path for c in "*?["):
+        found = sorted(glob.glob(source.path, recursive=True))
+    elif path.is_file():
+        found = [str(path)]
+    else:
+        raise BatchError(f"source {source.path}: no such file or folder")
+    if not found:
+        raise BatchError(f"source {source.path}: no {suffix} files")
+    return found
+
+
+def _count_rows(source: SourceConfig, file: str) -> int:
+    try:
+        if source.type == "parquet":
+            import pyarrow.parquet as pq
+
+            return int(pq.ParquetFile(file).metadata.num_rows)
+        with open(file, "rb") as handle:
+            return max(sum(1 for _ in handle) - 1, 0)  # minus the header line
+    except Exception as exc:  # a corrupt or unreadable file: name it
+        raise BatchError(f"source file {file}: cannot read: {exc}") from None
+
+
+def list_units(source: SourceConfig) -> list[Unit]:
+    """Every unit of the source, in file then row order."""
+    units: list[Unit] = []
+    for file in _files(source):
+        total = _count_rows(source, file)
+        for start in range(0, total, source.rows_per_unit):
+            units.append(Unit(file=file, start=start, stop=min(start + source.rows_per_unit, total)))
+    return units
+
+
+def read_unit(source: SourceConfig, unit: Unit) -> Any:
+    """The unit's rows as a pandas DataFrame, with their in-file index in column ``_row``."""
+    import pandas as pd
+
+    try:
+        if source.type == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(unit.file)
+            frame = table.slice(unit.start, unit.rows).to_pandas()
+        else:
+            frame = pd.read_csv(
+                unit.file, skiprows=range(1, unit.start + 1), nrows=unit.rows, header=0
+            )
+    except Exception as exc:
+        raise BatchError(f"source file {unit.file}: cannot read rows {unit.start}+: {exc}") from None
+    frame[ROW] = range(unit.start, unit.start + len(frame))
+    return frame.reset_index(drop=True)

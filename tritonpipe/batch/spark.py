@@ -10,6 +10,7 @@ a rerun overwrites the output, which is Spark's unit of atomicity.
 
 from __future__ import annotations
 
+import inspect
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +32,15 @@ def _ddl(spec: TensorSpec) -> str:
     if base is None:
         raise BatchError(f"output {spec.name}: {spec.dtype} has no Spark type")
     return base if spec.shape == (1,) else f"array<{base}>"
+
+
+def _struct(outputs: list[TensorSpec]) -> Any:
+    """predict_batch_udf takes a StructType object (not DDL text) for several outputs."""
+    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+    return StructType(
+        [StructField(o.name, _parse_datatype_string(_ddl(o)), True) for o in outputs]
+    )
 
 
 def make_predict_fn(
@@ -55,14 +65,23 @@ def make_predict_fn(
             out = engine.predict(arrays)
             return {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in out.items()}
 
+        # predict_batch_udf counts the function's parameters to pass one array per column.
+        params = [inspect.Parameter(s.name, inspect.Parameter.POSITIONAL_ONLY) for s in inputs]
+        predict.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         return predict
 
     return make
 
 
 def session(master: str = "local[*]", app: str = "tritonpipe-batch") -> Any:
-    """A Spark session (reused if one is active)."""
+    """A Spark session (reused if one is active); workers run this interpreter unless
+    PYSPARK_PYTHON names another (on a cluster: one with tritonpipe installed)."""
+    import os
+    import sys
+
     from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     return (
         SparkSession.builder.master(master).appName(app)
@@ -102,7 +121,7 @@ def run_spark(config: JobConfig, *, spark: Any = None, master: str = "local[*]",
     shapes = [list(s.shape) for s in inputs]
     udf = predict_batch_udf(
         make_predict_fn(config.pipeline, config.model, url, inputs, config.batch_size),
-        return_type=", ".join(f"{o.name} {_ddl(o)}" for o in outputs),
+        return_type=_struct(outputs),
         batch_size=config.batch_size,
         input_tensor_shapes=[None if s == [1] else s for s in shapes],
     )

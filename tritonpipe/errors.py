@@ -17,7 +17,7 @@ TritonPipeError
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
 ├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
-├── BatchError             a batch job's input, rows or output store failed (names file, row, column)
+├── BatchError             a batch job failed: a bad row (file, row, column), a source, a store
 ├── PerfError              a profile or load test could not be run or read
 └── DeployError            a model update was refused and rolled back (the old build serves)
 """

@@ -53,7 +53,9 @@ class Engine(ABC):
 
 
 class InProcessEngine(Engine):
-    def __init__(self, pipeline: str, model: str | None, *, batch_size: int, threads: int | None = None) -> None:
+    def __init__(
+        self, pipeline: str, model: str | None, *, batch_size: int, threads: int | None = None
+    ) -> None:
         from tritonpipe.pipeline import Pipeline
 
         self.pipe = Pipeline.load(pipeline, model, threads=threads)
@@ -73,7 +75,13 @@ class TritonEngine(Engine):
     """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time."""
 
     def __init__(
-        self, url: str, model: str, *, batch_size: int, in_flight: int = 8, protocol: str | None = None
+        self,
+        url: str,
+        model: str,
+        *,
+        batch_size: int,
+        in_flight: int = 8,
+        protocol: str | None = None,
     ) -> None:
         from tritonpipe.client import AsyncClient
 

@@ -50,7 +50,9 @@ def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
     return BatchError(f"{unit.file}: row {line}: {where}: {row.reason}")
 
 
-def _score(engine: Engine, arrays: dict[str, Array], policy: str) -> tuple[dict[str, Array], list[BadRow]]:
+def _score(
+    engine: Engine, arrays: dict[str, Array], policy: str
+) -> tuple[dict[str, Array], list[BadRow]]:
     """Outputs for every row; rows the pipeline refuses are found by rerunning row by row."""
     try:
         return engine.predict(arrays), []
@@ -58,8 +60,11 @@ def _score(engine: Engine, arrays: dict[str, Array], policy: str) -> tuple[dict[
         if not is_bad_input(exc):
             raise
     results = engine.predict_rows(arrays)
-    bad = [BadRow(position=i, column="", reason=str(r)) for i, r in enumerate(results)
-           if isinstance(r, TritonPipeError)]
+    bad = [
+        BadRow(position=i, column="", reason=str(r))
+        for i, r in enumerate(results)
+        if isinstance(r, TritonPipeError)
+    ]
     if bad and policy == "fail":
         return {}, bad
     good = [r for r in results if not isinstance(r, TritonPipeError)]
@@ -72,10 +77,14 @@ class BatchJob:
 
     def __init__(self, config: JobConfig, engine: Engine | None = None) -> None:
         self.config = config
-        self.engine = engine or InProcessEngine(config.pipeline, config.model, batch_size=config.batch_size)
+        self.engine = engine or InProcessEngine(
+            config.pipeline, config.model, batch_size=config.batch_size
+        )
         self.run_id = uuid.uuid4().hex[:12]
 
-    def run(self, *, progress: bool = True, log: bool = False, engine_name: str = "in-process") -> Summary:
+    def run(
+        self, *, progress: bool = True, log: bool = False, engine_name: str = "in-process"
+    ) -> Summary:
         config = self.config
         store = open_store(config.output)
         logger = self._logger() if log else None
@@ -99,8 +108,14 @@ class BatchJob:
             if logger is not None:
                 logger.close()
         return Summary(
-            run_id=self.run_id, engine=engine_name, units=len(units), skipped=len(units) - len(todo),
-            committed=len(todo), rows=rows, rejected=rejected, seconds=time.perf_counter() - start,
+            run_id=self.run_id,
+            engine=engine_name,
+            units=len(units),
+            skipped=len(units) - len(todo),
+            committed=len(todo),
+            rows=rows,
+            rejected=rejected,
+            seconds=time.perf_counter() - start,
         )
 
     def _unit(self, unit: Unit, store: Any) -> tuple[int, int]:
@@ -152,7 +167,9 @@ class BatchJob:
         from tritonpipe.predlog.sinks import make_sink
 
         if self.config.log is None:
-            raise BatchError("prediction logs asked for, but the job config has no log: {type: ...}")
+            raise BatchError(
+                "prediction logs asked for, but the job config has no log: {type: ...}"
+            )
         return PredictionLogger(make_sink(self.config.log), to_records=lambda entry: entry)
 
     _last_records: list[dict[str, Any]] = []

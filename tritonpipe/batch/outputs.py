@@ -60,14 +60,18 @@ class ParquetStore(OutputStore):
         files = []
         for values, part in groups:
             keys = values if isinstance(values, tuple) else (values,)
-            folder = self.root.joinpath(*(f"{c}={v}" for c, v in zip(self.partition_by, keys)))
+            folder = self.root.joinpath(
+                *(f"{c}={v}" for c, v in zip(self.partition_by, keys, strict=True))
+            )
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{unit}.parquet"
             rows = part.drop(columns=self.partition_by)
             _atomic_write(path, lambda tmp, rows=rows: rows.to_parquet(tmp, index=False))
             files.append(str(path.relative_to(self.root)))
         record = {"unit": unit, "run_id": run_id, "rows": len(frame), "files": files}
-        _atomic_write(self.root / "_ledger" / f"{unit}.json", lambda t: t.write_text(json.dumps(record)))
+        _atomic_write(
+            self.root / "_ledger" / f"{unit}.json", lambda t: t.write_text(json.dumps(record))
+        )
 
 
 def _sql_value(value: Any) -> Any:
@@ -91,13 +95,17 @@ class _SqlStore(OutputStore):
         self.db = connection
         self._created = False
         with self._transaction():
-            self.db.execute(f"CREATE TABLE IF NOT EXISTS {LEDGER} (tbl TEXT, unit TEXT, run_id TEXT)")
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {LEDGER} (tbl TEXT, unit TEXT, run_id TEXT)"
+            )
 
     def _transaction(self) -> Any:
         return self.db  # sqlite3: commits on success, rolls back on error
 
     def done(self) -> set[str]:
-        cursor = self.db.execute(f"SELECT unit FROM {LEDGER} WHERE tbl = {self.placeholder}", (self.table,))
+        cursor = self.db.execute(
+            f"SELECT unit FROM {LEDGER} WHERE tbl = {self.placeholder}", (self.table,)
+        )
         units = {str(row[0]) for row in cursor.fetchall()}
         self.db.commit()
         return units
@@ -117,12 +125,15 @@ class _SqlStore(OutputStore):
                     self._create(frame)
                 cursor = self.db.cursor()
                 cursor.executemany(f'INSERT INTO "{self.table}" ({columns}) VALUES ({marks})', rows)
+                mark = self.placeholder
                 cursor.execute(
-                    f"INSERT INTO {LEDGER} VALUES ({self.placeholder}, {self.placeholder}, {self.placeholder})",
+                    f"INSERT INTO {LEDGER} VALUES ({mark}, {mark}, {mark})",
                     (self.table, unit, run_id),
                 )
         except Exception as exc:
-            raise BatchError(f"output table {self.table}: cannot commit unit {unit}: {exc}") from None
+            raise BatchError(
+                f"output table {self.table}: cannot commit unit {unit}: {exc}"
+            ) from None
 
     def close(self) -> None:
         self.db.close()

@@ -41,8 +41,14 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Redraws at most every ``every_s``; silent when ``enabled`` is false."""
 
-    def __init__(self, total_rows: int, *, enabled: bool = True, stream: TextIO | None = None,
-                 every_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        total_rows: int,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        every_s: float = 0.5,
+    ) -> None:
         self.total = total_rows
         self.enabled = enabled
         self.stream = stream or sys.stderr
@@ -65,8 +71,7 @@ class Progress:
         share = self.done / self.total if self.total else 1.0
         bar = "#" * int(share * 30)
         return (
-            f"[{bar:<30}] {self.done:,}/{self.total:,} rows  {rate:,.0f} rows/s  "
-            f"ETA {_clock(eta)}"
+            f"[{bar:<30}] {self.done:,}/{self.total:,} rows  {rate:,.0f} rows/s  ETA {_clock(eta)}"
         )
 
     def finish(self) -> None:

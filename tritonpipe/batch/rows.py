@@ -34,7 +34,9 @@ def _scalar(values: Any, spec: TensorSpec, column: str, bad: list[BadRow]) -> Ar
     series = values
     nulls = series.isna().to_numpy()
     for pos in np.flatnonzero(nulls):
-        bad.append(BadRow(position=int(pos), column=column, reason=f"null, input wants {_describe(spec)}"))
+        bad.append(
+            BadRow(position=int(pos), column=column, reason=f"null, input wants {_describe(spec)}")
+        )
     out = np.zeros(len(series), dtype=target)
     ok = ~nulls
     try:
@@ -65,7 +67,9 @@ def _vector(values: Any, spec: TensorSpec, column: str, bad: list[BadRow]) -> Ar
                 raise ValueError(f"{array.shape[0]} values, input wants {_describe(spec)}")
             rows.append(array)
         except (TypeError, ValueError) as exc:
-            reason = str(exc) if "input wants" in str(exc) else f"{exc} (input wants {_describe(spec)})"
+            reason = (
+                str(exc) if "input wants" in str(exc) else f"{exc} (input wants {_describe(spec)})"
+            )
             bad.append(BadRow(position=pos, column=column, reason=reason))
             rows.append(np.zeros(max(width, 1), dtype=target))
     if width == -1 and len({r.shape[0] for r in rows}) > 1:

@@ -70,7 +70,9 @@ def list_units(source: SourceConfig) -> list[Unit]:
     for file in _files(source):
         total = _count_rows(source, file)
         for start in range(0, total, source.rows_per_unit):
-            units.append(Unit(file=file, start=start, stop=min(start + source.rows_per_unit, total)))
+            units.append(
+                Unit(file=file, start=start, stop=min(start + source.rows_per_unit, total))
+            )
     return units
 
 
@@ -89,6 +91,8 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
                 unit.file, skiprows=range(1, unit.start + 1), nrows=unit.rows, header=0
             )
     except Exception as exc:
-        raise BatchError(f"source file {unit.file}: cannot read rows {unit.start}+: {exc}") from None
+        raise BatchError(
+            f"source file {unit.file}: cannot read rows {unit.start}+: {exc}"
+        ) from None
     frame[ROW] = range(unit.start, unit.start + len(frame))
     return frame.reset_index(drop=True)

@@ -21,10 +21,18 @@ import numpy as np
 from tritonpipe.batch.config import JobConfig
 from tritonpipe.batch.progress import Summary
 from tritonpipe.errors import BatchError
-from tritonpipe.tensors import TensorSpec, dtype
+from tritonpipe.tensors import Array, TensorSpec, dtype
 
-_SPARK_TYPES = {"FP32": "float", "FP64": "double", "INT64": "bigint", "INT32": "int",
-                "INT16": "smallint", "INT8": "tinyint", "BOOL": "boolean", "BYTES": "binary"}
+_SPARK_TYPES = {
+    "FP32": "float",
+    "FP64": "double",
+    "INT64": "bigint",
+    "INT32": "int",
+    "INT16": "smallint",
+    "INT8": "tinyint",
+    "BOOL": "boolean",
+    "BYTES": "binary",
+}
 
 
 def _ddl(spec: TensorSpec) -> str:
@@ -38,17 +46,15 @@ def _struct(outputs: list[TensorSpec]) -> Any:
     """predict_batch_udf takes a StructType object (not DDL text) for several outputs."""
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
-    return StructType(
-        [StructField(o.name, _parse_datatype_string(_ddl(o)), True) for o in outputs]
-    )
+    return StructType([StructField(o.name, _parse_datatype_string(_ddl(o)), True) for o in outputs])
 
 
 def make_predict_fn(
     pipeline: str, model: str | None, url: str | None, inputs: list[TensorSpec], batch_size: int
-) -> Callable[[], Callable[..., dict[str, np.ndarray]]]:
+) -> Callable[[], Callable[..., dict[str, Array]]]:
     """A picklable factory: each Spark Python worker calls it once and keeps the result."""
 
-    def make() -> Callable[..., dict[str, np.ndarray]]:
+    def make() -> Callable[..., dict[str, Array]]:
         from tritonpipe.batch.engines import Engine, InProcessEngine, TritonEngine
 
         engine: Engine = (
@@ -57,7 +63,7 @@ def make_predict_fn(
             else InProcessEngine(pipeline, model, batch_size=batch_size, threads=1)
         )
 
-        def predict(*columns: np.ndarray) -> dict[str, np.ndarray]:
+        def predict(*columns: Array) -> dict[str, Array]:
             arrays = {}
             for spec, column in zip(inputs, columns, strict=True):
                 array = np.asarray(column).astype(dtype(spec.dtype).numpy)
@@ -84,15 +90,17 @@ def session(master: str = "local[*]", app: str = "tritonpipe-batch") -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     return (
-        SparkSession.builder.master(master).appName(app)
+        SparkSession.builder.master(master)
+        .appName(app)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )
 
 
-def run_spark(config: JobConfig, *, spark: Any = None, master: str = "local[*]",
-              url: str | None = None) -> Summary:
+def run_spark(
+    config: JobConfig, *, spark: Any = None, master: str = "local[*]", url: str | None = None
+) -> Summary:
     """Score the job's source on Spark and write Parquet to ``output.path``."""
     from pyspark.ml.functions import predict_batch_udf
     from pyspark.sql import functions as F
@@ -108,16 +116,24 @@ def run_spark(config: JobConfig, *, spark: Any = None, master: str = "local[*]",
     spark = spark or session(master)
     start = time.perf_counter()
     reader = spark.read.option("header", "true").option("inferSchema", "true")
-    frame = reader.csv(config.source.path) if config.source.type == "csv" else spark.read.parquet(config.source.path)
+    frame = (
+        reader.csv(config.source.path)
+        if config.source.type == "csv"
+        else spark.read.parquet(config.source.path)
+    )
     columns = [config.column_for(s.name) for s in inputs]
     missing = [c for c in columns + config.key if c not in frame.columns]
     if missing:
-        raise BatchError(f"{config.source.path}: no column {missing[0]!r}; columns: {', '.join(frame.columns)}")
+        raise BatchError(
+            f"{config.source.path}: no column {missing[0]!r}; columns: {', '.join(frame.columns)}"
+        )
     nulls = frame.select([F.sum(F.col(c).isNull().cast("int")).alias(c) for c in columns]).first()
     bad = [c for c in columns if nulls[c]]
     if bad:
-        raise BatchError(f"{config.source.path}: column '{bad[0]}' has {nulls[bad[0]]} null rows "
-                         "(the Spark engine takes policy fail only)")
+        raise BatchError(
+            f"{config.source.path}: column '{bad[0]}' has {nulls[bad[0]]} null rows "
+            "(the Spark engine takes policy fail only)"
+        )
     shapes = [list(s.shape) for s in inputs]
     udf = predict_batch_udf(
         make_predict_fn(config.pipeline, config.model, url, inputs, config.batch_size),
@@ -127,8 +143,10 @@ def run_spark(config: JobConfig, *, spark: Any = None, master: str = "local[*]",
     )
     run_id = uuid.uuid4().hex[:12]
     scored = frame.withColumn("_pred", udf(*columns)).select(
-        *config.key, *[F.col(f"_pred.{o.name}").alias(o.name) for o in outputs],
-        F.lit(name).alias("model_name"), F.lit(config.model_version).alias("model_version"),
+        *config.key,
+        *[F.col(f"_pred.{o.name}").alias(o.name) for o in outputs],
+        F.lit(name).alias("model_name"),
+        F.lit(config.model_version).alias("model_version"),
         F.lit(run_id).alias("run_id"),
     )
     writer = scored.write.mode("overwrite")
@@ -136,5 +154,13 @@ def run_spark(config: JobConfig, *, spark: Any = None, master: str = "local[*]",
         writer = writer.partitionBy(*config.output.partition_by)
     writer.parquet(config.output.path)
     rows = spark.read.parquet(config.output.path).count()
-    return Summary(run_id=run_id, engine="spark", units=1, skipped=0, committed=1, rows=rows,
-                   rejected=0, seconds=time.perf_counter() - start)
+    return Summary(
+        run_id=run_id,
+        engine="spark",
+        units=1,
+        skipped=0,
+        committed=1,
+        rows=rows,
+        rejected=0,
+        seconds=time.perf_counter() - start,
+    )

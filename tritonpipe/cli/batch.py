@@ -11,13 +11,32 @@ from tritonpipe.errors import TritonPipeError
 
 
 def batch(
-    job: Annotated[Path, typer.Argument(help="Job config (YAML): pipeline, source, output, key, bad_rows, log.")],
-    engine: Annotated[str, typer.Option(help="inprocess (default; or triton when --url is set) or spark.")] = "",
-    url: Annotated[str | None, typer.Option(help="Score on a running Triton server (http://host:8000 or grpc://host:8001).")] = None,
+    job: Annotated[
+        Path,
+        typer.Argument(help="Job config (YAML): pipeline, source, output, key, bad_rows, log."),
+    ],
+    engine: Annotated[
+        str, typer.Option(help="inprocess (default; or triton when --url is set) or spark.")
+    ] = "",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on a running Triton server (http://host:8000 or grpc://host:8001)."
+        ),
+    ] = None,
     in_flight: Annotated[int, typer.Option(help="Requests kept in flight against --url.")] = 8,
-    master: Annotated[str, typer.Option(help="Spark master for --engine spark: local[*], spark://host:7077, yarn, k8s://...")] = "local[*]",
-    log: Annotated[bool, typer.Option("--log/--no-log", help="Write prediction logs to the job's log: sink.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    master: Annotated[
+        str,
+        typer.Option(
+            help="Spark master for --engine spark: local[*], spark://host:7077, yarn, k8s://..."
+        ),
+    ] = "local[*]",
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Write prediction logs to the job's log: sink.")
+    ] = False,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
+    ] = True,
 ) -> None:
     """Run a batch-inference job; a rerun skips units already committed (0 lost, 0 duplicated)."""
     from tritonpipe.batch import load_config, run_job
@@ -35,7 +54,9 @@ def batch(
                 raise fail("--engine triton needs --url")
             from tritonpipe.batch import TritonEngine
 
-            remote = TritonEngine(url, config.model or "", batch_size=config.batch_size, in_flight=in_flight)
+            remote = TritonEngine(
+                url, config.model or "", batch_size=config.batch_size, in_flight=in_flight
+            )
             summary = run_job(config, remote, progress=progress, log=log, engine_name="triton")
         elif kind == "inprocess":
             summary = run_job(config, progress=progress, log=log)

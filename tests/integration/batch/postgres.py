@@ -18,7 +18,9 @@ from tritonpipe.perf.redis_server import free_port
 def _bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
     if not found:
-        raise RuntimeError("PostgreSQL is not installed (`make setup` installs Debian's postgresql)")
+        raise RuntimeError(
+            "PostgreSQL is not installed (`make setup` installs Debian's postgresql)"
+        )
     return found[-1]
 
 
@@ -51,7 +53,9 @@ class PostgresServer:
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user)
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = self.folder / "postgres.log"
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start")
+        self._run(
+            _bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(log), "-w", "start"
+        )
         return self
 
     def stop(self) -> None:

@@ -29,7 +29,13 @@ def test_parquet_output_partitioned_with_keys_model_and_run(scorer: Path, tmp_pa
     rows = make_rows(250)
     rows.to_parquet(tmp_path / "in.parquet")
     out = tmp_path / "out"
-    config = parse_config(job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(out), "partition_by": ["day"]}))
+    config = parse_config(
+        job(
+            scorer,
+            tmp_path / "in.parquet",
+            {"type": "parquet", "path": str(out), "partition_by": ["day"]},
+        )
+    )
     summary = run_job(config, progress=False)
     assert (summary.units, summary.committed, summary.rows) == (3, 3, 250)
     assert sorted(p.name for p in out.iterdir()) == ["_ledger", "day=0", "day=1", "day=2"]
@@ -56,7 +62,9 @@ def test_csv_source_and_column_errors(scorer: Path, tmp_path: Path) -> None:
     csv.loc[4, "history"] = "1,2"
     csv.to_csv(tmp_path / "in.csv", index=False)
     spec["output"]["path"] = str(tmp_path / "out2")
-    with pytest.raises(BatchError, match=r"in.csv: row 4: column 'history': 2 values, input wants FP64\[3\]"):
+    with pytest.raises(
+        BatchError, match=r"in.csv: row 4: column 'history': 2 values, input wants FP64\[3\]"
+    ):
         run_job(parse_config(spec), progress=False)
     spec["columns"] = {"amount": "amt", "history": "hist"}
     with pytest.raises(BatchError, match="no column 'hist' for pipeline input history"):
@@ -67,7 +75,9 @@ def test_sqlite_output(scorer: Path, tmp_path: Path) -> None:
     rows = make_rows(230)
     rows.to_parquet(tmp_path / "in.parquet")
     db = tmp_path / "out.db"
-    config = parse_config(job(scorer, tmp_path / "in.parquet", {"type": "sqlite", "path": str(db), "table": "scores"}))
+    config = parse_config(
+        job(scorer, tmp_path / "in.parquet", {"type": "sqlite", "path": str(db), "table": "scores"})
+    )
     assert run_job(config, progress=False).rows == 230
     assert run_job(config, progress=False).committed == 0
     with sqlite3.connect(db) as con:
@@ -83,10 +93,14 @@ def test_bad_rows_fail_or_reject(scorer: Path, tmp_path: Path) -> None:
     rows.loc[120, "amt"] = -1.0  # refused by the pipeline (invalid input)
     rows.to_parquet(tmp_path / "in.parquet")
     out = {"type": "parquet", "path": str(tmp_path / "out")}
-    with pytest.raises(BatchError, match=r"in.parquet: row 7: column 'amt': null, input wants FP32\[1\]"):
+    with pytest.raises(
+        BatchError, match=r"in.parquet: row 7: column 'amt': null, input wants FP32\[1\]"
+    ):
         run_job(parse_config(job(scorer, tmp_path / "in.parquet", out)), progress=False)
     reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
-    summary = run_job(parse_config(job(scorer, tmp_path / "in.parquet", out, bad_rows=reject)), progress=False)
+    summary = run_job(
+        parse_config(job(scorer, tmp_path / "in.parquet", out, bad_rows=reject)), progress=False
+    )
     assert (summary.rows, summary.rejected) == (148, 2)
     rejects = pd.read_parquet(tmp_path / "rejects").set_index("row").sort_index()
     assert list(rejects.index) == [7, 120]
@@ -103,7 +117,7 @@ def test_config_errors_name_the_field(scorer: Path, tmp_path: Path) -> None:
         parse_config(spec)
 
 
-SLOW_STAGES = '''
+SLOW_STAGES = """
 import time
 import numpy as np
 
@@ -111,11 +125,13 @@ def score(amount, history):
     time.sleep(0.02)  # slow enough to be killed mid-run
     total = amount * 2 + history.sum(axis=1, keepdims=True)
     return {"score": total.astype(np.float32), "parts": history * 2}
-'''
+"""
 
 
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])
-def test_resume_after_kill_9_loses_and_repeats_nothing(scorer: Path, tmp_path: Path, kind: str) -> None:
+def test_resume_after_kill_9_loses_and_repeats_nothing(
+    scorer: Path, tmp_path: Path, kind: str
+) -> None:
     (tmp_path / "stages.py").write_text(SLOW_STAGES)
     (tmp_path / "pipeline.yaml").write_text(scorer.read_text())
     for part in range(3):

@@ -22,7 +22,9 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
     server.stop()
 
 
-def test_postgres_output_commits_units_once(scorer: Path, tmp_path: Path, postgres: PostgresServer) -> None:
+def test_postgres_output_commits_units_once(
+    scorer: Path, tmp_path: Path, postgres: PostgresServer
+) -> None:
     import psycopg
 
     rows = make_rows(260)
@@ -32,10 +34,14 @@ def test_postgres_output_commits_units_once(scorer: Path, tmp_path: Path, postgr
     assert run_job(config, progress=False).rows == 260
     assert run_job(config, progress=False).skipped == 3  # the ledger: nothing scored twice
     with psycopg.connect(postgres.url) as con:
-        got = con.execute("SELECT txn_id, score, parts, model_name FROM fraud_scores ORDER BY txn_id").fetchall()
+        got = con.execute(
+            "SELECT txn_id, score, parts, model_name FROM fraud_scores ORDER BY txn_id"
+        ).fetchall()
     assert [r[0] for r in got] == list(range(260))
     history = np.stack(rows["history"].to_list())
-    np.testing.assert_allclose([r[1] for r in got], rows["amt"] * 2 + history.sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        [r[1] for r in got], rows["amt"] * 2 + history.sum(axis=1), rtol=1e-5
+    )
     assert {r[3] for r in got} == {"scorer"}
     assert pd.Series([r[2] for r in got]).str.startswith("[").all()  # vectors as JSON arrays
 

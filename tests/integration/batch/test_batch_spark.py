@@ -28,8 +28,15 @@ def test_spark_equals_in_process(scorer: Path, tmp_path: Path, spark: Any) -> No
     from tritonpipe.batch.spark import run_spark
 
     make_rows(300).to_parquet(tmp_path / "in.parquet")
+
     def config(out: str) -> Any:
-        return parse_config(job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / out), "partition_by": ["day"]}))
+        return parse_config(
+            job(
+                scorer,
+                tmp_path / "in.parquet",
+                {"type": "parquet", "path": str(tmp_path / out), "partition_by": ["day"]},
+            )
+        )
 
     local = run_job(config("local"), progress=False)
     remote = run_spark(config("spark"), spark=spark)
@@ -49,6 +56,8 @@ def test_spark_names_null_column(scorer: Path, tmp_path: Path, spark: Any) -> No
     rows = make_rows(20)
     rows.loc[3, "amt"] = np.nan
     rows.to_parquet(tmp_path / "in.parquet")
-    config = parse_config(job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / "o")}))
+    config = parse_config(
+        job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / "o")})
+    )
     with pytest.raises(BatchError, match="column 'amt' has 1 null rows"):
         run_spark(config, spark=spark)

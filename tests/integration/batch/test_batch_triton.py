@@ -22,19 +22,30 @@ from tritonpipe.server import ServerOptions, TritonServer
 def scorer_server(scorer: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     root = tmp_path_factory.mktemp("batch_server")
     build_repository(scorer, root / "repo")
-    with TritonServer(ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log") as running:
+    with TritonServer(
+        ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log"
+    ) as running:
         yield running
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_triton_engine_equals_in_process(scorer: Path, tmp_path: Path, scorer_server: TritonServer, protocol: str) -> None:
+def test_triton_engine_equals_in_process(
+    scorer: Path, tmp_path: Path, scorer_server: TritonServer, protocol: str
+) -> None:
     rows = make_rows(300)
     rows.loc[5, "amt"] = -3.0  # refused by the server: rejected, the rest scored
     rows.to_parquet(tmp_path / "in.parquet")
     reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
 
     def config(out: str) -> object:
-        return parse_config(job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / out)}, bad_rows=reject))
+        return parse_config(
+            job(
+                scorer,
+                tmp_path / "in.parquet",
+                {"type": "parquet", "path": str(tmp_path / out)},
+                bad_rows=reject,
+            )
+        )
 
     local = run_job(config("local"), progress=False)  # type: ignore[arg-type]
     url = scorer_server.http_url if protocol == "http" else scorer_server.grpc_url
@@ -48,12 +59,16 @@ def test_triton_engine_equals_in_process(scorer: Path, tmp_path: Path, scorer_se
     assert "amount must be >= 0" in pd.read_parquet(tmp_path / "rejects")["reason"].iloc[0]
 
 
-def test_cli_batch_with_url_and_prediction_log(scorer: Path, tmp_path: Path, scorer_server: TritonServer) -> None:
+def test_cli_batch_with_url_and_prediction_log(
+    scorer: Path, tmp_path: Path, scorer_server: TritonServer
+) -> None:
     make_rows(90).to_parquet(tmp_path / "in.parquet")
     spec = job(scorer, tmp_path / "in.parquet", {"type": "sqlite", "path": "out.db"})
     spec["log"] = {"type": "parquet", "path": str(tmp_path / "logs")}
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
-    result = CliRunner().invoke(app, ["batch", str(tmp_path / "job.yaml"), "--url", scorer_server.grpc_url, "--log"])
+    result = CliRunner().invoke(
+        app, ["batch", str(tmp_path / "job.yaml"), "--url", scorer_server.grpc_url, "--log"]
+    )
     assert result.exit_code == 0, result.output
     assert "1 units committed" in result.output and "90 rows scored" in result.output
     assert "rows/s" in result.output and "ETA" in result.output

@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud fraud-batch bench-batch
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -93,6 +93,13 @@ bench-serving: repository ## Serve the digits pipeline fused, unfused, in-proces
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
+
+fraud-batch: ## Batch-score the fraud example's held-out day (after `make fraud`): Parquet out, rows/s per runner
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --keep build/fraud_batch
+
+bench-batch: ## Batch benchmark on 1M fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 1000000 --profile \
+		--out tritonpipe/perf/results/batch_fraud.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data

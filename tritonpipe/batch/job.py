@@ -96,12 +96,12 @@ class BatchJob:
             bar = Progress(sum(u.rows for u in todo), enabled=progress)
             rows = rejected = 0
             for unit in todo:
-                scored, refused = self._unit(unit, store)
-                rows += scored
+                out, refused = self._unit(unit, store)
+                rows += len(out)
                 rejected += refused
                 bar.advance(unit.rows)
                 if logger is not None:
-                    logger.log(self._last_records)
+                    logger.log(out.to_dict("records"))
             bar.finish()
         finally:
             store.close()
@@ -118,7 +118,8 @@ class BatchJob:
             seconds=time.perf_counter() - start,
         )
 
-    def _unit(self, unit: Unit, store: Any) -> tuple[int, int]:
+    def _unit(self, unit: Unit, store: Any) -> tuple[Any, int]:
+        """Score one unit and commit it; returns the committed frame and the rows rejected."""
         config = self.config
         frame = read_unit(config.source, unit)
         arrays, bad = to_inputs(frame, self.engine.inputs, config, unit.file)
@@ -142,8 +143,7 @@ class BatchJob:
             self._reject(unit, rejects)
         out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
         store.commit(unit.id, out, self.run_id)
-        self._last_records = out.to_dict("records")
-        return len(out), len(rejects)
+        return out, len(rejects)
 
     def _reject(self, unit: Unit, rejects: list[tuple[Any, BadRow]]) -> None:
         import pandas as pd
@@ -171,8 +171,6 @@ class BatchJob:
                 "prediction logs asked for, but the job config has no log: {type: ...}"
             )
         return PredictionLogger(make_sink(self.config.log), to_records=lambda entry: entry)
-
-    _last_records: list[dict[str, Any]] = []
 
 
 def run_job(config: JobConfig, engine: Engine | None = None, **options: Any) -> Summary:

@@ -84,8 +84,17 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
         if source.type == "parquet":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(unit.file)
-            frame = table.slice(unit.start, unit.rows).to_pandas()
+            # Only the row groups that overlap the unit, then the unit's slice of them.
+            parquet = pq.ParquetFile(unit.file)
+            groups, first, offset = [], None, 0
+            for i in range(parquet.metadata.num_row_groups):
+                size = parquet.metadata.row_group(i).num_rows
+                if offset < unit.stop and offset + size > unit.start:
+                    groups.append(i)
+                    first = offset if first is None else first
+                offset += size
+            table = parquet.read_row_groups(groups)
+            frame = table.slice(unit.start - (first or 0), unit.rows).to_pandas()
         else:
             frame = pd.read_csv(
                 unit.file, skiprows=range(1, unit.start + 1), nrows=unit.rows, header=0

@@ -79,8 +79,13 @@ def profile_max(url: str, folder: Path, batch_size: int, loads: tuple[float, ...
 
     input_data(folder / "input.json", 200)
     options = ProfileOptions(
-        model="fraud", url=url, batch_size=batch_size, loads=loads,
-        input_data=str(folder / "input.json"), measurement_interval_ms=3000, max_trials=4,
+        model="fraud",
+        url=url,
+        batch_size=batch_size,
+        loads=loads,
+        input_data=str(folder / "input.json"),
+        measurement_interval_ms=3000,
+        max_trials=4,
     )
     levels = asyncio.run(Profiler(options).run())
     return max(level.row.throughput for level in levels)
@@ -110,9 +115,13 @@ def main() -> None:
         summary = run_job(config(tmp / "day.parquet", out / "inprocess", args.batch_size))
         results["in-process engine"] = summary.rows_per_s
     if "triton" in args.runners or args.profile:
-        with TritonServer(ServerOptions(repository=REPOSITORY), log_path=tmp / "server.log") as server:
+        with TritonServer(
+            ServerOptions(repository=REPOSITORY), log_path=tmp / "server.log"
+        ) as server:
             if "triton" in args.runners:
-                engine = TritonEngine(server.grpc_url, "fraud", batch_size=args.batch_size, in_flight=args.in_flight)
+                engine = TritonEngine(
+                    server.grpc_url, "fraud", batch_size=args.batch_size, in_flight=args.in_flight
+                )
                 job = config(tmp / "day.parquet", out / "triton", args.batch_size)
                 summary = run_job(job, engine, engine_name="triton")
                 results[f"Triton engine (gRPC, {args.in_flight} in flight)"] = summary.rows_per_s
@@ -124,7 +133,9 @@ def main() -> None:
         from tritonpipe.batch.spark import run_spark, session
 
         spark = session("local[*]")  # started before timing: start-up is not scoring
-        summary = run_spark(config(tmp / "day.parquet", out / "spark", args.batch_size), spark=spark)
+        summary = run_spark(
+            config(tmp / "day.parquet", out / "spark", args.batch_size), spark=spark
+        )
         results["Spark local[*] (predict_batch_udf)"] = summary.rows_per_s
         spark.stop()
     for name, value in results.items():

@@ -30,7 +30,7 @@ _SPARK_TYPES = {
     "INT32": "int",
     "INT16": "smallint",
     "INT8": "tinyint",
-    "BOOL": "boolean",
+    "BOOL": "tinyint",  # predict_batch_udf has no boolean results: cast back after
     "BYTES": "binary",
 }
 
@@ -40,6 +40,12 @@ def _ddl(spec: TensorSpec) -> str:
     if base is None:
         raise BatchError(f"output {spec.name}: {spec.dtype} has no Spark type")
     return base if spec.shape == (1,) else f"array<{base}>"
+
+
+def _result(column: Any, spec: TensorSpec) -> Any:
+    if spec.dtype != "BOOL":
+        return column
+    return column.cast("boolean" if spec.shape == (1,) else "array<boolean>")
 
 
 def _struct(outputs: list[TensorSpec]) -> Any:
@@ -69,6 +75,7 @@ def make_predict_fn(
                 array = np.asarray(column).astype(dtype(spec.dtype).numpy)
                 arrays[spec.name] = array.reshape(len(array), -1)
             out = engine.predict(arrays)
+            out = {k: v.astype(np.int8) if v.dtype == np.bool_ else v for k, v in out.items()}
             return {k: (v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v) for k, v in out.items()}
 
         # predict_batch_udf counts the function's parameters to pass one array per column.
@@ -144,7 +151,7 @@ def run_spark(
     run_id = uuid.uuid4().hex[:12]
     scored = frame.withColumn("_pred", udf(*columns)).select(
         *config.key,
-        *[F.col(f"_pred.{o.name}").alias(o.name) for o in outputs],
+        *[_result(F.col(f"_pred.{o.name}"), o).alias(o.name) for o in outputs],
         F.lit(name).alias("model_name"),
         F.lit(config.model_version).alias("model_version"),
         F.lit(run_id).alias("run_id"),

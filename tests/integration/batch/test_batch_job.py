@@ -174,3 +174,37 @@ def _count(path: str) -> int:
             return int(con.execute("SELECT count(*) FROM _tritonpipe_units").fetchone()[0])
     except sqlite3.Error:
         return 0
+
+
+def test_public_api_and_light_cli() -> None:
+    import tritonpipe.batch
+
+    assert tritonpipe.batch.__all__ == [
+        "BatchJob",
+        "Engine",
+        "InProcessEngine",
+        "JobConfig",
+        "OutputStore",
+        "Summary",
+        "TritonEngine",
+        "load_config",
+        "open_store",
+        "parse_config",
+        "run_job",
+    ]
+    code = "import sys, tritonpipe.cli.main; print([m for m in ('pyspark', 'psycopg') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_progress_line_shows_rate_and_eta() -> None:
+    import io
+
+    from tritonpipe.batch.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(1000, stream=stream, every_s=0.0)
+    bar.advance(250)
+    line = bar.line(elapsed=1.0)
+    assert "250/1,000 rows" in line and "250 rows/s" in line and "ETA 0:00:03" in line
+    assert "rows/s" in stream.getvalue()

@@ -51,24 +51,34 @@ def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
 
 
 def _score(
-    engine: Engine, arrays: dict[str, Array], policy: str
+    engine: Engine, arrays: dict[str, Array], policy: str, chunk: int
 ) -> tuple[dict[str, Array], list[BadRow]]:
-    """Outputs for every row; rows the pipeline refuses are found by rerunning row by row."""
+    """Outputs for every row; a refused batch is split into chunks, and only a refused chunk is
+    rerun row by row to find the rows at fault."""
     try:
         return engine.predict(arrays), []
     except TritonPipeError as exc:
         if not is_bad_input(exc):
             raise
-    results = engine.predict_rows(arrays)
-    bad = [
-        BadRow(position=i, column="", reason=str(r))
-        for i, r in enumerate(results)
-        if isinstance(r, TritonPipeError)
-    ]
-    if bad and policy == "fail":
-        return {}, bad
-    good = [r for r in results if not isinstance(r, TritonPipeError)]
-    joined = {k: np.concatenate([g[k] for g in good]) for k in good[0]} if good else {}
+    rows = len(next(iter(arrays.values())))
+    parts: list[dict[str, Array]] = []
+    bad: list[BadRow] = []
+    for start in range(0, rows, chunk):
+        part = {k: v[start : start + chunk] for k, v in arrays.items()}
+        try:
+            parts.append(engine.predict(part))
+            continue
+        except TritonPipeError as exc:
+            if not is_bad_input(exc):
+                raise
+        for i, result in enumerate(engine.predict_rows(part)):
+            if isinstance(result, TritonPipeError):
+                bad.append(BadRow(position=start + i, column="", reason=str(result)))
+                if policy == "fail":
+                    return {}, bad
+            else:
+                parts.append(result)
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
     return joined, bad
 
 
@@ -129,7 +139,9 @@ class BatchJob:
         keep = np.ones(len(frame), dtype=bool)
         keep[[b.position for b in bad]] = False
         good_frame = frame[keep].reset_index(drop=True)
-        outputs, refused = _score(self.engine, {k: v[keep] for k, v in arrays.items()}, policy)
+        outputs, refused = _score(
+            self.engine, {k: v[keep] for k, v in arrays.items()}, policy, config.batch_size
+        )
         if refused and policy == "fail":
             raise _fail(unit, good_frame, refused[0])
         if refused:

@@ -50,8 +50,8 @@ def batch(
 
             summary = run_spark(config, master=master, url=url)
         elif kind == "triton":
-            if not url:
-                raise fail("--engine triton needs --url")
+            if not url or not config.model:
+                raise fail(f"--engine triton needs --url and, in {job}, model: (the served model)")
             from tritonpipe.batch import TritonEngine
 
             remote = TritonEngine(

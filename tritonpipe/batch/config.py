@@ -20,10 +20,17 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    """Input rows: Parquet files, folders or globs, or CSV files."""
+    """Input rows: Parquet files, folders or globs, CSV files, or a Feast retrieval."""
 
-    type: Literal["parquet", "csv"] = Field(description="File format of the input.")
-    path: str = Field(description="A file, a folder (every file in it) or a glob.")
+    type: Literal["parquet", "csv", "feast"] = Field(description="Where rows come from.")
+    path: str = Field(
+        description="A file, a folder (every file in it) or a glob; for feast, the entity rows "
+        "(Parquet or CSV with the entity keys and event_timestamp)."
+    )
+    repo: str | None = Field(None, description="feast: the feature repository folder.")
+    feature_service: str | None = Field(
+        None, description="feast: the service whose features are joined point-in-time."
+    )
     rows_per_unit: int = Field(
         50_000, gt=0, description="Rows per unit of work (committed atomically, resumable)."
     )
@@ -103,7 +110,9 @@ def resolve_paths(config: JobConfig, base: Path) -> JobConfig:
     def rel(p: str | None) -> str | None:
         return p if p is None or Path(p).is_absolute() else str(base / p)
 
-    source = config.source.model_copy(update={"path": rel(config.source.path)})
+    source = config.source.model_copy(
+        update={"path": rel(config.source.path), "repo": rel(config.source.repo)}
+    )
     output = config.output.model_copy(update={"path": rel(config.output.path)})
     bad = config.bad_rows.model_copy(update={"rejects": rel(config.bad_rows.rejects)})
     update: dict[str, Any] = {"source": source, "output": output, "bad_rows": bad}

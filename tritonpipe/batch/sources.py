@@ -36,8 +36,14 @@ class Unit:
         return self.stop - self.start
 
 
+def _suffix(source: SourceConfig) -> str:
+    if source.type == "feast":
+        return ".csv" if source.path.endswith(".csv") else ".parquet"
+    return ".parquet" if source.type == "parquet" else ".csv"
+
+
 def _files(source: SourceConfig) -> list[str]:
-    suffix = ".parquet" if source.type == "parquet" else ".csv"
+    suffix = _suffix(source)
     path = Path(source.path)
     if path.is_dir():
         found = sorted(str(p) for p in path.rglob(f"*{suffix}") if p.is_file())
@@ -54,7 +60,7 @@ def _files(source: SourceConfig) -> list[str]:
 
 def _count_rows(source: SourceConfig, file: str) -> int:
     try:
-        if source.type == "parquet":
+        if _suffix(source) == ".parquet":
             import pyarrow.parquet as pq
 
             return int(pq.ParquetFile(file).metadata.num_rows)
@@ -81,7 +87,7 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
     import pandas as pd
 
     try:
-        if source.type == "parquet":
+        if _suffix(source) == ".parquet":
             import pyarrow.parquet as pq
 
             # Only the row groups that overlap the unit, then the unit's slice of them.
@@ -104,4 +110,26 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
             f"source file {unit.file}: cannot read rows {unit.start}+: {exc}"
         ) from None
     frame[ROW] = range(unit.start, unit.start + len(frame))
+    if source.type == "feast":
+        frame = _retrieve(source, unit, frame)
     return frame.reset_index(drop=True)
+
+
+def _retrieve(source: SourceConfig, unit: Unit, entities: Any) -> Any:
+    """The entity rows joined point-in-time with the feature service's features (Feast's
+    offline store), back in entity order."""
+    if not source.repo or not source.feature_service:
+        raise BatchError("source type feast: set source.repo and source.feature_service")
+    if "event_timestamp" not in entities.columns:
+        raise BatchError(f"{unit.file}: feast entity rows need an event_timestamp column")
+    from feast import FeatureStore
+
+    try:
+        store = FeatureStore(repo_path=source.repo)
+        service = store.get_feature_service(source.feature_service)
+        joined = store.get_historical_features(entity_df=entities, features=service).to_df()
+    except Exception as exc:  # Feast raises its own tree: name the repo and the service
+        raise BatchError(
+            f"feast {source.repo} service {source.feature_service}: retrieval failed: {exc}"
+        ) from None
+    return joined.sort_values(ROW).reset_index(drop=True)

@@ -114,6 +114,8 @@ def run_spark(
 
     from tritonpipe.batch.engines import InProcessEngine
 
+    if config.source.type == "feast":
+        raise BatchError("--engine spark reads Parquet or CSV: retrieve Feast features first")
     if config.output.type != "parquet" or not config.output.path:
         raise BatchError("--engine spark writes Parquet: set output.type parquet and output.path")
     probe = InProcessEngine(config.pipeline, config.model, batch_size=1)  # specs, checked early

@@ -7,9 +7,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
+from tests.integration.fraud.conftest import fraud_spec
 from tritonpipe.batch import parse_config, run_job
+from tritonpipe.ensembles import build_repository
 from tritonpipe.errors import BatchError
+from tritonpipe.perf.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def unfused_repository(fraud_world: Path, redis_log: RedisServer) -> Path:
+    """The fraud spec built unfused: on this base the fused build of a feature lookup fails
+    validation (its support folder lands in a model folder fusion never writes)."""
+    spec = fraud_world / "pipeline_batch.yaml"
+    spec.write_text(
+        yaml.safe_dump(fraud_spec(fraud_world, fraud_world / "logs_batch", redis_log.url))
+    )
+    build_repository(spec, fraud_world / "repository_unfused", fuse="none")
+    return fraud_world / "repository_unfused"
 
 
 def _day(world: Path) -> pd.DataFrame:
@@ -22,14 +38,14 @@ def _day(world: Path) -> pd.DataFrame:
             "amount": day["amount"].astype(np.float32).to_numpy(),
             "merchant_lat": day["merchant_lat"].astype(np.float32).to_numpy(),
             "merchant_lon": day["merchant_lon"].astype(np.float32).to_numpy(),
-            "timestamp": day["timestamp"].astype("int64").to_numpy() / 1e9,
-            "event_timestamp": day["timestamp"].dt.tz_localize("UTC").to_numpy(),
+            "timestamp": day["timestamp"].map(pd.Timestamp.timestamp).to_numpy(),
+            "event_timestamp": day["timestamp"].to_numpy(),
         }
     )
 
 
 def test_feast_source_scores_like_the_parquet_source(
-    fraud_world: Path, fraud_repository: Path, tmp_path: Path
+    fraud_world: Path, unfused_repository: Path, tmp_path: Path
 ) -> None:
     from feast import FeatureStore
 
@@ -39,7 +55,7 @@ def test_feast_source_scores_like_the_parquet_source(
 
     def spec(source: dict[str, object], out: str, key: list[str]) -> dict[str, object]:
         return {
-            "pipeline": str(fraud_repository),
+            "pipeline": str(unfused_repository),
             "model": "fraud",
             "source": {"path": str(tmp_path / "entities.parquet"), "rows_per_unit": 100, **source},
             "output": {"type": "parquet", "path": str(tmp_path / out)},
@@ -66,11 +82,11 @@ def test_feast_source_scores_like_the_parquet_source(
 
 
 def test_feast_source_errors_name_repo_and_service(
-    fraud_world: Path, fraud_repository: Path, tmp_path: Path
+    fraud_world: Path, unfused_repository: Path, tmp_path: Path
 ) -> None:
     _day(fraud_world).drop(columns=["event_timestamp"]).to_parquet(tmp_path / "e.parquet")
     config = {
-        "pipeline": str(fraud_repository),
+        "pipeline": str(unfused_repository),
         "model": "fraud",
         "source": {
             "type": "feast",

@@ -9,11 +9,12 @@ EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 # perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
 # watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++; redis-server
-# is the online store and prediction-log stream in tests (fixtures start it).
-DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server
+# is the online store and prediction-log stream in tests (fixtures start it); postgresql and
+# Java 17 (Spark) serve batch-inference outputs and the Spark engine.
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -98,6 +99,13 @@ mutation: .venv/.installed ## Mutation testing (mutmut) of the core modules; wri
 	.venv/bin/mutmut run --max-children 2
 	$(PY) tests/mutation/report.py > tests/mutation/REPORT.md
 	@head -12 tests/mutation/REPORT.md
+
+fraud-batch: ## Batch-score the fraud example's held-out day (after `make fraud`): Parquet out, rows/s per runner
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --keep build/fraud_batch
+
+bench-batch: ## Batch benchmark on 200k fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 200000 --profile \
+		--out tritonpipe/perf/results/batch_fraud.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data

@@ -17,6 +17,7 @@ TritonPipeError
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
 ├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
+├── BatchError             a batch job failed: a bad row (file, row, column), a source, a store
 ├── PerfError              a profile or load test could not be run or read
 └── DeployError            a model update was refused and rolled back (the old build serves)
 """
@@ -108,3 +109,7 @@ class PerfError(TritonPipeError):
 
 class DeployError(TritonPipeError):
     """A model update failed its load, readiness or smoke check; the old build still serves."""
+
+
+class BatchError(TritonPipeError):
+    """A batch-inference job failed: a bad row (file, row, column), a source or an output store."""

@@ -1,0 +1,147 @@
+"""Engines score a unit's input arrays: the embedded pipeline, or a running Triton server.
+
+Both add only transport around the same plan: the in-process engine calls
+:class:`tritonpipe.pipeline.Pipeline` batch by batch; the Triton engine keeps ``in_flight``
+requests outstanding (asyncio, one event-loop thread) so the server's dynamic batcher stays fed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import numpy as np
+
+from tritonpipe.errors import ClientError, PipelineError, TritonPipeError
+from tritonpipe.tensors import Array, TensorSpec
+
+T = TypeVar("T")
+Arrays = dict[str, Array]
+
+
+def _slices(arrays: Arrays, size: int) -> list[Arrays]:
+    rows = len(next(iter(arrays.values()))) if arrays else 0
+    return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, rows, size)]
+
+
+def _join(parts: list[Arrays]) -> Arrays:
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+class Engine(ABC):
+    """Scores batches; ``predict_rows`` isolates failures to single rows."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @abstractmethod
+    def predict(self, arrays: Arrays) -> Arrays:
+        """Outputs for every row; raises when any batch fails."""
+
+    @abstractmethod
+    def predict_rows(self, arrays: Arrays) -> list[Arrays | TritonPipeError]:
+        """One result per row; a failing row returns its error."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing
+        """Release the pipeline or connection."""
+
+
+class InProcessEngine(Engine):
+    def __init__(
+        self, pipeline: str, model: str | None, *, batch_size: int, threads: int | None = None
+    ) -> None:
+        from tritonpipe.pipeline import Pipeline
+
+        self.pipe = Pipeline.load(pipeline, model, threads=threads)
+        self.name = self.pipe.name
+        self.inputs = self.pipe.inputs
+        self.outputs = self.pipe.outputs
+        self.batch_size = batch_size
+
+    def predict(self, arrays: Arrays) -> Arrays:
+        return _join([self.pipe(part) for part in _slices(arrays, self.batch_size)])
+
+    def predict_rows(self, arrays: Arrays) -> list[Arrays | TritonPipeError]:
+        return list(self.pipe.run_requests(_slices(arrays, 1)))
+
+
+class TritonEngine(Engine):
+    """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time."""
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        batch_size: int,
+        in_flight: int = 8,
+        protocol: str | None = None,
+    ) -> None:
+        from tritonpipe.client import AsyncClient
+
+        self.batch_size = batch_size
+        self.in_flight = in_flight
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.client = self._wait(self._make(AsyncClient, url, protocol))
+        info = self._wait(self.client.model(model))
+        self.name = model
+        self.inputs = info.inputs
+        self.outputs = info.outputs
+
+    async def _make(self, cls: Any, url: str, protocol: str | None) -> Any:
+        return cls(url, protocol=protocol)  # created on the loop that will use it
+
+    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _gather(self, parts: list[Arrays]) -> list[Arrays | BaseException]:
+        gate = asyncio.Semaphore(self.in_flight)
+
+        async def one(part: Arrays) -> Arrays:
+            async with gate:
+                result: Arrays = await self.client.infer(self.name, part)
+                return result
+
+        return list(await asyncio.gather(*(one(p) for p in parts), return_exceptions=True))
+
+    def predict(self, arrays: Arrays) -> Arrays:
+        results = self._wait(self._gather(_slices(arrays, self.batch_size)))
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return _join([r for r in results if not isinstance(r, BaseException)])
+
+    def predict_rows(self, arrays: Arrays) -> list[Arrays | TritonPipeError]:
+        out: list[Arrays | TritonPipeError] = []
+        for result in self._wait(self._gather(_slices(arrays, 1))):
+            if isinstance(result, TritonPipeError):
+                out.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out.append(result)
+        return out
+
+    def close(self) -> None:
+        self._wait(self.client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+
+
+def is_bad_input(exc: BaseException) -> bool:
+    """Whether a failure was the input's fault (so the row is rejected, not the job failed)."""
+    from tritonpipe.errors import InputError, InvalidArgument
+
+    if isinstance(exc, PipelineError):
+        return exc.invalid
+    return isinstance(exc, InputError | InvalidArgument) or (
+        isinstance(exc, ClientError) and "invalid" in str(exc).lower()
+    )

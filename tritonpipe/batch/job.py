@@ -1,0 +1,194 @@
+"""Run a batch job: units not yet committed are read, scored, and committed one at a time.
+
+Every input row ends in exactly one place: the output (one prediction) or the rejects folder
+(with its reason), under policy ``reject``; under policy ``fail`` the first bad row stops the job
+with its file, row and column. A killed run leaves only whole units behind, so a rerun finishes
+the job without losing or repeating a row.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonpipe.batch.config import JobConfig
+from tritonpipe.batch.engines import Engine, InProcessEngine, is_bad_input
+from tritonpipe.batch.outputs import _atomic_write, open_store
+from tritonpipe.batch.progress import Progress, Summary
+from tritonpipe.batch.rows import BadRow, to_inputs
+from tritonpipe.batch.sources import ROW, Unit, list_units, read_unit
+from tritonpipe.errors import BatchError, TritonPipeError
+from tritonpipe.tensors import Array
+
+
+def output_frame(
+    frame: Any, outputs: dict[str, Array], config: JobConfig, model: str, run_id: str
+) -> Any:
+    """Key columns, one column per output (scalars for [1], arrays otherwise), model and run."""
+    import pandas as pd
+
+    columns: dict[str, Any] = {k: frame[k].to_numpy() for k in config.key}
+    for name, array in outputs.items():
+        if config.outputs is not None and name not in config.outputs:
+            continue
+        flat = array.reshape(len(array), -1)
+        columns[name] = flat[:, 0] if flat.shape[1] == 1 else list(flat)
+    out = pd.DataFrame(columns)
+    out["model_name"] = model
+    out["model_version"] = config.model_version
+    out["run_id"] = run_id
+    return out
+
+
+def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
+    line = int(frame[ROW].iloc[row.position])
+    where = f"column '{row.column}'" if row.column else "the pipeline"
+    return BatchError(f"{unit.file}: row {line}: {where}: {row.reason}")
+
+
+def _score(
+    engine: Engine, arrays: dict[str, Array], policy: str, chunk: int
+) -> tuple[dict[str, Array], list[BadRow]]:
+    """Outputs for every row; a refused batch is split into chunks, and only a refused chunk is
+    rerun row by row to find the rows at fault."""
+    try:
+        return engine.predict(arrays), []
+    except TritonPipeError as exc:
+        if not is_bad_input(exc):
+            raise
+    rows = len(next(iter(arrays.values())))
+    parts: list[dict[str, Array]] = []
+    bad: list[BadRow] = []
+    for start in range(0, rows, chunk):
+        part = {k: v[start : start + chunk] for k, v in arrays.items()}
+        try:
+            parts.append(engine.predict(part))
+            continue
+        except TritonPipeError as exc:
+            if not is_bad_input(exc):
+                raise
+        for i, result in enumerate(engine.predict_rows(part)):
+            if isinstance(result, TritonPipeError):
+                bad.append(BadRow(position=start + i, column="", reason=str(result)))
+                if policy == "fail":
+                    return {}, bad
+            else:
+                parts.append(result)
+    joined = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+    return joined, bad
+
+
+class BatchJob:
+    """A job bound to an engine and an output store; ``run`` is resumable."""
+
+    def __init__(self, config: JobConfig, engine: Engine | None = None) -> None:
+        self.config = config
+        self.engine = engine or InProcessEngine(
+            config.pipeline, config.model, batch_size=config.batch_size
+        )
+        self.run_id = uuid.uuid4().hex[:12]
+
+    def run(
+        self, *, progress: bool = True, log: bool = False, engine_name: str = "in-process"
+    ) -> Summary:
+        config = self.config
+        store = open_store(config.output)
+        logger = self._logger() if log else None
+        start = time.perf_counter()
+        try:
+            units = list_units(config.source)
+            done = store.done()
+            todo = [u for u in units if u.id not in done]
+            bar = Progress(sum(u.rows for u in todo), enabled=progress)
+            rows = rejected = 0
+            for unit in todo:
+                out, refused = self._unit(unit, store)
+                rows += len(out)
+                rejected += refused
+                bar.advance(unit.rows)
+                if logger is not None:
+                    logger.log(out.to_dict("records"))
+            bar.finish()
+        finally:
+            store.close()
+            if logger is not None:
+                logger.close()
+        return Summary(
+            run_id=self.run_id,
+            engine=engine_name,
+            units=len(units),
+            skipped=len(units) - len(todo),
+            committed=len(todo),
+            rows=rows,
+            rejected=rejected,
+            seconds=time.perf_counter() - start,
+        )
+
+    def _unit(self, unit: Unit, store: Any) -> tuple[Any, int]:
+        """Score one unit and commit it; returns the committed frame and the rows rejected."""
+        config = self.config
+        frame = read_unit(config.source, unit)
+        arrays, bad = to_inputs(frame, self.engine.inputs, config, unit.file)
+        policy = config.bad_rows.policy
+        if bad and policy == "fail":
+            raise _fail(unit, frame, bad[0])
+        keep = np.ones(len(frame), dtype=bool)
+        keep[[b.position for b in bad]] = False
+        good_frame = frame[keep].reset_index(drop=True)
+        outputs, refused = _score(
+            self.engine, {k: v[keep] for k, v in arrays.items()}, policy, config.batch_size
+        )
+        if refused and policy == "fail":
+            raise _fail(unit, good_frame, refused[0])
+        if refused:
+            ok = np.ones(len(good_frame), dtype=bool)
+            ok[[b.position for b in refused]] = False
+            rejects = [(frame, b) for b in bad] + [(good_frame, b) for b in refused]
+            good_frame = good_frame[ok].reset_index(drop=True)
+        else:
+            rejects = [(frame, b) for b in bad]
+        if rejects:
+            self._reject(unit, rejects)
+        out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
+        store.commit(unit.id, out, self.run_id)
+        return out, len(rejects)
+
+    def _reject(self, unit: Unit, rejects: list[tuple[Any, BadRow]]) -> None:
+        import pandas as pd
+
+        folder = self.config.bad_rows.rejects
+        if folder is None:
+            raise BatchError("bad_rows.policy reject needs bad_rows.rejects (a folder)")
+        rows = []
+        for frame, bad in rejects:
+            record = frame.iloc[bad.position].to_dict()
+            record = {k: (v if np.isscalar(v) or v is None else str(v)) for k, v in record.items()}
+            rows.append({**record, "file": unit.file, "column": bad.column, "reason": bad.reason})
+        table = pd.DataFrame(rows).rename(columns={ROW: "row"})
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        # Named by unit: a rerun of a killed unit rewrites the same file, never a second copy.
+        path = Path(folder) / f"rejects-{unit.id}.parquet"
+        _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+
+    def _logger(self) -> Any:
+        from tritonpipe.predlog.logger import PredictionLogger
+        from tritonpipe.predlog.sinks import make_sink
+
+        if self.config.log is None:
+            raise BatchError(
+                "prediction logs asked for, but the job config has no log: {type: ...}"
+            )
+        return PredictionLogger(make_sink(self.config.log), to_records=lambda entry: entry)
+
+
+def run_job(config: JobConfig, engine: Engine | None = None, **options: Any) -> Summary:
+    """Run ``config`` with ``engine`` (in-process when None); see :meth:`BatchJob.run`."""
+    job = BatchJob(config, engine)
+    try:
+        return job.run(**options)
+    finally:
+        job.engine.close()

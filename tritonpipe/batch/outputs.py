@@ -1,0 +1,175 @@
+"""Output stores behind one interface, chosen by ``output.type``; each keeps its own ledger.
+
+A unit's predictions and its ledger entry are committed together: Parquet writes every file under
+a temporary name, renames it, then renames the ledger marker into place (a rerun rewrites the
+same file names, so a unit killed half-way leaves no duplicate); SQLite and PostgreSQL insert the
+rows and the ledger row in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tritonpipe.batch.config import OutputConfig
+from tritonpipe.errors import BatchError
+
+LEDGER = "_tritonpipe_units"
+
+
+class OutputStore(ABC):
+    """Where a job's predictions go, and which units are already there."""
+
+    @abstractmethod
+    def done(self) -> set[str]:
+        """Ids of the units committed by earlier runs."""
+
+    @abstractmethod
+    def commit(self, unit: str, frame: Any, run_id: str) -> None:
+        """Write the unit's rows and record the unit, atomically."""
+
+    def close(self) -> None:  # noqa: B027 - stores without connections need nothing
+        """Release connections."""
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class ParquetStore(OutputStore):
+    def __init__(self, config: OutputConfig) -> None:
+        if not config.path:
+            raise BatchError("output type parquet: set output.path (a folder)")
+        self.root = Path(config.path)
+        self.partition_by = config.partition_by
+        (self.root / "_ledger").mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> set[str]:
+        return {p.stem for p in (self.root / "_ledger").glob("*.json")}
+
+    def commit(self, unit: str, frame: Any, run_id: str) -> None:
+        groups = frame.groupby(self.partition_by, sort=True) if self.partition_by else [((), frame)]
+        files = []
+        for values, part in groups:
+            keys = values if isinstance(values, tuple) else (values,)
+            folder = self.root.joinpath(
+                *(f"{c}={v}" for c, v in zip(self.partition_by, keys, strict=True))
+            )
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"part-{unit}.parquet"
+            rows = part.drop(columns=self.partition_by)
+            _atomic_write(path, lambda tmp, rows=rows: rows.to_parquet(tmp, index=False))
+            files.append(str(path.relative_to(self.root)))
+        record = {"unit": unit, "run_id": run_id, "rows": len(frame), "files": files}
+        _atomic_write(
+            self.root / "_ledger" / f"{unit}.json", lambda t: t.write_text(json.dumps(record))
+        )
+
+
+def _sql_value(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return json.dumps(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _sql_type(series: Any) -> str:
+    kind = series.dtype.kind
+    return {"i": "BIGINT", "u": "BIGINT", "f": "DOUBLE PRECISION", "b": "BOOLEAN"}.get(kind, "TEXT")
+
+
+class _SqlStore(OutputStore):
+    placeholder = "?"
+
+    def __init__(self, config: OutputConfig, connection: Any) -> None:
+        self.table = config.table
+        self.db = connection
+        self._created = False
+        with self._transaction():
+            self.db.execute(
+                f"CREATE TABLE IF NOT EXISTS {LEDGER} (tbl TEXT, unit TEXT, run_id TEXT)"
+            )
+
+    def _transaction(self) -> Any:
+        return self.db  # sqlite3: commits on success, rolls back on error
+
+    def done(self) -> set[str]:
+        cursor = self.db.execute(
+            f"SELECT unit FROM {LEDGER} WHERE tbl = {self.placeholder}", (self.table,)
+        )
+        units = {str(row[0]) for row in cursor.fetchall()}
+        self.db.commit()
+        return units
+
+    def _create(self, frame: Any) -> None:
+        cols = ", ".join(f'"{c}" {_sql_type(frame[c])}' for c in frame.columns)
+        self.db.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({cols})')
+        self._created = True
+
+    def commit(self, unit: str, frame: Any, run_id: str) -> None:
+        columns = ", ".join(f'"{c}"' for c in frame.columns)
+        marks = ", ".join([self.placeholder] * len(frame.columns))
+        rows = [tuple(_sql_value(v) for v in row) for row in frame.itertuples(index=False)]
+        try:
+            with self._transaction():  # one transaction: the rows and the ledger row, or neither
+                if not self._created:
+                    self._create(frame)
+                cursor = self.db.cursor()
+                cursor.executemany(f'INSERT INTO "{self.table}" ({columns}) VALUES ({marks})', rows)
+                mark = self.placeholder
+                cursor.execute(
+                    f"INSERT INTO {LEDGER} VALUES ({mark}, {mark}, {mark})",
+                    (self.table, unit, run_id),
+                )
+        except Exception as exc:
+            raise BatchError(
+                f"output table {self.table}: cannot commit unit {unit}: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class SqliteStore(_SqlStore):
+    def __init__(self, config: OutputConfig) -> None:
+        if not config.path:
+            raise BatchError("output type sqlite: set output.path (a database file)")
+        Path(config.path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(config, sqlite3.connect(config.path))
+
+
+class PostgresStore(_SqlStore):
+    placeholder = "%s"
+
+    def __init__(self, config: OutputConfig) -> None:
+        if not config.url:
+            raise BatchError("output type postgresql: set output.url (postgresql://...)")
+        import psycopg
+
+        try:
+            connection = psycopg.connect(config.url)
+        except psycopg.Error as exc:
+            raise BatchError(f"output {config.url}: cannot connect: {exc}") from None
+        super().__init__(config, connection)
+
+    def _transaction(self) -> Any:
+        return self.db.transaction()  # psycopg: ``with connection`` would close it
+
+
+def open_store(config: OutputConfig) -> OutputStore:
+    """The store ``config.type`` names."""
+    stores: dict[str, type[OutputStore]] = {
+        "parquet": ParquetStore,
+        "sqlite": SqliteStore,
+        "postgresql": PostgresStore,
+    }
+    return stores[config.type](config)  # type: ignore[call-arg]

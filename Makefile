@@ -9,8 +9,9 @@ EXPORT := $(ARTIFACTS)/export/manifest.json
 PYTEST_ARGS ?=
 # perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
 # watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++; redis-server
-# is the online store and prediction-log stream in tests (fixtures start it).
-DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server
+# is the online store and prediction-log stream in tests (fixtures start it); nats-server
+# (JetStream) is the second bus of the stream workers.
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server nats-server
 
 .DEFAULT_GOAL := help
 .PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud

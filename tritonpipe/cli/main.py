@@ -179,7 +179,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import capacity, deploy, logs, perf, serving
+    from tritonpipe.cli import capacity, deploy, logs, perf, serving, stream
 
     app.command()(serving.serve)
     app.command()(serving.infer)
@@ -188,6 +188,7 @@ def _register() -> None:
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(logs.app, name="logs")
     app.command()(capacity.plan)
+    app.add_typer(stream.app, name="stream")
 
 
 _register()

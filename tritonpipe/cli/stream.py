@@ -21,9 +21,16 @@ Config = Annotated[Path, typer.Argument(help="Stream job config (YAML).")]
 @app.command()
 def run(
     config: Config,
-    consumer: Annotated[str | None, typer.Option(help="Consumer name in the group (default: host-pid).")] = None,
-    url: Annotated[str | None, typer.Option(help="Score on this Triton server instead of the embedded pipeline.")] = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port (0: any free port).")] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (default: host-pid).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Score on this Triton server instead of the embedded pipeline."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (0: any free port).")
+    ] = None,
     threads: Annotated[int, typer.Option(help="Intra-op threads of the embedded model.")] = 1,
 ) -> None:
     """Run one worker until SIGTERM/SIGINT: the batch in hand is finished and acknowledged, exit 0."""
@@ -68,7 +75,9 @@ def status(
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
     except Exception as exc:  # the bus client's own errors: no server, no such stream
-        raise fail(f"{config}: cannot read the stream's status: {type(exc).__name__}: {exc}") from None
+        raise fail(
+            f"{config}: cannot read the stream's status: {type(exc).__name__}: {exc}"
+        ) from None
     if as_json:
         typer.echo(json.dumps(info))
         return
@@ -85,9 +94,13 @@ def status(
 def replay(
     config: Config,
     events: Annotated[Path, typer.Argument(help="Events to publish: .jsonl, .parquet or .csv.")],
-    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).")] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: as fast as possible).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Publish at most this many.")] = None,
-    keep_time: Annotated[bool, typer.Option(help="Keep the events' own time field instead of stamping publish time.")] = False,
+    keep_time: Annotated[
+        bool, typer.Option(help="Keep the events' own time field instead of stamping publish time.")
+    ] = False,
 ) -> None:
     """Publish recorded events into the job's input stream at a chosen rate."""
     import itertools

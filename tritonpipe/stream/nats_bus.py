@@ -57,7 +57,9 @@ class _Loop:
 
     def close(self) -> None:
         if hasattr(self, "nc"):
-            self.call(self.nc.drain())
+            # close, not drain: drain waits on the pull subscription's inbox; every ack and
+            # publish was already confirmed by the server, so nothing is in flight.
+            self.call(self.nc.close(), timeout=5.0)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 
@@ -174,7 +176,12 @@ def status(bus: NatsBus) -> dict[str, Any]:
         async def gather() -> dict[str, Any]:
             from nats.js.errors import NotFoundError
 
-            info = await conn.js.consumer_info(bus.stream, bus.durable)
+            length = int((await conn.js.stream_info(bus.stream)).state.messages)
+            try:
+                info = await conn.js.consumer_info(bus.stream, bus.durable)
+                lag, pending = int(info.num_pending), int(info.num_ack_pending)
+            except NotFoundError:  # no worker has joined yet: everything is lag
+                lag, pending = length, 0
             counts = {}
             for name in (output_stream(bus), dead_stream(bus)):
                 try:
@@ -184,9 +191,9 @@ def status(bus: NatsBus) -> dict[str, Any]:
             return {
                 "stream": bus.stream,
                 "group": bus.durable,
-                "length": int((await conn.js.stream_info(bus.stream)).state.messages),
-                "lag": int(info.num_pending),
-                "pending": int(info.num_ack_pending),
+                "length": length,
+                "lag": lag,
+                "pending": pending,
                 "consumers": {},
                 "outputs": counts[output_stream(bus)],
                 "dead_letters": counts[dead_stream(bus)],

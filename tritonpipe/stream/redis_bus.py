@@ -117,15 +117,21 @@ class RedisSink(Sink):
         pipe = self._redis.pipeline(transaction=False)
         for out in outputs:
             self._write_once(
-                keys=[self.bus.output, ids_key(self.bus.output)], args=[out.key, out.body], client=pipe
+                keys=[self.bus.output, ids_key(self.bus.output)],
+                args=[out.key, out.body],
+                client=pipe,
             )
         return [bool(r) for r in pipe.execute()]
 
     def dead_letter(self, message: Message, reason: str) -> None:
         self._redis.xadd(
             self.bus.dead_letter,
-            {"source_id": message.id, "body": message.body, "reason": reason,
-             "deliveries": message.deliveries},
+            {
+                "source_id": message.id,
+                "body": message.body,
+                "reason": reason,
+                "deliveries": message.deliveries,
+            },
         )
 
     def close(self) -> None:
@@ -153,9 +159,14 @@ def status(bus: RedisBus) -> dict[str, Any]:
     try:
         groups = {g["name"].decode(): g for g in r.xinfo_groups(bus.stream)}
         group = groups.get(bus.group)
-        consumers = {
-            c["name"].decode(): int(c["pending"]) for c in r.xinfo_consumers(bus.stream, bus.group)
-        } if group else {}
+        consumers = (
+            {
+                c["name"].decode(): int(c["pending"])
+                for c in r.xinfo_consumers(bus.stream, bus.group)
+            }
+            if group
+            else {}
+        )
         return {
             "stream": bus.stream,
             "group": bus.group,
@@ -168,5 +179,3 @@ def status(bus: RedisBus) -> dict[str, Any]:
         }
     finally:
         r.close()
-
-

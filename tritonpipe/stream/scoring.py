@@ -72,5 +72,7 @@ def make_scorer(source: str, name: str | None, url: str | None, **options: Any) 
     if url is None:
         return EmbeddedScorer(source, name, **options)
     if name is None:
-        raise PipelineError("--url needs the model or ensemble name (job config `name:`)", invalid=True)
+        raise PipelineError(
+            "--url needs the model or ensemble name (job config `name:`)", invalid=True
+        )
     return TritonScorer(url, name)

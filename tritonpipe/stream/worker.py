@@ -87,7 +87,9 @@ def decode(config: JobConfig, message: Message) -> Event:
                 array = np.asarray(value, dtype=dtype)[None, ...]
                 array = array.reshape(1, -1) if array.ndim == 1 else array
         except (TypeError, ValueError) as exc:
-            raise Poison(f"field '{spec.field}' (input '{name}') is not {spec.dtype}: {exc}") from exc
+            raise Poison(
+                f"field '{spec.field}' (input '{name}') is not {spec.dtype}: {exc}"
+            ) from exc
         event.inputs[name] = array
     return event
 
@@ -156,12 +158,12 @@ class Worker:
             if not isinstance(result, PipelineError):
                 outputs.append((event, self._record(event, result)))
             elif result.invalid or event.message.deliveries >= self.config.max_attempts:
-                dead.append((event.message, f"pipeline (attempt {event.message.deliveries}): {result}"))
+                dead.append(
+                    (event.message, f"pipeline (attempt {event.message.deliveries}): {result}")
+                )
             else:
                 retry.append(event.message)
-        new = self.sink.write(
-            [Output(key=e.id, body=json.dumps(r).encode()) for e, r in outputs]
-        )
+        new = self.sink.write([Output(key=e.id, body=json.dumps(r).encode()) for e, r in outputs])
         for message, reason in dead:
             self.sink.dead_letter(message, reason)
         done = [e.message for e, _ in outputs] + [m for m, _ in dead]

@@ -90,14 +90,25 @@ def job(tmp_path: Path, tiny_pipeline: Path, request: pytest.FixtureRequest) -> 
 
 
 def events(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{"id": f"e{i}", "x": [float(i), 1.0], "ts": time.time()} for i in range(start, start + n)]
+    return [
+        {"id": f"e{i}", "x": [float(i), 1.0], "ts": time.time()} for i in range(start, start + n)
+    ]
 
 
 def start_worker(config: Path, consumer: str) -> subprocess.Popen[bytes]:
     """``tritonpipe stream run`` in its own process (so it can be killed for real)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "tritonpipe.cli", "stream", "run", str(config), "--consumer", consumer],
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "stream",
+            "run",
+            str(config),
+            "--consumer",
+            consumer,
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -38,7 +38,9 @@ def _pending(r: redis.Redis, stream: str, group: str = "tritonpipe") -> dict[str
     return {c["name"].decode(): int(c["pending"]) for c in r.xinfo_consumers(stream, group)}
 
 
-def test_kill_and_sigterm_leave_one_record_per_event(redis_bus: RedisServer, job: Callable[..., Path]) -> None:
+def test_kill_and_sigterm_leave_one_record_per_event(
+    redis_bus: RedisServer, job: Callable[..., Path]
+) -> None:
     """Worker a is killed with -9 mid-stream, b is stopped with SIGTERM mid-stream, c claims a's
     pending events after the idle timeout: every event has exactly one output record."""
     tag = job.tag  # type: ignore[attr-defined]
@@ -110,7 +112,9 @@ def test_poison_events_are_dead_lettered_with_reason(
     assert any("'x'" in d and "shape" in d.lower() for d in dead), dead
     assert sorted(rec["id"] for rec in _outputs(r, f"{tag}:out")) == sorted(e["id"] for e in good)
     assert sum(_pending(r, f"{tag}:in").values()) == 0
-    assert f'tritonpipe_stream_events_total{{outcome="dead_letter",stream="{tag}:in"}} 4.0' in metrics
+    assert (
+        f'tritonpipe_stream_events_total{{outcome="dead_letter",stream="{tag}:in"}} 4.0' in metrics
+    )
     assert f'tritonpipe_stream_lag_records{{stream="{tag}:in"}}' in metrics
     assert "tritonpipe_stream_e2e_seconds_count" in metrics
     from tritonpipe.predlog import read_logs
@@ -119,13 +123,27 @@ def test_poison_events_are_dead_lettered_with_reason(
     assert sorted(logs["id"]) == sorted(e["id"] for e in good)
 
     status = subprocess.run(
-        [sys.executable, "-m", "tritonpipe.cli", "stream", "status", str(config.base / f"{tag}.yaml")],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "tritonpipe.cli",
+            "stream",
+            "status",
+            str(config.base / f"{tag}.yaml"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    assert "dead letters  4" in status and "outputs       20" in status and "lag           0" in status
+    assert (
+        "dead letters  4" in status and "outputs       20" in status and "lag           0" in status
+    )
 
 
-def test_redelivered_event_writes_no_second_record(redis_bus: RedisServer, job: Callable[..., Path]) -> None:
+def test_redelivered_event_writes_no_second_record(
+    redis_bus: RedisServer, job: Callable[..., Path]
+) -> None:
     tag = job.tag  # type: ignore[attr-defined]
     config = load_config(job(_bus(redis_bus, tag), format="msgpack"))
     r = redis.Redis.from_url(redis_bus.url)

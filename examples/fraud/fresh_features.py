@@ -68,7 +68,7 @@ def _seed(r: Any, account: int, history: dict[int, pd.DataFrame]) -> None:
 
 
 def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> dict[str, Any]:
-    """The aggregates right after the last of ``times`` (sorted), as feature_pipeline.py has them."""
+    """The aggregates right after the last of ``times`` (sorted), as feature_pipeline.py does."""
     t = times[-1]
 
     def within(seconds: float) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 WEEK = 7 * 86_400.0
+HERE = Path(__file__).parent  # relative ``repo`` and ``data`` paths are relative to this folder
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,7 +92,7 @@ def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> 
 
 def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
     """Add the batch's transactions to their windows; write each touched account's state."""
-    r, (history, homes) = _redis(windows), _history(data)
+    r, (history, homes) = _redis(windows), _history(str(HERE / data))
     latest: dict[int, float] = {}
     for event in events:
         account, t = int(event["account_id"]), float(event["timestamp"])
@@ -118,4 +119,4 @@ def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str
         frame = pd.DataFrame(rows)
         floats = [c for c in frame.columns if c.startswith(("txn_", "amount_", "home_"))]
         frame[floats] = frame[floats].astype(np.float32)
-        _store(repo).write_to_online_store("account_stats", frame)
+        _store(str(HERE / repo)).write_to_online_store("account_stats", frame)

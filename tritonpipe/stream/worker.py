@@ -24,7 +24,7 @@ from tritonpipe.errors import PipelineError, TritonPipeError
 from tritonpipe.stream.bus import Message, Output, Sink, Source
 from tritonpipe.stream.config import JobConfig
 from tritonpipe.stream.metrics import Metrics
-from tritonpipe.stream.scoring import Scorer
+from tritonpipe.stream.scoring import Result, Scorer
 from tritonpipe.tensors import Array
 from tritonpipe.tensors import dtype as tensor_dtype
 
@@ -149,9 +149,7 @@ class Worker:
                 events.append(decode(self.config, message))
             except Poison as exc:
                 dead.append((message, f"decode: {exc}"))
-        if events and self.before_score is not None:
-            self.before_score([e.fields for e in events])
-        results = self.scorer.score([e.inputs for e in events]) if events else []
+        results = self._score(events)
         outputs: list[tuple[Event, dict[str, Any]]] = []
         retry: list[Message] = []
         for event, result in zip(events, results, strict=True):
@@ -169,6 +167,20 @@ class Worker:
         done = [e.message for e, _ in outputs] + [m for m, _ in dead]
         self.source.ack(done)  # only now: outputs and dead letters are written
         self._account(outputs, new, len(dead), len(retry), len(messages))
+
+    def _score(self, events: list[Event]) -> list[Result]:
+        """Run the hook and the scorer; if either fails outright (a store or server is down),
+        every event fails transiently: retried, and dead-lettered after max_attempts."""
+        if not events:
+            return []
+        try:
+            if self.before_score is not None:
+                self.before_score([e.fields for e in events])
+            return self.scorer.score([e.inputs for e in events])
+        except Exception as exc:  # any failure here is the batch's, not one event's
+            log.warning("batch of %d failed, left for redelivery: %s", len(events), exc)
+            error = PipelineError(f"{type(exc).__name__}: {exc}", invalid=False)
+            return [error] * len(events)
 
     def _record(self, event: Event, result: dict[str, Array]) -> dict[str, Any]:
         keep = self.config.outputs or list(result)

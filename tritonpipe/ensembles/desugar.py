@@ -40,7 +40,8 @@ class Desugared:
         from tritonpipe.features.transform import place
 
         for name in self.lookups:
-            place(name, self.workdir, repository)
+            # A fused model holds the lookup's stage file: its support folder goes there too.
+            place(name, self.workdir, repository, _holder(repository, name)[0])
         for step, params in self.parameters.items():
             model, tensors = _holder(repository, step)
             where, last, wanted = self.log_inputs.get(step, ("", step, []))

@@ -140,6 +140,7 @@ def desugar_lookup(name: str, lookup: FeatureLookup, base: Path, workdir: Path) 
     )
 
 
-def place(name: str, workdir: Path, repository: Path) -> None:
-    """Copy the lookup's support folder into its built model's version folder."""
-    shutil.copytree(workdir / name / SUPPORT, repository / name / "1" / SUPPORT)
+def place(name: str, workdir: Path, repository: Path, model: str | None = None) -> None:
+    """Copy the lookup's support folder into the version folder of the built model that runs it
+    (``model``: the fused model holding the step; the lookup's own model by default)."""
+    shutil.copytree(workdir / name / SUPPORT, repository / (model or name) / "1" / SUPPORT)

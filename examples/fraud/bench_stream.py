@@ -30,7 +30,7 @@ def one(events: list, workers: int, rate: float, url: str | None, fresh: bool) -
         try:
             job = job_for(server.url, Path(tmp), fresh=fresh)
             return drive(load_config(job), job, events, workers=workers, rate=rate, url=url,
-                         report=None, log=Path(tmp) / "worker")  # fmt: skip
+                         report=None, logs=Path(tmp) / "workers")  # fmt: skip
         finally:
             server.stop()
 

@@ -69,7 +69,7 @@ def main() -> None:
             print(f"redis on {server.url}; replaying {len(events):,} transactions at "
                   f"{args.rate:.0f}/s to {args.workers} workers")  # fmt: skip
             run = drive(load_config(job), job, events, workers=args.workers, rate=args.rate,
-                        url=args.url, log=Path(tmp) / "worker")  # fmt: skip
+                        url=args.url, logs=Path(tmp) / "workers")  # fmt: skip
         finally:
             server.stop()
     print(

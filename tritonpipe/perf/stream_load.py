@@ -40,33 +40,35 @@ class StreamRun:
 
 
 def start_workers(
-    job: Path, n: int, *, url: str | None = None, threads: int = 1, log: Path | None = None
+    job: Path, n: int, logs: Path, *, url: str | None = None, threads: int = 1
 ) -> list[subprocess.Popen[bytes]]:
-    """``n`` worker processes; returns once each has loaded its pipeline and joined the group."""
+    """``n`` worker processes (``w0``, ``w1``, ...), each logging to ``logs/w<i>.log``."""
     procs = []
+    logs.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         cmd = [sys.executable, "-m", "tritonpipe.cli", "stream", "run", str(job)]
         cmd += ["--consumer", f"w{i}", "--threads", str(threads)]
         cmd += ["--url", url] if url else []
-        out = (log.with_suffix(f".w{i}.log")).open("wb") if log else subprocess.DEVNULL
+        out = (logs / f"w{i}.log").open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
     return procs
 
 
-def _ready(bus: RedisBus, n: int, timeout_s: float) -> None:
-    import redis
-
-    r = redis.Redis.from_url(bus.url)
+def _ready(procs: list[subprocess.Popen[bytes]], logs: Path, timeout_s: float) -> None:
+    """Wait until every worker has loaded its pipeline (it prints ``worker w<i>: ...``)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if len(r.xinfo_consumers(bus.stream, bus.group)) >= n:
-                return
-        except redis.ResponseError:  # no group yet
-            pass
+    waiting = set(range(len(procs)))
+    while waiting and time.monotonic() < deadline:
+        for i in sorted(waiting):
+            text = (logs / f"w{i}.log").read_text(errors="replace")
+            if f"worker w{i}:" in text:
+                waiting.discard(i)
+            elif procs[i].poll() is not None:
+                raise PerfError(f"worker w{i} exited {procs[i].returncode}: {text[-2000:]}")
         time.sleep(0.2)
-    raise PerfError(f"{n} workers did not join group '{bus.group}' within {timeout_s:.0f} s")
+    if waiting:
+        raise PerfError(f"workers {sorted(waiting)} not ready within {timeout_s:.0f} s")
 
 
 def drive(
@@ -79,7 +81,7 @@ def drive(
     url: str | None = None,
     report: Callable[[str], None] | None = print,
     timeout_s: float = 600.0,
-    log: Path | None = None,
+    logs: Path,
 ) -> StreamRun:
     """Replay ``events`` at ``rate``/s to ``workers`` fresh workers; measure until all scored."""
     import redis
@@ -88,9 +90,9 @@ def drive(
     if not isinstance(bus, RedisBus):
         raise PerfError("the stream driver replays into Redis Streams")
     r = redis.Redis.from_url(bus.url)
-    procs = start_workers(job, workers, url=url, log=log)
+    procs = start_workers(job, workers, logs, url=url)
     try:
-        _ready(bus, workers, 180)
+        _ready(procs, logs, 300)
         producer = threading.Thread(target=replay, args=(config, events), kwargs={"rate": rate})
         start = time.time()
         producer.start()

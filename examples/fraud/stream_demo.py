@@ -2,7 +2,7 @@
 stream at a chosen rate, run workers (fresh features + embedded pipeline) and print events/s,
 lag and end-to-end p50/p99 until every transaction is scored.
 
-    python examples/fraud/stream_demo.py --rate 300 --workers 2    # after `make fraud`
+    python examples/fraud/stream_demo.py --rate 100 --workers 2    # after `make fraud`
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def job_for(redis_url: str, folder: Path, fresh: bool = True) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=300.0, help="events per second")
+    parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="replay only the first N")
     parser.add_argument("--url", default=None, help="score on this Triton server instead")

@@ -40,8 +40,10 @@ class Desugared:
         from tritonpipe.features.transform import place
 
         for name in self.lookups:
-            # A fused model holds the lookup's stage file: its support folder goes there too.
-            place(name, self.workdir, repository, _holder(repository, name)[0])
+            # Every model that runs the lookup (its own, or each fused model holding the step)
+            # has the stage file: its support folder goes beside each.
+            for model in _runners(repository, name):
+                place(name, self.workdir, repository, model)
         for step, params in self.parameters.items():
             model, tensors = _holder(repository, step)
             where, last, wanted = self.log_inputs.get(step, ("", step, []))
@@ -58,6 +60,18 @@ class Desugared:
                     key = key.replace("tritonpipe.registry.", f"tritonpipe.registry.{step}.", 1)
                 config.parameters[key].string_value = value
             path.write_text(to_pbtxt(config))
+
+
+def _runners(repository: Path, name: str) -> list[str]:
+    """The built models that run step ``name``: its own model and every fused model with it."""
+    found = [name] if (repository / name / CONFIG).is_file() else []
+    for candidate in sorted(repository.glob(f"*/{CONFIG}")):
+        params = parse_pbtxt(candidate.read_text()).parameters
+        if "tritonpipe.steps" in params and name in params["tritonpipe.steps"].string_value.split(
+            ","
+        ):
+            found.append(candidate.parent.name)
+    return sorted(set(found))
 
 
 def _holder(repository: Path, name: str) -> tuple[str, set[str]]:

@@ -10,11 +10,12 @@ PYTEST_ARGS ?=
 # perf_analyzer needs libb64; the serving benchmark drives wrk; replicas run behind haproxy,
 # watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++; redis-server
 # is the online store and prediction-log stream in tests (fixtures start it); postgresql and
-# Java 17 (Spark) serve batch-inference outputs and the Spark engine.
-DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless
+# Java 17 (Spark) serve batch-inference outputs and the Spark engine; nats-server (JetStream) is
+# the second bus of the stream workers.
+DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch
+.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -90,6 +91,12 @@ bench-sweep: digits ## Sweep the fused digits model: brute force against the qui
 
 bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
+
+fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`): Redis, replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 2>&1 | grep -v -i -e warn -e Downloading
+
+bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton (writes tritonpipe/perf/results/stream.md)
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md

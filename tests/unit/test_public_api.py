@@ -8,6 +8,7 @@ import tritonpipe.export
 import tritonpipe.pipeline
 import tritonpipe.repository
 import tritonpipe.server
+import tritonpipe.stream
 from tritonpipe.errors import TritonPipeError
 
 
@@ -52,8 +53,26 @@ def test_public_api() -> None:
         "find_triton",
         "serve",
     ]
+    assert tritonpipe.stream.__all__ == [
+        "Counts",
+        "JobConfig",
+        "Message",
+        "NatsBus",
+        "Output",
+        "RedisBus",
+        "Sink",
+        "Source",
+        "Worker",
+        "build_worker",
+        "decode",
+        "load_config",
+        "open_bus",
+        "run_until_signalled",
+        "status",
+    ]
     for module in (
         tritonpipe,
+        tritonpipe.stream,
         tritonpipe.client,
         tritonpipe.export,
         tritonpipe.ensembles,
@@ -73,8 +92,8 @@ def test_one_exception_root() -> None:
 
 def test_cli_and_client_stay_light() -> None:
     code = (
-        "import sys, tritonpipe.cli.main, tritonpipe.client; "
-        "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))"
+        "import sys, tritonpipe.cli.main, tritonpipe.client, tritonpipe.stream; "
+        "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx', 'redis', 'nats') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -179,7 +179,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import batch, capacity, deploy, logs, perf, serving
+    from tritonpipe.cli import batch, capacity, deploy, logs, perf, serving, stream
 
     app.command()(serving.serve)
     app.command()(serving.infer)
@@ -189,6 +189,7 @@ def _register() -> None:
     app.add_typer(logs.app, name="logs")
     app.command()(capacity.plan)
     app.command()(batch.batch)
+    app.add_typer(stream.app, name="stream")
 
 
 _register()

@@ -15,7 +15,9 @@ DATASOURCE_UID = "tritonpipe-prometheus"
 # Metrics other parts of tritonpipe expose; until they land, their queries only have to parse.
 PENDING = {
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
-    "stream": "stream workers (tritonpipe_stream_lag_records) are not on this branch yet",
+    # Exported by each `tritonpipe stream run --metrics-port` worker (tritonpipe/stream/metrics.py);
+    # the serving fleet runs no workers, so its Prometheus has no samples of it.
+    "stream": "stream workers export tritonpipe_stream_lag_records; the serving fleet runs none",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
 }
 

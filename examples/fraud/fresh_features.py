@@ -1,0 +1,122 @@
+"""Fresh features for the stream workers: before a batch is scored, push each transaction into its
+account's window and write the account's updated aggregates to Feast's online store, so a burst
+of transactions is seen by the very next prediction (by the stream and by online requests alike).
+
+Windows are Redis sorted sets shared by every worker (member: transaction id and amount, score:
+its time), seeded from the history on first sight of an account; a redelivered transaction is
+the same member, so it is never counted twice. The state written is the one right after the
+account's previous transaction, as feature_pipeline.py computes it: a transaction is scored
+against the state *before* it, exactly what the model was trained on. Wire it into a stream job:
+
+    before_score: fresh_features.py:push
+    parameters: {repo: feature_repo, windows: "redis://127.0.0.1:6379/1", history: ...}
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WEEK = 7 * 86_400.0
+HERE = Path(__file__).parent  # relative ``repo`` and ``data`` paths are relative to this folder
+
+
+@functools.lru_cache(maxsize=4)
+def _store(repo: str) -> Any:
+    from feast import FeatureStore
+
+    return FeatureStore(repo_path=repo)
+
+
+@functools.lru_cache(maxsize=4)
+def _redis(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+@functools.lru_cache(maxsize=2)
+def _history(data: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """The history's transactions by account (seconds, amount) and the accounts' homes."""
+    folder = Path(data)
+    txns = pd.read_parquet(folder / "transactions.parquet")
+    txns = txns[txns["timestamp"] < txns["timestamp"].max().floor("D")]  # as feature_pipeline
+    txns = txns.assign(t=txns["timestamp"].astype("int64") / 1e9)
+    by_account = {int(a): g[["txn_id", "t", "amount"]] for a, g in txns.groupby("account_id")}
+    homes = pd.read_parquet(folder / "accounts.parquet").set_index("account_id")
+    return by_account, homes
+
+
+def _key(account: int) -> str:
+    return f"fraud:window:{account}"
+
+
+def _member(txn_id: Any, amount: Any) -> str:
+    return f"{int(txn_id)}:{float(amount):.4f}"
+
+
+def _seed(r: Any, account: int, history: dict[int, pd.DataFrame]) -> None:
+    rows = history.get(account)
+    if rows is not None and len(rows) and not r.exists(_key(account)):
+        last = rows["t"].max()
+        recent = rows[rows["t"] > last - WEEK]
+        r.zadd(_key(account), {_member(i, a): t for i, t, a in recent.itertuples(index=False)})
+
+
+def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> dict[str, Any]:
+    """The aggregates right after the last of ``times`` (sorted), as feature_pipeline.py does."""
+    t = times[-1]
+
+    def within(seconds: float) -> np.ndarray:
+        return amounts[times > t - seconds]
+
+    day, week = within(86_400.0), within(WEEK)
+    return {
+        "txn_count_1h": float(len(within(3600.0))),
+        "txn_count_1d": float(len(day)),
+        "txn_count_7d": float(len(week)),
+        "amount_mean_1d": float(day.mean()),
+        "amount_mean_7d": float(week.mean()),
+        "amount_std_7d": float(week.std(ddof=1)) if len(week) > 1 else 0.0,
+        "amount_max_7d": float(week.max()),
+        "home_lat": home[0],
+        "home_lon": home[1],
+        "last_txn_ts": float(t),
+    }
+
+
+def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
+    """Add the batch's transactions to their windows; write each touched account's state."""
+    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+    latest: dict[int, float] = {}
+    for event in events:
+        account, t = int(event["account_id"]), float(event["timestamp"])
+        _seed(r, account, history)
+        r.zadd(_key(account), {_member(event["txn_id"], event["amount"]): t})
+        latest[account] = max(latest.get(account, t), t)
+    rows = []
+    for account, t in latest.items():
+        r.zremrangebyscore(_key(account), "-inf", t - WEEK - 86_400.0)
+        # Everything before the account's latest transaction in the batch: its state to score.
+        members = r.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
+        if not members or account not in homes.index:
+            continue
+        times = np.array([s for _, s in members])
+        amounts = np.array([float(m.decode().split(":", 1)[1]) for m, _ in members])
+        home = homes.loc[account]
+        row = state(times, amounts, (float(home["home_lat"]), float(home["home_lon"])))
+        row["account_id"] = account
+        row["event_timestamp"] = pd.Timestamp(times[-1], unit="s", tz="UTC") + pd.Timedelta(
+            milliseconds=1
+        )
+        rows.append(row)
+    if rows:
+        frame = pd.DataFrame(rows)
+        floats = [c for c in frame.columns if c.startswith(("txn_", "amount_", "home_"))]
+        frame[floats] = frame[floats].astype(np.float32)
+        _store(str(HERE / repo)).write_to_online_store("account_stats", frame)

@@ -1,0 +1,86 @@
+"""Stream job configs and event decoding: errors name the file, field or input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+
+from tritonpipe.errors import SpecError
+from tritonpipe.stream import Message, decode, load_config
+from tritonpipe.stream.worker import Poison
+
+BASE = """
+pipeline: pipeline.yaml
+name: score
+bus: {type: redis, stream: in, output: out, dead_letter: dead}
+inputs:
+  x: {field: x}
+  tag: {field: tag, dtype: BYTES}
+"""
+
+
+def _config(tmp_path: Path, text: str = BASE, **overrides: object):
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return load_config(path, **overrides)
+
+
+def test_defaults_and_paths(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    assert config.bus.type == "redis" and config.bus.group == "tritonpipe"
+    assert config.pipeline_path() == tmp_path / "pipeline.yaml"
+    assert config.batch.max_events == 32 and config.max_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BASE.replace("type: redis", "type: kafka"), "bus"),
+        (
+            BASE.replace("dead_letter: dead", "dead_leter: dead"),
+            "bus.redis.dead_leter: Extra inputs",
+        ),
+        (
+            BASE.replace("dtype: BYTES", "dtype: STRING"),
+            "inputs.tag.dtype: Value error, unknown dtype 'STRING'",
+        ),
+        (BASE + "batch: {max_events: 0}\n", "batch.max_events: Input should be greater than 0"),
+        ("- a list\n", "a stream job config is a mapping"),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(SpecError, match="job.yaml") as info:
+        _config(tmp_path, text)
+    assert message in str(info.value)
+
+
+def test_decode_json_and_msgpack(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    event = {"id": "e1", "x": [1.5, 2.0], "tag": "a", "ts": 100.0}
+    got = decode(config, Message(id="1-0", body=json.dumps(event).encode()))
+    assert got.id == "e1" and got.time == 100.0
+    np.testing.assert_array_equal(got.inputs["x"], np.array([[1.5, 2.0]], dtype=np.float32))
+    assert got.inputs["tag"].dtype == object and got.inputs["tag"].tolist() == [[b"a"]]
+    packed = _config(tmp_path, format="msgpack")
+    again = decode(packed, Message(id="2-0", body=msgpack.packb({**event, "id": None})))
+    assert again.id == "None"
+    no_id = decode(packed, Message(id="3-0", body=msgpack.packb({"x": 1.0, "tag": "b"})))
+    assert no_id.id == "3-0" and no_id.inputs["x"].shape == (1, 1)  # the bus id keys it
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{nope", "payload is not json: JSONDecodeError"),
+        (b"[1, 2]", "payload is a list, not a json object"),
+        (b'{"tag": "a"}', "field 'x' (input 'x') is missing"),
+        (b'{"x": "abc", "tag": "a"}', "field 'x' (input 'x') is not FP32"),
+    ],
+)
+def test_poison_reasons(tmp_path: Path, body: bytes, reason: str) -> None:
+    with pytest.raises(Poison, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        decode(_config(tmp_path), Message(id="1-0", body=body))

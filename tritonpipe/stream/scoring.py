@@ -1,0 +1,78 @@
+"""What scores a micro-batch: the embedded pipeline (default) or a Triton server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tritonpipe.errors import InputError, InvalidArgument, PipelineError
+from tritonpipe.tensors import Array
+
+Result = dict[str, Array] | PipelineError
+
+
+class Scorer:
+    """Scores requests (one event each); a failing request fails alone (returned, not raised)."""
+
+    name: str
+
+    def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the model or connection."""
+
+
+class EmbeddedScorer(Scorer):
+    """The pipeline in the worker's process: the same plan Triton runs (tritonpipe.pipeline)."""
+
+    def __init__(self, source: str, name: str | None, threads: int | None = 1) -> None:
+        from tritonpipe.pipeline import Pipeline
+
+        self.pipeline = Pipeline.load(source, name, threads=threads)
+        self.name = self.pipeline.name
+
+    def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
+        return self.pipeline.run_requests(requests)
+
+
+class TritonScorer(Scorer):
+    """A Triton server (``--url``): one batched request; on a rejected batch, each event alone,
+    so a poison event fails by itself."""
+
+    def __init__(self, url: str, name: str) -> None:
+        from tritonpipe.client import Client
+
+        self.client = Client(url)
+        self.name = name
+
+    def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
+        if not requests:
+            return []
+        try:
+            merged = {k: np.concatenate([r[k] for r in requests]) for k in requests[0]}
+            out = self.client.infer(self.name, merged)
+            return [{k: v[i : i + 1] for k, v in out.items()} for i in range(len(requests))]
+        except (InputError, InvalidArgument, ValueError):
+            return [self._one(r) for r in requests]
+
+    def _one(self, request: Mapping[str, Array]) -> Result:
+        try:
+            return self.client.infer(self.name, request)
+        except (InputError, InvalidArgument) as exc:
+            return PipelineError(f"model '{self.name}': {exc}", invalid=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def make_scorer(source: str, name: str | None, url: str | None, **options: Any) -> Scorer:
+    if url is None:
+        return EmbeddedScorer(source, name, **options)
+    if name is None:
+        raise PipelineError(
+            "--url needs the model or ensemble name (job config `name:`)", invalid=True
+        )
+    return TritonScorer(url, name)

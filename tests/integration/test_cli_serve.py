@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.integration.lines import wait_for_line
+from tests.integration.lines import Lines
 from tritonpipe.server.options import free_port
 
 
@@ -40,8 +40,9 @@ def test_serve_infer_and_stop_on_sigint(
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = Lines(serve)
     try:
-        wait_for_line(serve, "serving", 90)  # fails at 90 s even if serve prints nothing
+        lines.wait_for("serving", 90)  # fails at 90 s even if serve prints nothing
         heldout = trained_export.parent / "heldout"
         truth = json.loads((heldout / "labels.json").read_text())
         names = sorted(truth)[:3]
@@ -101,6 +102,6 @@ def test_serve_infer_and_stop_on_sigint(
         assert bad.returncode != 0 and "has no input 'img'" in bad.stderr
     finally:
         serve.send_signal(signal.SIGINT)
-        output, _ = serve.communicate(timeout=30)
+        output = lines.finish(30)
     assert serve.returncode == 0
     assert "tritonserver exited with code 0" in output

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.lines import wait_for_line
+from tests.integration.lines import Lines
 from tritonpipe.client import Client
 from tritonpipe.errors import ModelNotFound, Unauthorized
 from tritonpipe.perf.results_csv import read_csv
@@ -37,8 +37,9 @@ def test_serve_with_token_and_explicit_model_control(repository: Path, tmp_path:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = Lines(serve)
     try:
-        wait_for_line(serve, "serving", 120)
+        lines.wait_for("serving", 120)
         url = f"http://127.0.0.1:{http}"
         pixels = np.zeros((1, 1, 8, 8), np.float32)
         with Client(url, retries=0) as anonymous:
@@ -58,7 +59,7 @@ def test_serve_with_token_and_explicit_model_control(repository: Path, tmp_path:
                 admin.infer("preprocess", {"image": np.array([[b"x"]], dtype=object)})
     finally:
         serve.send_signal(signal.SIGINT)
-        output, _ = serve.communicate(timeout=60)
+        output = lines.finish(60)
     assert serve.returncode == 0, output
 
 

@@ -245,3 +245,37 @@ def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
     assert "error: tritonserver died 1 time within 300s; not restarting it again" in rest
     assert "exit code -9" in rest
     assert not group_members(server)
+
+
+def test_server_ends_when_serve_is_killed_with_sigkill(
+    stubborn_repository: Path, tmp_path: Path
+) -> None:
+    """kill -9 leaves serve no chance to stop its server: the server's parent-death signal does."""
+    ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
+    serve = subprocess.Popen(
+        _serve(
+            stubborn_repository, *ports, "--log-file", str(tmp_path / "log"), "--exit-timeout", "2"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:
+            if line.startswith("serving"):
+                break
+        (server,) = _children(serve.pid)
+        assert len(group_members(server)) == 3  # tritonserver and its two stubs
+        serve.kill()
+        serve.wait(timeout=10)
+        deadline = time.monotonic() + 60
+        while group_members(server) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = group_members(server)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    if left:
+        os.killpg(server, signal.SIGKILL)
+    assert not left, f"tritonserver {server} or its stubs outlived serve: {left}"

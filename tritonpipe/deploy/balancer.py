@@ -22,6 +22,7 @@ from types import TracebackType
 
 from tritonpipe.errors import ServerError
 from tritonpipe.server.options import TOKEN_HEADER, free_port
+from tritonpipe.server.process import spawn_tied
 
 log = logging.getLogger("tritonpipe.deploy")
 
@@ -232,7 +233,7 @@ class Balancer:
         if checked.returncode != 0:
             raise ServerError(f"haproxy rejected {self.config_path}:\n{checked.stderr.strip()}")
         with self.log_path.open("ab") as out:
-            self._process = subprocess.Popen(
+            self._process = spawn_tied(
                 [binary, "-db", "-f", str(self.config_path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -27,7 +27,13 @@ from tritonpipe.server.logs import (
     state_folder,
 )
 from tritonpipe.server.options import TOKEN_HEADER, ServerOptions
-from tritonpipe.server.process import end_group, listens_on, open_connections, port_in_use
+from tritonpipe.server.process import (
+    end_group,
+    listens_on,
+    open_connections,
+    port_in_use,
+    spawn_tied,
+)
 
 log = logging.getLogger("tritonpipe.server")
 
@@ -176,7 +182,7 @@ class TritonServer:
         self._log.write(f"\n{START_MARKER} {' '.join(cmd)}\n".encode())
         self._log.flush()
         with self._lock:
-            self._process = subprocess.Popen(
+            self._process = spawn_tied(
                 cmd,
                 stdout=self._log,
                 stderr=subprocess.STDOUT,

@@ -6,10 +6,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+# Linux sends a child's parent-death signal when the THREAD that forked it ends, not the process:
+# children are forked from one thread that lives as long as the process, so a server started from
+# a short-lived thread (a replica starting in a pool) is not ended with that thread.
+_spawner: ThreadPoolExecutor | None = None
+
+
+def spawn_tied(command: list[str], **popen: Any) -> subprocess.Popen[bytes]:
+    """``subprocess.Popen(command, **popen)``, but the child gets SIGTERM when this process
+    dies, even by ``kill -9`` (util-linux ``setpriv --pdeathsig``, which then execs the command,
+    so the child's pid is the command's). Elsewhere, or without setpriv, a plain Popen."""
+    global _spawner
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    if setpriv is None:
+        return subprocess.Popen(command, **popen)
+    if _spawner is None:
+        _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tritonpipe-spawner")
+    tied = [setpriv, "--pdeathsig", "TERM", "--", *command]
+    return _spawner.submit(_popen, tied, popen).result()
+
+
+def _popen(command: list[str], popen: dict[str, Any]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, **popen)
 
 
 def port_in_use(host: str, port: int) -> bool:

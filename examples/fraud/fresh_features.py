@@ -1,15 +1,20 @@
 """Fresh features for the stream workers: before a batch is scored, push each transaction into its
-account's window and write the account's updated aggregates to Feast's online store, so a burst
-of transactions is seen by the very next prediction (by the stream and by online requests alike).
+account's window and push the accounts' updated aggregates through Feast's push source
+(`account_stats_push`) to the online store, so a burst of transactions is seen by the very next
+prediction (by the stream and by online requests alike).
 
 Windows are Redis sorted sets shared by every worker (member: transaction id and amount, score:
 its time), seeded from the history on first sight of an account; a redelivered transaction is
-the same member, so it is never counted twice. The state written is the one right after the
+the same member, so it is never counted twice. The state pushed is the one right after the
 account's previous transaction, as feature_pipeline.py computes it: a transaction is scored
-against the state *before* it, exactly what the model was trained on. Wire it into a stream job:
+against the state *before* it, exactly what the model was trained on.
+
+Per micro-batch, not per event: two pipelined Redis round trips for the windows and one
+``store.push`` of every touched account (a Redis online store writes it as one pipeline too).
+Wire it into a stream job:
 
     before_score: fresh_features.py:push
-    parameters: {repo: feature_repo, windows: "redis://127.0.0.1:6379/1", history: ...}
+    parameters: {repo: feature_repo, windows: "redis://127.0.0.1:6379/1", data: ...}
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 WEEK = 7 * 86_400.0
+PUSH_SOURCE = "account_stats_push"  # feature_repo/definitions.py
 HERE = Path(__file__).parent  # relative ``repo`` and ``data`` paths are relative to this folder
 
 
@@ -60,12 +66,13 @@ def _member(txn_id: Any, amount: Any) -> str:
     return f"{int(txn_id)}:{float(amount):.4f}"
 
 
-def _seed(r: Any, account: int, history: dict[int, pd.DataFrame]) -> None:
+def _seed(account: int, history: dict[int, pd.DataFrame]) -> dict[str, float]:
+    """The account's last week of history as window members (empty for a new account)."""
     rows = history.get(account)
-    if rows is not None and len(rows) and not r.exists(_key(account)):
-        last = rows["t"].max()
-        recent = rows[rows["t"] > last - WEEK]
-        r.zadd(_key(account), {_member(i, a): t for i, t, a in recent.itertuples(index=False)})
+    if rows is None or not len(rows):
+        return {}
+    recent = rows[rows["t"] > rows["t"].max() - WEEK]
+    return {_member(i, a): t for i, t, a in recent.itertuples(index=False)}
 
 
 def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> dict[str, Any]:
@@ -90,20 +97,41 @@ def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> 
     }
 
 
-def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
-    """Add the batch's transactions to their windows; write each touched account's state."""
-    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+def _windows(r: Any, events: Sequence[dict[str, Any]], history: dict[int, pd.DataFrame]) -> Any:
+    """Add the batch to the windows; per account, its latest time and the members before it."""
     latest: dict[int, float] = {}
     for event in events:
         account, t = int(event["account_id"]), float(event["timestamp"])
-        _seed(r, account, history)
-        r.zadd(_key(account), {_member(event["txn_id"], event["amount"]): t})
         latest[account] = max(latest.get(account, t), t)
-    rows = []
-    for account, t in latest.items():
-        r.zremrangebyscore(_key(account), "-inf", t - WEEK - 86_400.0)
+    accounts = list(latest)
+    pipe = r.pipeline(transaction=False)
+    for account in accounts:
+        pipe.exists(_key(account))
+    seeded = pipe.execute()
+    for account, known in zip(accounts, seeded, strict=True):
+        members = {} if known else _seed(account, history)
+        if members:  # two workers seeding one account add the same members: harmless
+            pipe.zadd(_key(account), members)
+    for event in events:
+        member = _member(event["txn_id"], event["amount"])
+        pipe.zadd(_key(int(event["account_id"])), {member: float(event["timestamp"])})
+    for account in accounts:
+        t = latest[account]
+        pipe.zremrangebyscore(_key(account), "-inf", t - WEEK - 86_400.0)
         # Everything before the account's latest transaction in the batch: its state to score.
-        members = r.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
+        pipe.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
+    replies = pipe.execute()
+    ranges = replies[len(replies) - 2 * len(accounts) :][1::2]  # after each ZREMRANGEBYSCORE
+    return zip(accounts, ranges, strict=True)
+
+
+def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
+    """Add the batch's transactions to their windows; push each touched account's state."""
+    if not events:
+        return
+    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+    rows = []
+    for account, members in _windows(r, events, history):
         if not members or account not in homes.index:
             continue
         times = np.array([s for _, s in members])
@@ -116,7 +144,9 @@ def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str
         )
         rows.append(row)
     if rows:
+        from feast.data_source import PushMode
+
         frame = pd.DataFrame(rows)
         floats = [c for c in frame.columns if c.startswith(("txn_", "amount_", "home_"))]
         frame[floats] = frame[floats].astype(np.float32)
-        _store(str(HERE / repo)).write_to_online_store("account_stats", frame)
+        _store(str(HERE / repo)).push(PUSH_SOURCE, frame, to=PushMode.ONLINE)

@@ -46,16 +46,23 @@ def _redis(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+History = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # account -> ids, times, amounts
+
+
 @functools.lru_cache(maxsize=2)
-def _history(data: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
-    """The history's transactions by account (seconds, amount) and the accounts' homes."""
+def _history(data: str) -> tuple[History, dict[int, tuple[float, float]]]:
+    """The history's transactions by account (ids, seconds, amounts) and the accounts' homes."""
     folder = Path(data)
     txns = pd.read_parquet(folder / "transactions.parquet")
     txns = txns[txns["timestamp"] < txns["timestamp"].max().floor("D")]  # as feature_pipeline
-    txns = txns.assign(t=txns["timestamp"].astype("int64") / 1e9)
-    by_account = {int(a): g[["txn_id", "t", "amount"]] for a, g in txns.groupby("account_id")}
-    homes = pd.read_parquet(folder / "accounts.parquet").set_index("account_id")
-    return by_account, homes
+    txns = txns.assign(t=txns["timestamp"].astype("int64") / 1e9).sort_values("t")
+    by_account = {
+        int(a): (g["txn_id"].to_numpy(), g["t"].to_numpy(), g["amount"].to_numpy())
+        for a, g in txns.groupby("account_id")
+    }
+    homes = pd.read_parquet(folder / "accounts.parquet")
+    home = zip(homes["account_id"], homes["home_lat"], homes["home_lon"], strict=True)
+    return by_account, {int(a): (float(lat), float(lon)) for a, lat, lon in home}
 
 
 def _key(account: int) -> str:
@@ -66,13 +73,16 @@ def _member(txn_id: Any, amount: Any) -> str:
     return f"{int(txn_id)}:{float(amount):.4f}"
 
 
-def _seed(account: int, history: dict[int, pd.DataFrame]) -> dict[str, float]:
+def _seed(account: int, history: History) -> dict[str, float]:
     """The account's last week of history as window members (empty for a new account)."""
-    rows = history.get(account)
-    if rows is None or not len(rows):
+    if account not in history:
         return {}
-    recent = rows[rows["t"] > rows["t"].max() - WEEK]
-    return {_member(i, a): t for i, t, a in recent.itertuples(index=False)}
+    ids, times, amounts = history[account]
+    recent = times > times[-1] - WEEK
+    return {
+        _member(i, a): float(t)
+        for i, t, a in zip(ids[recent], times[recent], amounts[recent], strict=True)
+    }
 
 
 def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> dict[str, Any]:
@@ -97,7 +107,7 @@ def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> 
     }
 
 
-def _windows(r: Any, events: Sequence[dict[str, Any]], history: dict[int, pd.DataFrame]) -> Any:
+def _windows(r: Any, events: Sequence[dict[str, Any]], history: History) -> Any:
     """Add the batch to the windows; per account, its latest time and the members before it."""
     latest: dict[int, float] = {}
     for event in events:
@@ -126,18 +136,19 @@ def _windows(r: Any, events: Sequence[dict[str, Any]], history: dict[int, pd.Dat
 
 
 def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
-    """Add the batch's transactions to their windows; push each touched account's state."""
+    """Add the batch's transactions to their windows; push each touched account's state.
+    Called with no events (at the worker's start), it only loads the history and the store."""
+    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+    store = _store(str(HERE / repo))
     if not events:
         return
-    r, (history, homes) = _redis(windows), _history(str(HERE / data))
     rows = []
     for account, members in _windows(r, events, history):
-        if not members or account not in homes.index:
+        if not members or account not in homes:
             continue
         times = np.array([s for _, s in members])
         amounts = np.array([float(m.decode().split(":", 1)[1]) for m, _ in members])
-        home = homes.loc[account]
-        row = state(times, amounts, (float(home["home_lat"]), float(home["home_lon"])))
+        row = state(times, amounts, homes[account])
         row["account_id"] = account
         row["event_timestamp"] = pd.Timestamp(times[-1], unit="s", tz="UTC") + pd.Timedelta(
             milliseconds=1
@@ -149,4 +160,4 @@ def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str
         frame = pd.DataFrame(rows)
         floats = [c for c in frame.columns if c.startswith(("txn_", "amount_", "home_"))]
         frame[floats] = frame[floats].astype(np.float32)
-        _store(str(HERE / repo)).push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+        store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)

@@ -31,13 +31,23 @@ Row = tuple[str, str, StreamRun]  # scorer, online store, run
 
 
 @contextlib.contextmanager
-def triton_for(folder: Path) -> Iterator[str]:
-    """A Triton server over the job's pipeline spec (its feature repo copy); yields its URL."""
+def triton_for(folder: Path, job: Path, events: list) -> Iterator[str]:
+    """A Triton server over the job's pipeline spec (its feature repo copy), warmed up with a
+    batch of events (its first requests load the lookup's store); yields its URL."""
     from tritonpipe.ensembles import build_repository
     from tritonpipe.server import ServerOptions, TritonServer
+    from tritonpipe.stream import Message, decode
+    from tritonpipe.stream.replay import encoder
+    from tritonpipe.stream.scoring import TritonScorer
 
     build_repository(folder / "pipeline.yaml", folder / "repo")
     with TritonServer(ServerOptions(repository=folder / "repo")) as triton:
+        config = load_config(job)
+        encode, scorer = encoder(config), TritonScorer(triton.http_url, str(config.name))
+        requests = [decode(config, Message(id="warm", body=encode(e))).inputs for e in events]
+        for _ in range(3):
+            scorer.score(requests)
+        scorer.close()
         yield triton.http_url
 
 
@@ -51,7 +61,9 @@ def setting(scorer: str, online: str, events: list, rate: float, fresh: bool) ->
         server = RedisServer(folder).start()
         try:
             job = job_for(server.url, folder, fresh=fresh, online=online)
-            with triton_for(folder) if scorer == "triton" else contextlib.nullcontext() as url:
+            warm = events[:64]  # scored directly (no hook runs): the store stays as it was
+            triton = triton_for(folder, job, warm) if scorer == "triton" else None
+            with triton or contextlib.nullcontext() as url:
                 for workers in (1, 2):
                     for db in (0, 1):  # the stream and the windows; Feast's store (db 2) stays
                         redis.Redis.from_url(server.url.rsplit("/", 1)[0] + f"/{db}").flushdb()

@@ -1,6 +1,7 @@
-"""The fraud example as a stream: start Redis, replay the held-out day of transactions into a
-stream at a chosen rate, run workers (fresh features + embedded pipeline) and print events/s,
-lag and end-to-end p50/p99 until every transaction is scored.
+"""The fraud example as a stream: start Redis, put a copy of the feature repository on Feast's
+Redis online store in it, replay the held-out day of transactions into a stream at a chosen rate,
+run workers (fresh features pushed to that store + embedded pipeline) and print events/s, lag and
+end-to-end p50/p99 until every transaction is scored; then stop the workers and Redis.
 
     python examples/fraud/stream_demo.py --rate 100 --workers 2    # after `make fraud`
 """

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -51,8 +54,11 @@ def triton_for(folder: Path, job: Path, events: list) -> Iterator[str]:
         yield triton.http_url
 
 
-def setting(scorer: str, online: str, events: list, rate: float, fresh: bool) -> list[Row]:
-    """1 then 2 workers on one Redis (streams and windows emptied between the two)."""
+def setting(
+    scorer: str, online: str, events: list, rate: float, fresh: bool, repeats: int
+) -> list[Row]:
+    """1 then 2 workers, ``repeats`` times, alternating, on one Redis (streams and windows
+    emptied before each run), so each 2-worker run has a 1-worker run right beside it."""
     import redis
 
     rows = []
@@ -64,7 +70,7 @@ def setting(scorer: str, online: str, events: list, rate: float, fresh: bool) ->
             warm = events[:64]  # scored directly (no hook runs): the store stays as it was
             triton = triton_for(folder, job, warm) if scorer == "triton" else None
             with triton or contextlib.nullcontext() as url:
-                for workers in (1, 2):
+                for workers in (1, 2) * repeats:
                     for db in (0, 1):  # the stream and the windows; Feast's store (db 2) stays
                         redis.Redis.from_url(server.url.rsplit("/", 1)[0] + f"/{db}").flushdb()
                     logs = folder / f"workers{workers}"
@@ -79,17 +85,19 @@ def setting(scorer: str, online: str, events: list, rate: float, fresh: bool) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1500.0)
-    parser.add_argument("--events", type=int, default=6000)
+    parser.add_argument("--rate", type=float, default=5000.0, help="above one worker's capacity")
+    parser.add_argument("--events", type=int, default=None, help="first N (all of the day)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each row (median)")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-feature hook")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     events = heldout_events(limit=args.events)
+    args.events = len(events)
     load_before = os.getloadavg()
     fresh = not args.no_fresh
-    rows = setting("embedded", "redis", events, args.rate, fresh)
-    rows += setting("embedded", "sqlite", events, args.rate, fresh)
-    rows += setting("triton", "redis", events, args.rate, fresh)
+    rows = setting("embedded", "redis", events, args.rate, fresh, args.repeats)
+    rows += setting("embedded", "sqlite", events, args.rate, fresh, args.repeats)
+    rows += setting("triton", "redis", events, args.rate, fresh, args.repeats)
     load_after = os.getloadavg()
     text = report(rows, args, load_before, load_after)
     print(text)
@@ -101,6 +109,10 @@ def _loads(values: tuple[float, ...]) -> str:
     return " / ".join(f"{x:.2f}" for x in values)
 
 
+def _median(runs: list[StreamRun], value: Callable[[StreamRun], float]) -> float:
+    return float(np.median([value(r) for r in runs]))
+
+
 def report(rows: list[Row], args: argparse.Namespace,
            before: tuple[float, ...], after: tuple[float, ...]) -> str:  # fmt: skip
     fresh = "off" if args.no_fresh else "on (one window update and one Feast push per micro-batch)"
@@ -110,26 +122,37 @@ def report(rows: list[Row], args: argparse.Namespace,
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
         "shared with other agents' jobs (load average 1/5/15 min before "
         f"{_loads(before)}, after {_loads(after)}). "
-        f"One run of each row, in order; {args.events:,} held-out transactions replayed into a "
-        f"Redis Stream at {args.rate:.0f}/s (producer-stamped), fresh features "
-        f"{fresh}, "
-        "micro-batches of up to 64 events or 20 ms. Redis, the producer, the workers (and "
-        "Triton) all share the same 2 cores.",
+        f"{args.events:,} held-out transactions replayed into a Redis Stream at {args.rate:.0f}/s "
+        f"(producer-stamped), fresh features {fresh}, micro-batches of up to 64 events or 20 ms. "
+        f"Each row: the median of {args.repeats} runs, 1 and 2 workers alternating; events/s "
+        "from the first event published to the last prediction written. Redis, the producer, "
+        "the workers (and Triton) all share the same 2 cores.",
         "",
-        "| scorer | online store | workers | events/s | e2e p50 ms | e2e p99 ms | max lag "
-        "| scored | dead |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scorer | online store | workers | events/s (median) | runs' events/s | e2e p50 ms "
+        "| e2e p99 ms | max lag | scored per run | dead |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
+    groups: dict[tuple[str, str, int], list[StreamRun]] = {}
     for kind, online, r in rows:
+        groups.setdefault((kind, online, r.workers), []).append(r)
+    for (kind, online, workers), runs in groups.items():
+        med = functools.partial(_median, runs)
+        each = " / ".join(f"{r.events_per_s:,.0f}" for r in runs)
+        scored = sorted({r.scored for r in runs})
         lines.append(
-            f"| {kind} | {online} | {r.workers} | {r.events_per_s:,.0f} | {r.p50_ms:,.0f} "
-            f"| {r.p99_ms:,.0f} | {r.max_lag:,} | {r.scored:,} | {r.dead} |"
+            f"| {kind} | {online} | {workers} | {med(lambda r: r.events_per_s):,.0f} | {each} "
+            f"| {med(lambda r: r.p50_ms):,.0f} | {med(lambda r: r.p99_ms):,.0f} "
+            f"| {med(lambda r: r.max_lag):,.0f} | {'/'.join(f'{x:,}' for x in scored)} "
+            f"| {sum(r.dead for r in runs)} |"
         )
-    by = {(k, o, r.workers): r for k, o, r in rows}
-    pairs = sorted({(k, o) for k, o, _ in rows})
-    ratio = {p: by[(*p, 2)].events_per_s / by[(*p, 1)].events_per_s for p in pairs}
-    lines += ["", "Ratios (2 workers / 1 worker, events/s): "
-              + ", ".join(f"{k} + {o}: {ratio[(k, o)]:.2f}" for k, o in pairs)]  # fmt: skip
+    ratios = []
+    for kind, online in dict.fromkeys((k, o) for k, o, _ in rows):
+        one, two = groups[(kind, online, 1)], groups[(kind, online, 2)]
+        pair = [b.events_per_s / a.events_per_s for a, b in zip(one, two, strict=True)]
+        ratios.append(f"{kind} + {online}: {np.median(pair):.2f} "
+                      f"({' / '.join(f'{x:.2f}' for x in pair)})")  # fmt: skip
+    lines += ["", "2 workers / 1 worker, events/s, median of the side-by-side pairs (each pair): "
+              + "; ".join(ratios)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -107,8 +107,11 @@ def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> 
     }
 
 
-def _windows(r: Any, events: Sequence[dict[str, Any]], history: History) -> Any:
-    """Add the batch to the windows; per account, its latest time and the members before it."""
+def _windows(
+    r: Any, events: Sequence[dict[str, Any]], history: History
+) -> list[tuple[int, list[tuple[bytes, float]]]]:
+    """Add the batch to the windows; per account, the window's members before the account's
+    latest transaction in the batch (so events of one account in one batch share a state)."""
     latest: dict[int, float] = {}
     for event in events:
         account, t = int(event["account_id"]), float(event["timestamp"])
@@ -132,7 +135,7 @@ def _windows(r: Any, events: Sequence[dict[str, Any]], history: History) -> Any:
         pipe.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
     replies = pipe.execute()
     ranges = replies[len(replies) - 2 * len(accounts) :][1::2]  # after each ZREMRANGEBYSCORE
-    return zip(accounts, ranges, strict=True)
+    return list(zip(accounts, ranges, strict=True))
 
 
 def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:

@@ -93,7 +93,7 @@ bench-serving: repository ## Serve the digits pipeline fused, unfused, in-proces
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
 
 fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`): Redis, replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
-	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 2>&1 | grep -v -i -e warn -e Downloading
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
 bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton (writes tritonpipe/perf/results/stream.md)
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md

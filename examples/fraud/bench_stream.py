@@ -1,6 +1,8 @@
 """Stream benchmark (a script, not a timed test): the fraud stream job with 1 and 2 workers at a
-replay rate above one worker's capacity, scoring with the embedded pipeline and with a Triton
-server (`--url`); events/s and end-to-end p50/p99 (producer stamp -> prediction written).
+replay rate above one worker's capacity, fresh features pushed to Feast's Redis online store,
+scoring with the embedded pipeline and with a Triton server (`--url`); and, to show what the
+online store costs, embedded workers pushing to the SQLite online store instead. Events/s and
+end-to-end p50/p99 (producer stamp -> prediction written).
 
     python examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
 """
@@ -8,11 +10,16 @@ server (`--url`); events/s and end-to-end p50/p99 (producer stamp -> prediction 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
@@ -23,42 +30,74 @@ from tritonpipe.perf.redis_server import RedisServer  # noqa: E402
 from tritonpipe.perf.stream_load import StreamRun, drive  # noqa: E402
 from tritonpipe.stream import load_config  # noqa: E402
 
+Row = tuple[str, str, StreamRun]  # scorer, online store, run
 
-def one(events: list, workers: int, rate: float, url: str | None, fresh: bool) -> StreamRun:
+
+@contextlib.contextmanager
+def triton_for(folder: Path, job: Path, events: list) -> Iterator[str]:
+    """A Triton server over the job's pipeline spec (its feature repo copy), warmed up with a
+    batch of events (its first requests load the lookup's store); yields its URL."""
+    from tritonpipe.ensembles import build_repository
+    from tritonpipe.server import ServerOptions, TritonServer
+    from tritonpipe.stream import Message, decode
+    from tritonpipe.stream.replay import encoder
+    from tritonpipe.stream.scoring import TritonScorer
+
+    build_repository(folder / "pipeline.yaml", folder / "repo")
+    with TritonServer(ServerOptions(repository=folder / "repo")) as triton:
+        config = load_config(job)
+        encode, scorer = encoder(config), TritonScorer(triton.http_url, str(config.name))
+        requests = [decode(config, Message(id="warm", body=encode(e))).inputs for e in events]
+        for _ in range(3):
+            scorer.score(requests)
+        scorer.close()
+        yield triton.http_url
+
+
+def setting(
+    scorer: str, online: str, events: list, rate: float, fresh: bool, repeats: int
+) -> list[Row]:
+    """1 then 2 workers, ``repeats`` times, alternating, on one Redis (streams and windows
+    emptied before each run), so each 2-worker run has a 1-worker run right beside it."""
+    import redis
+
+    rows = []
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
-        server = RedisServer(Path(tmp)).start()
+        folder = Path(tmp)
+        server = RedisServer(folder).start()
         try:
-            job = job_for(server.url, Path(tmp), fresh=fresh)
-            return drive(load_config(job), job, events, workers=workers, rate=rate, url=url,
-                         report=None, logs=Path(tmp) / "workers")  # fmt: skip
+            job = job_for(server.url, folder, fresh=fresh, online=online)
+            warm = events[:64]  # scored directly (no hook runs): the store stays as it was
+            triton = triton_for(folder, job, warm) if scorer == "triton" else None
+            with triton or contextlib.nullcontext() as url:
+                for workers in (1, 2) * repeats:
+                    for db in (0, 1):  # the stream and the windows; Feast's store (db 2) stays
+                        redis.Redis.from_url(server.url.rsplit("/", 1)[0] + f"/{db}").flushdb()
+                    logs = folder / f"workers{workers}"
+                    run = drive(load_config(job), job, events, workers=workers, rate=rate,
+                                url=url, report=None, logs=logs)  # fmt: skip
+                    print(scorer, online, run, flush=True)
+                    rows.append((scorer, online, run))
         finally:
             server.stop()
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1500.0)
-    parser.add_argument("--events", type=int, default=4000)
+    parser.add_argument("--rate", type=float, default=5000.0, help="above one worker's capacity")
+    parser.add_argument("--events", type=int, default=None, help="first N (all of the day)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each row (median)")
     parser.add_argument("--no-fresh", action="store_true", help="skip the fresh-feature hook")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    from tritonpipe.ensembles import build_repository
-    from tritonpipe.server import ServerOptions, TritonServer
-
     events = heldout_events(limit=args.events)
+    args.events = len(events)
     load_before = os.getloadavg()
-    rows: list[tuple[str, StreamRun]] = []
-    for workers in (1, 2):
-        run = one(events, workers, args.rate, None, not args.no_fresh)
-        rows.append(("embedded", run))
-        print("embedded", run, flush=True)
-    with tempfile.TemporaryDirectory(prefix="stream-bench-repo-") as tmp:
-        build_repository(HERE / "pipeline.yaml", Path(tmp) / "repo")
-        with TritonServer(ServerOptions(repository=Path(tmp) / "repo")) as triton:
-            for workers in (1, 2):
-                run = one(events, workers, args.rate, triton.http_url, not args.no_fresh)
-                rows.append(("triton", run))
-                print("triton", run, flush=True)
+    fresh = not args.no_fresh
+    rows = setting("embedded", "redis", events, args.rate, fresh, args.repeats)
+    rows += setting("embedded", "sqlite", events, args.rate, fresh, args.repeats)
+    rows += setting("triton", "redis", events, args.rate, fresh, args.repeats)
     load_after = os.getloadavg()
     text = report(rows, args, load_before, load_after)
     print(text)
@@ -70,31 +109,50 @@ def _loads(values: tuple[float, ...]) -> str:
     return " / ".join(f"{x:.2f}" for x in values)
 
 
-def report(rows: list[tuple[str, StreamRun]], args: argparse.Namespace,
+def _median(runs: list[StreamRun], value: Callable[[StreamRun], float]) -> float:
+    return float(np.median([value(r) for r in runs]))
+
+
+def report(rows: list[Row], args: argparse.Namespace,
            before: tuple[float, ...], after: tuple[float, ...]) -> str:  # fmt: skip
+    fresh = "off" if args.no_fresh else "on (one window update and one Feast push per micro-batch)"
     lines = [
         "# Stream workers: fraud job, 1 vs 2 workers, embedded pipeline vs Triton-backed",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}; "
-        "shared with four other agents' jobs (load average 1/5/15 min before "
+        "shared with other agents' jobs (load average 1/5/15 min before "
         f"{_loads(before)}, after {_loads(after)}). "
-        f"One run of each row, in order; {args.events:,} held-out transactions replayed into a "
-        f"Redis Stream at {args.rate:.0f}/s (producer-stamped), fresh features "
-        f"{'off' if args.no_fresh else 'on'}, micro-batches of up to 64 events or 20 ms. Redis, "
-        "the producer, the workers (and Triton) all share the same 2 cores.",
+        f"{args.events:,} held-out transactions replayed into a Redis Stream at {args.rate:.0f}/s "
+        f"(producer-stamped), fresh features {fresh}, micro-batches of up to 64 events or 20 ms. "
+        f"Each row: the median of {args.repeats} runs, 1 and 2 workers alternating; events/s "
+        "from the first event published to the last prediction written. Redis, the producer, "
+        "the workers (and Triton) all share the same 2 cores.",
         "",
-        "| scorer | workers | events/s | e2e p50 ms | e2e p99 ms | max lag | scored | dead |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for kind, r in rows:
+        "| scorer | online store | workers | events/s (median) | runs' events/s | e2e p50 ms "
+        "| e2e p99 ms | max lag | scored per run | dead |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    groups: dict[tuple[str, str, int], list[StreamRun]] = {}
+    for kind, online, r in rows:
+        groups.setdefault((kind, online, r.workers), []).append(r)
+    for (kind, online, workers), runs in groups.items():
+        med = functools.partial(_median, runs)
+        each = " / ".join(f"{r.events_per_s:,.0f}" for r in runs)
+        scored = sorted({r.scored for r in runs})
         lines.append(
-            f"| {kind} | {r.workers} | {r.events_per_s:,.0f} | {r.p50_ms:,.0f} | {r.p99_ms:,.0f} "
-            f"| {r.max_lag:,} | {r.scored:,} | {r.dead} |"
+            f"| {kind} | {online} | {workers} | {med(lambda r: r.events_per_s):,.0f} | {each} "
+            f"| {med(lambda r: r.p50_ms):,.0f} | {med(lambda r: r.p99_ms):,.0f} "
+            f"| {med(lambda r: r.max_lag):,.0f} | {'/'.join(f'{x:,}' for x in scored)} "
+            f"| {sum(r.dead for r in runs)} |"
         )
-    by = {(k, r.workers): r for k, r in rows}
-    lines += ["", "Ratios (2 workers / 1 worker, events/s): "
-              + ", ".join(f"{k}: {by[(k, 2)].events_per_s / by[(k, 1)].events_per_s:.2f}"
-                          for k in ("embedded", "triton"))]  # fmt: skip
+    ratios = []
+    for kind, online in dict.fromkeys((k, o) for k, o, _ in rows):
+        one, two = groups[(kind, online, 1)], groups[(kind, online, 2)]
+        pair = [b.events_per_s / a.events_per_s for a, b in zip(one, two, strict=True)]
+        ratios.append(f"{kind} + {online}: {np.median(pair):.2f} "
+                      f"({' / '.join(f'{x:.2f}' for x in pair)})")  # fmt: skip
+    lines += ["", "2 workers / 1 worker, events/s, median of the side-by-side pairs (each pair): "
+              + "; ".join(ratios)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -1,15 +1,20 @@
 """Fresh features for the stream workers: before a batch is scored, push each transaction into its
-account's window and write the account's updated aggregates to Feast's online store, so a burst
-of transactions is seen by the very next prediction (by the stream and by online requests alike).
+account's window and push the accounts' updated aggregates through Feast's push source
+(`account_stats_push`) to the online store, so a burst of transactions is seen by the very next
+prediction (by the stream and by online requests alike).
 
 Windows are Redis sorted sets shared by every worker (member: transaction id and amount, score:
 its time), seeded from the history on first sight of an account; a redelivered transaction is
-the same member, so it is never counted twice. The state written is the one right after the
+the same member, so it is never counted twice. The state pushed is the one right after the
 account's previous transaction, as feature_pipeline.py computes it: a transaction is scored
-against the state *before* it, exactly what the model was trained on. Wire it into a stream job:
+against the state *before* it, exactly what the model was trained on.
+
+Per micro-batch, not per event: two pipelined Redis round trips for the windows and one
+``store.push`` of every touched account (a Redis online store writes it as one pipeline too).
+Wire it into a stream job:
 
     before_score: fresh_features.py:push
-    parameters: {repo: feature_repo, windows: "redis://127.0.0.1:6379/1", history: ...}
+    parameters: {repo: feature_repo, windows: "redis://127.0.0.1:6379/1", data: ...}
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 WEEK = 7 * 86_400.0
+PUSH_SOURCE = "account_stats_push"  # feature_repo/definitions.py
 HERE = Path(__file__).parent  # relative ``repo`` and ``data`` paths are relative to this folder
 
 
@@ -40,16 +46,23 @@ def _redis(url: str) -> Any:
     return redis.Redis.from_url(url)
 
 
+History = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # account -> ids, times, amounts
+
+
 @functools.lru_cache(maxsize=2)
-def _history(data: str) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
-    """The history's transactions by account (seconds, amount) and the accounts' homes."""
+def _history(data: str) -> tuple[History, dict[int, tuple[float, float]]]:
+    """The history's transactions by account (ids, seconds, amounts) and the accounts' homes."""
     folder = Path(data)
     txns = pd.read_parquet(folder / "transactions.parquet")
     txns = txns[txns["timestamp"] < txns["timestamp"].max().floor("D")]  # as feature_pipeline
-    txns = txns.assign(t=txns["timestamp"].astype("int64") / 1e9)
-    by_account = {int(a): g[["txn_id", "t", "amount"]] for a, g in txns.groupby("account_id")}
-    homes = pd.read_parquet(folder / "accounts.parquet").set_index("account_id")
-    return by_account, homes
+    txns = txns.assign(t=txns["timestamp"].astype("int64") / 1e9).sort_values("t")
+    by_account = {
+        int(a): (g["txn_id"].to_numpy(), g["t"].to_numpy(), g["amount"].to_numpy())
+        for a, g in txns.groupby("account_id")
+    }
+    homes = pd.read_parquet(folder / "accounts.parquet")
+    home = zip(homes["account_id"], homes["home_lat"], homes["home_lon"], strict=True)
+    return by_account, {int(a): (float(lat), float(lon)) for a, lat, lon in home}
 
 
 def _key(account: int) -> str:
@@ -60,12 +73,16 @@ def _member(txn_id: Any, amount: Any) -> str:
     return f"{int(txn_id)}:{float(amount):.4f}"
 
 
-def _seed(r: Any, account: int, history: dict[int, pd.DataFrame]) -> None:
-    rows = history.get(account)
-    if rows is not None and len(rows) and not r.exists(_key(account)):
-        last = rows["t"].max()
-        recent = rows[rows["t"] > last - WEEK]
-        r.zadd(_key(account), {_member(i, a): t for i, t, a in recent.itertuples(index=False)})
+def _seed(account: int, history: History) -> dict[str, float]:
+    """The account's last week of history as window members (empty for a new account)."""
+    if account not in history:
+        return {}
+    ids, times, amounts = history[account]
+    recent = times > times[-1] - WEEK
+    return {
+        _member(i, a): float(t)
+        for i, t, a in zip(ids[recent], times[recent], amounts[recent], strict=True)
+    }
 
 
 def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> dict[str, Any]:
@@ -90,33 +107,60 @@ def state(times: np.ndarray, amounts: np.ndarray, home: tuple[float, float]) -> 
     }
 
 
-def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
-    """Add the batch's transactions to their windows; write each touched account's state."""
-    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+def _windows(
+    r: Any, events: Sequence[dict[str, Any]], history: History
+) -> list[tuple[int, list[tuple[bytes, float]]]]:
+    """Add the batch to the windows; per account, the window's members before the account's
+    latest transaction in the batch (so events of one account in one batch share a state)."""
     latest: dict[int, float] = {}
     for event in events:
         account, t = int(event["account_id"]), float(event["timestamp"])
-        _seed(r, account, history)
-        r.zadd(_key(account), {_member(event["txn_id"], event["amount"]): t})
         latest[account] = max(latest.get(account, t), t)
-    rows = []
-    for account, t in latest.items():
-        r.zremrangebyscore(_key(account), "-inf", t - WEEK - 86_400.0)
+    accounts = list(latest)
+    pipe = r.pipeline(transaction=False)
+    for account in accounts:
+        pipe.exists(_key(account))
+    seeded = pipe.execute()
+    for account, known in zip(accounts, seeded, strict=True):
+        members = {} if known else _seed(account, history)
+        if members:  # two workers seeding one account add the same members: harmless
+            pipe.zadd(_key(account), members)
+    for event in events:
+        member = _member(event["txn_id"], event["amount"])
+        pipe.zadd(_key(int(event["account_id"])), {member: float(event["timestamp"])})
+    for account in accounts:
+        t = latest[account]
+        pipe.zremrangebyscore(_key(account), "-inf", t - WEEK - 86_400.0)
         # Everything before the account's latest transaction in the batch: its state to score.
-        members = r.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
-        if not members or account not in homes.index:
+        pipe.zrangebyscore(_key(account), t - WEEK, f"({t}", withscores=True)
+    replies = pipe.execute()
+    ranges = replies[len(replies) - 2 * len(accounts) :][1::2]  # after each ZREMRANGEBYSCORE
+    return list(zip(accounts, ranges, strict=True))
+
+
+def push(events: Sequence[dict[str, Any]], *, repo: str, windows: str, data: str) -> None:
+    """Add the batch's transactions to their windows; push each touched account's state.
+    Called with no events (at the worker's start), it only loads the history and the store."""
+    r, (history, homes) = _redis(windows), _history(str(HERE / data))
+    store = _store(str(HERE / repo))
+    if not events:
+        return
+    rows = []
+    for account, members in _windows(r, events, history):
+        if not members or account not in homes:
             continue
         times = np.array([s for _, s in members])
         amounts = np.array([float(m.decode().split(":", 1)[1]) for m, _ in members])
-        home = homes.loc[account]
-        row = state(times, amounts, (float(home["home_lat"]), float(home["home_lon"])))
+        row = state(times, amounts, homes[account])
         row["account_id"] = account
         row["event_timestamp"] = pd.Timestamp(times[-1], unit="s", tz="UTC") + pd.Timedelta(
             milliseconds=1
         )
         rows.append(row)
     if rows:
+        from feast.data_source import PushMode
+
         frame = pd.DataFrame(rows)
         floats = [c for c in frame.columns if c.startswith(("txn_", "amount_", "home_"))]
         frame[floats] = frame[floats].astype(np.float32)
-        _store(str(HERE / repo)).write_to_online_store("account_stats", frame)
+        store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)

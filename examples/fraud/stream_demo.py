@@ -1,6 +1,7 @@
-"""The fraud example as a stream: start Redis, replay the held-out day of transactions into a
-stream at a chosen rate, run workers (fresh features + embedded pipeline) and print events/s,
-lag and end-to-end p50/p99 until every transaction is scored.
+"""The fraud example as a stream: start Redis, put a copy of the feature repository on Feast's
+Redis online store in it, replay the held-out day of transactions into a stream at a chosen rate,
+run workers (fresh features pushed to that store + embedded pipeline) and print events/s, lag and
+end-to-end p50/p99 until every transaction is scored; then stop the workers and Redis.
 
     python examples/fraud/stream_demo.py --rate 100 --workers 2    # after `make fraud`
 """
@@ -8,6 +9,7 @@ lag and end-to-end p50/p99 until every transaction is scored.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +20,7 @@ import yaml
 
 HERE = Path(__file__).parent
 DATA = HERE / "artifacts" / "data"
+REPO = HERE / "feature_repo"
 
 
 def heldout_events(data: Path = DATA, limit: int | None = None) -> list[dict[str, Any]]:
@@ -33,14 +36,54 @@ def heldout_events(data: Path = DATA, limit: int | None = None) -> list[dict[str
     ]  # fmt: skip
 
 
-def job_for(redis_url: str, folder: Path, fresh: bool = True) -> Path:
-    """examples/fraud/stream.yaml pointed at this Redis (windows in its db 1), written to
-    ``folder`` with absolute paths."""
+def feature_repo(folder: Path, online: str, redis_url: str) -> Path:
+    """A copy of feature_repo in ``folder`` whose online store is SQLite (a copy of the example's)
+    or Feast's Redis online store on the stream's Redis (db 2), applied and filled, so the
+    workers push into it without touching the example's own store."""
+    import feature_pipeline
+
+    repo = folder / "feature_repo"
+    (repo / "data").mkdir(parents=True)
+    shutil.copyfile(REPO / "definitions.py", repo / "definitions.py")
+    config = yaml.safe_load((REPO / "feature_store.yaml").read_text())
+    (repo / "data" / "account_features.parquet").symlink_to(
+        (REPO / "data" / "account_features.parquet").resolve()
+    )
+    if online == "redis":
+        host = redis_url.split("://", 1)[1].split("/", 1)[0]
+        config["online_store"] = {"type": "redis", "connection_string": f"{host},db=2"}
+    else:
+        shutil.copyfile(REPO / "data" / "online_store.db", repo / "data" / "online_store.db")
+    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    store.apply(feature_pipeline.definitions(repo).OBJECTS)
+    if online == "redis":  # the latest state per account, as `make fraud` put in SQLite
+        rows = pd.read_parquet(repo / "data" / "account_features.parquet")
+        latest = rows.sort_values("event_timestamp").groupby("account_id").tail(1)
+        store.write_to_online_store("account_stats", latest)
+    return repo
+
+
+def job_for(redis_url: str, folder: Path, fresh: bool = True, online: str = "redis") -> Path:
+    """examples/fraud/stream.yaml pointed at this Redis (windows in its db 1) and at a copy of
+    the feature repository (``online``: redis or sqlite), written to ``folder`` with absolute
+    paths."""
+    spec = yaml.safe_load((HERE / "pipeline.yaml").read_text())
+    spec["registry_uri"] = f"sqlite:///{(HERE / 'artifacts' / 'mlflow.db').resolve()}"
+    lookup = spec["features"]["lookup"]
+    lookup["repo"] = str(feature_repo(folder, online, redis_url))
+    lookup["transform"] = str(HERE / lookup["transform"])
+    spec["stages"]["decide"]["function"] = str(HERE / spec["stages"]["decide"]["function"])
+    (folder / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     raw = yaml.safe_load((HERE / "stream.yaml").read_text())
-    raw["pipeline"] = str(HERE / raw["pipeline"])
+    raw["pipeline"] = str(folder / "pipeline.yaml")
     raw["bus"]["url"] = redis_url
     if fresh:
         raw["parameters"]["windows"] = redis_url.rsplit("/", 1)[0] + "/1"
+        raw["parameters"]["repo"] = lookup["repo"]
+        raw["parameters"]["data"] = str(DATA.resolve())
         raw["before_score"] = str(HERE / raw["before_score"])
     else:
         del raw["before_score"], raw["parameters"]

@@ -84,3 +84,31 @@ def test_decode_json_and_msgpack(tmp_path: Path) -> None:
 def test_poison_reasons(tmp_path: Path, body: bytes, reason: str) -> None:
     with pytest.raises(Poison, match=reason.replace("(", r"\(").replace(")", r"\)")):
         decode(_config(tmp_path), Message(id="1-0", body=body))
+
+
+HOOKS = """
+calls = []
+
+
+def record(events, *, tag):
+    calls.append((list(events), tag))
+
+
+def broken(events):
+    raise KeyError("history.parquet")
+"""
+
+
+def test_before_score_hook_is_called_once_empty_at_start_up(tmp_path: Path) -> None:
+    from tritonpipe.stream.runner import _hook
+
+    (tmp_path / "hooks.py").write_text(HOOKS)
+    config = _config(tmp_path, before_score="hooks.py:record", parameters={"tag": "t"})
+    hook = _hook(config)
+    assert hook is not None
+    hook([{"x": 1}])
+    calls = hook.func.__globals__["calls"]  # type: ignore[attr-defined]
+    assert calls == [([], "t"), ([{"x": 1}], "t")]
+    with pytest.raises(SpecError, match=r"before_score 'hooks.py:broken' failed at start-up.*"
+                       r"KeyError.*history.parquet"):  # fmt: skip
+        _hook(_config(tmp_path, before_score="hooks.py:broken"))

@@ -15,9 +15,6 @@ DATASOURCE_UID = "tritonpipe-prometheus"
 # Metrics other parts of tritonpipe expose; until they land, their queries only have to parse.
 PENDING = {
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
-    # Exported by each `tritonpipe stream run --metrics-port` worker (tritonpipe/stream/metrics.py);
-    # the serving fleet runs no workers, so its Prometheus has no samples of it.
-    "stream": "stream workers export tritonpipe_stream_lag_records; the serving fleet runs none",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
 }
 
@@ -123,10 +120,23 @@ PANELS = (
         expr="sum by (sink) (rate(tritonpipe_predlog_errors_total[1m]))",
         pending="predlog",
     ),
+    # Exported by each `tritonpipe stream run --metrics-port` worker (tritonpipe/stream/metrics.py).
     Query(
         title="Stream lag (records)",
         expr="max by (stream) (tritonpipe_stream_lag_records)",
-        pending="stream",
+    ),
+    Query(
+        title="Stream events per second, by outcome",
+        expr="sum by (stream, outcome) (rate(tritonpipe_stream_events_total[1m]))",
+        unit="ops",
+    ),
+    Query(
+        title="Stream end-to-end p99 (ms)",
+        expr=(
+            "histogram_quantile(0.99, sum by (stream, le) "
+            "(rate(tritonpipe_stream_e2e_seconds_bucket[1m]))) * 1000"
+        ),
+        unit="ms",
     ),
 )
 
@@ -214,7 +224,6 @@ ALERTS = (
         for_="10m",
         severity="warn",
         summary="stream {{ $labels.stream }} is {{ $value }} records behind",
-        pending="stream",
     ),
 )
 
@@ -261,14 +270,18 @@ def scrape_config(
     triton: Sequence[str],
     balancers: Sequence[str] = (),
     *,
+    stream_workers: Sequence[str] = (),
     rules: str = "alerts.yml",
     interval: str = "15s",
     evaluation: str | None = None,
 ) -> dict[str, Any]:
-    """prometheus.yml scraping Triton's metrics ports (host:port) and HAProxy's exporter."""
+    """prometheus.yml scraping Triton's metrics ports (host:port), HAProxy's exporter and the
+    stream workers' ``--metrics-port``."""
     jobs = [{"job_name": "triton", "static_configs": [{"targets": list(triton)}]}]
     if balancers:
         jobs.append({"job_name": "balancer", "static_configs": [{"targets": list(balancers)}]})
+    if stream_workers:
+        jobs.append({"job_name": "stream", "static_configs": [{"targets": list(stream_workers)}]})
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": evaluation or interval},
         "rule_files": [rules],

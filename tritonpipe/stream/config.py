@@ -79,7 +79,8 @@ class JobConfig(_Strict):
     before_score: str | None = Field(
         None,
         description="file.py:function called with each batch's decoded events before scoring "
-        "(e.g. push them into feature windows); ``parameters`` are passed to it",
+        "(e.g. push them into feature windows), and once with none at start-up (to load what it "
+        "needs); ``parameters`` are passed to it",
     )
     parameters: dict[str, Any] = Field(default_factory=dict, description="for before_score")
     base: Path = Field(Path("."), exclude=True)

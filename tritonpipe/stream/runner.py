@@ -8,6 +8,7 @@ import signal
 import socket
 from typing import Any
 
+from tritonpipe.errors import SpecError
 from tritonpipe.stream.bus import Sink, Source
 from tritonpipe.stream.config import JobConfig, NatsBus
 from tritonpipe.stream.metrics import Metrics
@@ -43,12 +44,21 @@ def status(config: JobConfig) -> dict[str, Any]:
 
 
 def _hook(config: JobConfig) -> Hook | None:
+    """The job's before-score hook, called once with no events first, so that it loads what it
+    needs (history, stores, connections) before the first batch rather than during it."""
     if config.before_score is None:
         return None
     from tritonpipe.loading import load_function
 
-    function = load_function(config.before_score, config.base)
-    return functools.partial(function, **config.parameters)
+    hook = functools.partial(load_function(config.before_score, config.base), **config.parameters)
+    try:
+        hook([])
+    except Exception as exc:  # the user's code: whatever it raises, say which hook and why
+        raise SpecError(
+            f"before_score '{config.before_score}' failed at start-up (called with no events): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return hook
 
 
 def build_worker(

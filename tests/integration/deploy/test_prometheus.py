@@ -1,16 +1,21 @@
-"""Debian's real prometheus scrapes two replicas and the balancer under load: every dashboard
-panel's and every alert's query over metrics that exist here returns data, the rules load, and
-the p99 alert fires when the SLO is set below what the server does."""
+"""Debian's real prometheus scrapes two replicas, the balancer and a stream worker under load:
+every dashboard panel's and every alert's query over metrics that exist here returns data, the
+rules load, and the p99 alert fires when the SLO is set below what the server does."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +29,10 @@ from tritonpipe.deploy.monitoring import (
     scrape_config,
 )
 from tritonpipe.deploy.replicas import ReplicaSet
+from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server.options import free_port
+from tritonpipe.stream import load_config
+from tritonpipe.stream.replay import replay
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +48,79 @@ def query(base: str, expr: str) -> dict[str, object]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(fleet: ReplicaSet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stream_worker(
+    builds: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """A real `tritonpipe stream run --metrics-port` worker scoring the deploy pipeline from a
+    Redis Stream; yields its metrics host:port and its job config."""
+    folder = tmp_path_factory.mktemp("stream_worker")
+    redis_server = RedisServer(folder).start()
+    job = folder / "job.yaml"
+    job.write_text(
+        dump_yaml(
+            {
+                "pipeline": str(builds["v1"].parent / "pipeline.yaml"),
+                "name": "affine",
+                "bus": {"type": "redis", "url": redis_server.url, "stream": "scores:in",
+                        "output": "scores:out", "dead_letter": "scores:dead"},
+                "inputs": {"x": {"field": "x"}},
+                "batch": {"max_events": 8, "max_wait_ms": 10},
+            }
+        )
+    )  # fmt: skip
+    port = free_port()
+    cmd = [sys.executable, "-m", "tritonpipe.cli", "stream", "run", str(job)]
+    process = subprocess.Popen(
+        [*cmd, "--consumer", "w0", "--metrics-port", str(port)],
+        stdout=(folder / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "metrics on" not in (folder / "worker.log").read_text():
+            assert process.poll() is None, (folder / "worker.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "stream worker not ready after 60s"
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", job
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        redis_server.stop()
+
+
+class StreamLoad:
+    """Events into the worker's stream, 20 a second, until the block exits."""
+
+    def __init__(self, job: Path) -> None:
+        self.config = load_config(job)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.done.is_set():
+            batch = [{"id": f"e{i + k}", "x": [1.0, 2.0, 3.0, 4.0], "ts": time.time()}
+                     for k in range(5)]  # fmt: skip
+            replay(self.config, batch)
+            i += len(batch)
+            self.done.wait(0.25)
+
+    def __enter__(self) -> StreamLoad:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    fleet: ReplicaSet,
+    stream_worker: tuple[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
     if shutil.which("prometheus") is None or shutil.which("promtool") is None:
         pytest.fail(
             "prometheus/promtool not installed: run make setup (apt-get install prometheus)"
@@ -51,6 +131,7 @@ def prometheus(fleet: ReplicaSet, tmp_path_factory: pytest.TempPathFactory) -> I
     config = scrape_config(
         [hostport(s.metrics_url) for s in fleet.servers],
         [hostport(fleet.balancer.metrics_url)],
+        stream_workers=[stream_worker[0]],
         interval="1s",
     )
     (folder / "prometheus.yml").write_text(dump_yaml(config))
@@ -84,12 +165,18 @@ def prometheus(fleet: ReplicaSet, tmp_path_factory: pytest.TempPathFactory) -> I
         process.wait(timeout=30)
 
 
-def test_every_query_returns_data_under_load(fleet: ReplicaSet, prometheus: str) -> None:
+def test_every_query_returns_data_under_load(
+    fleet: ReplicaSet, stream_worker: tuple[str, Path], prometheus: str
+) -> None:
     assert fleet.balancer is not None
     live = [(q.title, q.expr) for q in PANELS if not q.pending]
     live += [(a.name, a.query) for a in ALERTS if not a.pending]
+    assert any("tritonpipe_stream_" in e for _, e in live)  # the stream worker's are live
     empty: list[str] = []
-    with SteadyLoad([fleet.balancer.http_url, fleet.balancer.grpc_url]):
+    with (
+        SteadyLoad([fleet.balancer.http_url, fleet.balancer.grpc_url]),
+        StreamLoad(stream_worker[1]),
+    ):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             empty = [t for t, e in live if not query(prometheus, e)["data"]["result"]]  # type: ignore[index]

@@ -1,5 +1,6 @@
-"""The fraud example in a stream worker: with fresh features on, a burst of transactions changes
-the features of the very next prediction; without them the stored state stays put."""
+"""The fraud example in a stream worker: with fresh features on (pushed through the Feast push
+source to a SQLite or a Redis online store), a burst of transactions changes the features of the
+very next prediction and of an online lookup; without them the stored state stays put."""
 
 from __future__ import annotations
 
@@ -26,11 +27,15 @@ from fraud_features import FEATURES  # noqa: E402
 COUNT_1H = FEATURES.index("log_count_1h")
 
 
-def _job(world: Path, tag: str, bus: RedisServer, fresh: bool) -> Path:
-    """A copy of the Feast repository (its online store is written), a spec whose ensemble
-    returns the looked-up feature vector, and a job config over them."""
+def _job(world: Path, tag: str, bus: RedisServer, fresh: bool, online: str) -> Path:
+    """A copy of the Feast repository (its online store is written; a Redis one in a db of its
+    own), a spec whose ensemble returns the looked-up feature vector, and a job config."""
     repo = world / f"feature_repo_{tag}"
-    shutil.copytree(world / "feature_repo", repo)
+    shutil.copytree(world / ("feature_repo_redis" if online == "redis" else "feature_repo"), repo)
+    if online == "redis":
+        config = yaml.safe_load((repo / "feature_store.yaml").read_text())
+        config["online_store"]["connection_string"] = f"127.0.0.1:{bus.port},db=3"
+        (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
     spec = {"features": {"lookup": _lookup(repo.name, "defaults")},
             "ensembles": {"features": {"steps": ["lookup"], "outputs": ["features", "entity_found"],
                                        "fuse": "none"}}}  # fmt: skip
@@ -70,12 +75,16 @@ def _burst(world: Path) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("fresh", [True, False], ids=["fresh", "stored"])
+@pytest.mark.parametrize(
+    ("fresh", "online"),
+    [(True, "sqlite"), (True, "redis"), (False, "sqlite")],
+    ids=["fresh-sqlite", "fresh-redis", "stored"],
+)
 def test_burst_changes_the_next_prediction_features(
-    fraud_world: Path, redis_store: RedisServer, fresh: bool
+    fraud_world: Path, redis_store: RedisServer, fresh: bool, online: str
 ) -> None:
-    tag = "fresh" if fresh else "stored"
-    config = load_config(_job(fraud_world, tag, redis_store, fresh))
+    tag = f"fresh_{online}" if fresh else "stored"
+    config = load_config(_job(fraud_world, tag, redis_store, fresh, online))
     events = _burst(fraud_world)
     replay(config, events)
     worker = build_worker(config, consumer="w")
@@ -95,3 +104,15 @@ def test_burst_changes_the_next_prediction_features(
         np.testing.assert_allclose(seen[1:], [1, 2, 3, 4, 5], atol=1e-3)
     else:
         assert len(set(counts)) == 1, counts
+    # Online requests read the same store: the state the last push wrote (before e5: e0..e4).
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(fraud_world / f"feature_repo_{tag}"))
+    online_row = store.get_online_features(
+        features=["account_stats:txn_count_1h"],
+        entity_rows=[{"account_id": events[0]["account_id"]}],
+    ).to_dict()
+    if fresh:
+        assert online_row["txn_count_1h"] == [5.0]
+    else:
+        assert online_row["txn_count_1h"] != [5.0]

@@ -44,6 +44,17 @@ def output_frame(
     return out
 
 
+def _first_per_row(bad: list[BadRow]) -> list[BadRow]:
+    """One reason per row (its first), so a row bad in two columns is rejected once."""
+    seen: set[int] = set()
+    out = []
+    for row in bad:
+        if row.position not in seen:
+            seen.add(row.position)
+            out.append(row)
+    return out
+
+
 def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
     line = int(frame[ROW].iloc[row.position])
     where = f"column '{row.column}'" if row.column else "the pipeline"
@@ -132,7 +143,9 @@ class BatchJob:
         """Score one unit and commit it; returns the committed frame and the rows rejected."""
         config = self.config
         frame = read_unit(config.source, unit)
-        arrays, bad = to_inputs(frame, self.engine.inputs, config, unit.file)
+        given, bad = self._transform(frame)
+        arrays, wrong = to_inputs(frame, self.engine.inputs, config, unit.file, given)
+        bad = _first_per_row(bad + wrong)
         policy = config.bad_rows.policy
         if bad and policy == "fail":
             raise _fail(unit, frame, bad[0])
@@ -156,6 +169,18 @@ class BatchJob:
         out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
         store.commit(unit.id, out, self.run_id)
         return out, len(rejects)
+
+    def _transform(self, frame: Any) -> tuple[dict[str, Array], list[BadRow]]:
+        """The feature lookup's transform on a feast source's point-in-time features."""
+        source = self.config.source
+        if self.config.transform is None or not source.repo or not source.feature_service:
+            return {}, []
+        from tritonpipe.batch.feast_source import feature_names
+        from tritonpipe.batch.transform import apply
+
+        stored = feature_names(source.repo, source.feature_service)
+        service, missing = source.feature_service, self.config.missing_features
+        return apply(self.config.transform, frame, stored, service, missing)
 
     def _reject(self, unit: Unit, rejects: list[tuple[Any, BadRow]]) -> None:
         import pandas as pd

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from tritonpipe.batch.progress import Progress, Summary
 from tritonpipe.batch.rows import BadRow, to_inputs
 from tritonpipe.batch.sources import ROW, Unit, list_units, read_unit
 from tritonpipe.errors import BatchError, TritonPipeError
-from tritonpipe.tensors import Array
+from tritonpipe.tensors import Array, TensorSpec
 
 
 def output_frame(
@@ -59,6 +60,62 @@ def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
     line = int(frame[ROW].iloc[row.position])
     where = f"column '{row.column}'" if row.column else "the pipeline"
     return BatchError(f"{unit.file}: row {line}: {where}: {row.reason}")
+
+
+def _transform(config: JobConfig, frame: Any) -> tuple[dict[str, Array], list[BadRow]]:
+    """The feature lookup's transform on a feast source's point-in-time features."""
+    source = config.source
+    if config.transform is None or not source.repo or not source.feature_service:
+        return {}, []
+    from tritonpipe.batch.feast_source import feature_names
+    from tritonpipe.batch.transform import apply
+
+    stored = feature_names(source.repo, source.feature_service)
+    service, missing = source.feature_service, config.missing_features
+    return apply(config.transform, frame, stored, service, missing)
+
+
+def prepare(
+    config: JobConfig, inputs: Sequence[TensorSpec], unit: Unit
+) -> tuple[Any, dict[str, Array], list[BadRow]]:
+    """A unit's rows, their input arrays (zeros where bad) and its bad rows, one per row;
+    under policy fail the first bad row raises, naming file, row and column."""
+    frame = read_unit(config.source, unit)
+    given, bad = _transform(config, frame)
+    arrays, wrong = to_inputs(frame, inputs, config, unit.file, given)
+    bad = _first_per_row(bad + wrong)
+    if bad and config.bad_rows.policy == "fail":
+        raise _fail(unit, frame, bad[0])
+    return frame, arrays, bad
+
+
+def write_rejects(
+    config: JobConfig, unit: Unit, rejects: list[tuple[Any, BadRow]], earlier: Any = None
+) -> None:
+    """The unit's rejected rows, each with file, row, column and reason, in one file per unit
+    (after ``earlier`` rows, when given); no rejects removes the unit's file."""
+    import pandas as pd
+
+    folder = config.bad_rows.rejects
+    if folder is None:
+        if not rejects:
+            return
+        raise BatchError("bad_rows.policy reject needs bad_rows.rejects (a folder)")
+    path = Path(folder) / f"rejects-{unit.id}.parquet"
+    if not rejects and earlier is None:
+        path.unlink(missing_ok=True)
+        return
+    rows = []
+    for frame, bad in rejects:
+        record = frame.iloc[bad.position].to_dict()
+        record = {k: (v if np.isscalar(v) or v is None else str(v)) for k, v in record.items()}
+        rows.append({**record, "file": unit.file, "column": bad.column, "reason": bad.reason})
+    table = pd.DataFrame(rows).rename(columns={ROW: "row"})
+    if earlier is not None:
+        table = pd.concat([earlier, table], ignore_index=True).sort_values("row")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    # Named by unit: a rerun of a killed unit rewrites the same file, never a second copy.
+    _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def _score(
@@ -142,13 +199,8 @@ class BatchJob:
     def _unit(self, unit: Unit, store: Any) -> tuple[Any, int]:
         """Score one unit and commit it; returns the committed frame and the rows rejected."""
         config = self.config
-        frame = read_unit(config.source, unit)
-        given, bad = self._transform(frame)
-        arrays, wrong = to_inputs(frame, self.engine.inputs, config, unit.file, given)
-        bad = _first_per_row(bad + wrong)
+        frame, arrays, bad = prepare(config, self.engine.inputs, unit)
         policy = config.bad_rows.policy
-        if bad and policy == "fail":
-            raise _fail(unit, frame, bad[0])
         keep = np.ones(len(frame), dtype=bool)
         keep[[b.position for b in bad]] = False
         good_frame = frame[keep].reset_index(drop=True)
@@ -165,39 +217,10 @@ class BatchJob:
         else:
             rejects = [(frame, b) for b in bad]
         if rejects:
-            self._reject(unit, rejects)
+            write_rejects(config, unit, rejects)
         out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
         store.commit(unit.id, out, self.run_id)
         return out, len(rejects)
-
-    def _transform(self, frame: Any) -> tuple[dict[str, Array], list[BadRow]]:
-        """The feature lookup's transform on a feast source's point-in-time features."""
-        source = self.config.source
-        if self.config.transform is None or not source.repo or not source.feature_service:
-            return {}, []
-        from tritonpipe.batch.feast_source import feature_names
-        from tritonpipe.batch.transform import apply
-
-        stored = feature_names(source.repo, source.feature_service)
-        service, missing = source.feature_service, self.config.missing_features
-        return apply(self.config.transform, frame, stored, service, missing)
-
-    def _reject(self, unit: Unit, rejects: list[tuple[Any, BadRow]]) -> None:
-        import pandas as pd
-
-        folder = self.config.bad_rows.rejects
-        if folder is None:
-            raise BatchError("bad_rows.policy reject needs bad_rows.rejects (a folder)")
-        rows = []
-        for frame, bad in rejects:
-            record = frame.iloc[bad.position].to_dict()
-            record = {k: (v if np.isscalar(v) or v is None else str(v)) for k, v in record.items()}
-            rows.append({**record, "file": unit.file, "column": bad.column, "reason": bad.reason})
-        table = pd.DataFrame(rows).rename(columns={ROW: "row"})
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        # Named by unit: a rerun of a killed unit rewrites the same file, never a second copy.
-        path = Path(folder) / f"rejects-{unit.id}.parquet"
-        _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
     def _logger(self) -> Any:
         from tritonpipe.predlog.logger import PredictionLogger

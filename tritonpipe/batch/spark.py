@@ -32,6 +32,7 @@ from tritonpipe.tensors import Array, TensorSpec, dtype
 
 ERROR = "_error"  # the pipeline's reason for refusing a row; empty when scored
 UNIT, FILE, ROW = "_unit", "_file", "_row"
+IN = "_in_"  # prefix of the prepared input columns (an input may share a key column's name)
 STAGING = "_spark"  # under the output folder; readers skip names starting with _
 
 _SPARK_TYPES = {
@@ -136,6 +137,7 @@ def session(master: str = "local[*]", app: str = "tritonpipe-batch") -> Any:
         .appName(app)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
 
@@ -171,7 +173,7 @@ def _prepare_fn(
                     array = arrays[spec.name][keep]
                     if array.dtype == np.bool_:
                         array = array.astype(np.int8)
-                    columns[spec.name] = array[:, 0] if spec.shape == (1,) else list(array)
+                    columns[IN + spec.name] = array[:, 0] if spec.shape == (1,) else list(array)
                 yield pd.DataFrame(columns)
 
     return prepare_units
@@ -179,19 +181,19 @@ def _prepare_fn(
 
 def _schema(spark: Any, config: JobConfig, inputs: list[TensorSpec], first: Any) -> Any:
     """The prepared rows' schema: unit, file and row, the key columns as Spark reads them from
-    the first unit, then one column per pipeline input."""
+    the first unit (after the transform, which may add some), then one column per input."""
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
-    from tritonpipe.batch.sources import read_unit
+    from tritonpipe.batch.job import prepare
 
-    sample = read_unit(config.source, first).head(1)[config.key]
+    sample = prepare(config, inputs, first)[0].head(1)[config.key]
     key_fields = list(spark.createDataFrame(sample).schema.fields) if config.key else []
     fields = [
         StructField(UNIT, _parse_datatype_string("string")),
         StructField(FILE, _parse_datatype_string("string")),
         StructField(ROW, _parse_datatype_string("bigint")),
         *key_fields,
-        *[StructField(s.name, _parse_datatype_string(_ddl(s))) for s in inputs],
+        *[StructField(IN + s.name, _parse_datatype_string(_ddl(s))) for s in inputs],
     ]
     return StructType(fields)
 
@@ -257,7 +259,7 @@ def run_spark(
             batch_size=config.batch_size,
             input_tensor_shapes=[None if s.shape == (1,) else list(s.shape) for s in inputs],
         )
-        scored = prepared.withColumn("_pred", udf(*[s.name for s in inputs])).select(
+        scored = prepared.withColumn("_pred", udf(*[IN + s.name for s in inputs])).select(
             UNIT,
             FILE,
             ROW,

@@ -111,8 +111,8 @@ fraud-batch: ## Batch-score the fraud example's held-out day read from the featu
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/batch_demo.py --out build/fraud_batch 2>&1 | \
 		grep -v -i -e warn -e Downloading -e LooseVersion -e is_categorical -e fork_posix -e setLogLevel
 
-bench-batch: ## Batch benchmark on 200k fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 200000 --profile \
+bench-batch: ## Batch benchmark on 1M fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 1000000 --profile \
 		--out tritonpipe/perf/results/batch_fraud.md
 
 clean: ## Remove the venv, artifacts and built weights

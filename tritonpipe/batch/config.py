@@ -108,6 +108,12 @@ class JobConfig(_Strict):
         "(stored: the service's features; request: the other columns).",
     )
     batch_size: int = Field(1024, gt=0, description="Rows per pipeline call or request.")
+    threads: int | None = Field(
+        1,
+        gt=0,
+        description="In-process engine: onnxruntime/torch intra-op threads (1, as each Triton "
+        "instance runs; null: the runtime's default, one per core).",
+    )
     bad_rows: BadRowsConfig = Field(default_factory=BadRowsConfig)
     log: dict[str, Any] | None = Field(
         None, description="Prediction-log sink ({type: parquet|redis, ...}); off when unset."

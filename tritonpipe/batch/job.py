@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,9 +76,10 @@ def _transform(config: JobConfig, frame: Any) -> tuple[dict[str, Array], list[Ba
     return apply(config.transform, frame, stored, service, missing)
 
 
-def prepare(
-    config: JobConfig, inputs: Sequence[TensorSpec], unit: Unit
-) -> tuple[Any, dict[str, Array], list[BadRow]]:
+Prepared = tuple[Any, dict[str, Array], list[BadRow]]  # a unit's frame, input arrays, bad rows
+
+
+def prepare(config: JobConfig, inputs: Sequence[TensorSpec], unit: Unit) -> Prepared:
     """A unit's rows, their input arrays (zeros where bad) and its bad rows, one per row;
     under policy fail the first bad row raises, naming file, row and column."""
     frame = read_unit(config.source, unit)
@@ -156,7 +158,7 @@ class BatchJob:
     def __init__(self, config: JobConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine or InProcessEngine(
-            config.pipeline, config.model, batch_size=config.batch_size
+            config.pipeline, config.model, batch_size=config.batch_size, threads=config.threads
         )
         self.run_id = uuid.uuid4().hex[:12]
 
@@ -173,8 +175,8 @@ class BatchJob:
             todo = [u for u in units if u.id not in done]
             bar = Progress(sum(u.rows for u in todo), enabled=progress)
             rows = rejected = 0
-            for unit in todo:
-                out, refused = self._unit(unit, store)
+            for unit, prepared in self._prefetched(todo):
+                out, refused = self._unit(unit, store, prepared)
                 rows += len(out)
                 rejected += refused
                 bar.advance(unit.rows)
@@ -196,10 +198,24 @@ class BatchJob:
             seconds=time.perf_counter() - start,
         )
 
-    def _unit(self, unit: Unit, store: Any) -> tuple[Any, int]:
+    def _prefetched(self, todo: list[Unit]) -> Iterator[tuple[Unit, Prepared]]:
+        """Units with their prepared rows; the next unit is read and converted on a second
+        thread while this one is scored and committed, so the engine (a server's queue, above
+        all) is not left idle between units. Units still commit one by one, in order."""
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-read") as reader:
+            pending = reader.submit(prepare, self.config, self.engine.inputs, todo[0])
+            for i, unit in enumerate(todo):
+                prepared = pending.result()
+                if i + 1 < len(todo):
+                    pending = reader.submit(prepare, self.config, self.engine.inputs, todo[i + 1])
+                yield unit, prepared
+
+    def _unit(self, unit: Unit, store: Any, prepared: Prepared) -> tuple[Any, int]:
         """Score one unit and commit it; returns the committed frame and the rows rejected."""
         config = self.config
-        frame, arrays, bad = prepare(config, self.engine.inputs, unit)
+        frame, arrays, bad = prepared
         policy = config.bad_rows.policy
         keep = np.ones(len(frame), dtype=bool)
         keep[[b.position for b in bad]] = False

@@ -73,19 +73,25 @@ def config(source: Path, out: Path, batch_size: int) -> JobConfig:
     )
 
 
-def raw_pipeline(frame: Any, batch_size: int) -> float:
-    """Rows/s of the pipeline called on whole batches in a loop (the in-process ceiling)."""
-    from tritonpipe.pipeline import Pipeline
+class RawPipeline:
+    """The pipeline called on whole batches in a loop (the in-process ceiling); ``run`` scores
+    rows [start, stop) and returns the seconds it took."""
 
-    pipe = Pipeline.load(REPOSITORY, "fraud", threads=1)  # as the in-process engine's default
-    names = [s.name for s in pipe.inputs]
-    arrays = {n: frame[n].to_numpy().reshape(-1, 1) for n in names}
-    for i in range(0, 20 * batch_size, batch_size):  # warm: sessions, SQLite pages
-        pipe({n: a[i : i + batch_size] for n, a in arrays.items()})
-    start = time.perf_counter()
-    for i in range(0, len(frame), batch_size):
-        pipe({n: a[i : i + batch_size] for n, a in arrays.items()})
-    return len(frame) / (time.perf_counter() - start)
+    def __init__(self, frame: Any, batch_size: int) -> None:
+        from tritonpipe.pipeline import Pipeline
+
+        self.pipe = Pipeline.load(REPOSITORY, "fraud", threads=1)  # as the engine's default
+        names = [s.name for s in self.pipe.inputs]
+        self.arrays = {n: frame[n].to_numpy().reshape(-1, 1) for n in names}
+        self.batch_size = batch_size
+        self.run(0, 20 * batch_size)  # warm: sessions, SQLite pages
+
+    def run(self, start: int, stop: int) -> float:
+        began = time.perf_counter()
+        for i in range(start, stop, self.batch_size):
+            end = min(i + self.batch_size, stop)
+            self.pipe({n: a[i:end] for n, a in self.arrays.items()})
+        return time.perf_counter() - began
 
 
 def real_batches(frame: Any, batch_size: int, count: int) -> tuple[dict[str, Any], ...]:
@@ -155,6 +161,46 @@ class Cpu:
         self.server = self._server() - self.server0
 
 
+def served(
+    args: Any,
+    frame: Any,
+    tmp: Path,
+    out: Path,
+    results: dict[str, float],
+    cpu: dict[str, Cpu],
+    save: Any,
+) -> None:
+    """The Triton engine and perf profile against one server: profile on the job's batches
+    before and after the engine's run, then perf profile's -b convention."""
+    from tritonpipe.server import ServerOptions, TritonServer
+
+    with TritonServer(ServerOptions(repository=REPOSITORY), log_path=tmp / "server.log") as server:
+        batches = real_batches(frame, args.batch_size, 400)
+        real: list[float] = []  # measured before and after the engine's run: the mean
+        if args.profile:
+            with Cpu(server.pid) as used:
+                real.append(profile_max(server.grpc_url, tmp, args.batch_size, LOADS, batches))
+            cpu[PROFILE_REAL] = used
+        if "triton" in args.runners:
+            engine = TritonEngine(
+                server.grpc_url, "fraud", batch_size=args.batch_size, in_flight=args.in_flight
+            )
+            job = config(tmp / "day.parquet", out / "triton", args.batch_size)
+            with Cpu(server.pid) as used:
+                summary = run_job(job, engine, engine_name="triton")
+            results[TRITON.format(args.in_flight)] = summary.rows_per_s
+            cpu[TRITON.format(args.in_flight)] = used
+            save()
+        if args.profile:
+            real.append(profile_max(server.grpc_url, tmp, args.batch_size, LOADS, batches))
+            results[PROFILE_REAL] = sum(real) / len(real)
+            print(f"{PROFILE_REAL}: {', '.join(f'{r:,.0f}' for r in real)} (before, after)")
+            with Cpu(server.pid) as used:
+                results[PROFILE] = profile_max(server.grpc_url, tmp, args.batch_size, LOADS, ())
+            cpu[PROFILE] = used
+            save()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=None, help="Tile the day to this many rows.")
@@ -165,8 +211,6 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="Keep the Parquet outputs here.")
     parser.add_argument("--out", type=Path, default=None, help="Write a Markdown report here.")
     args = parser.parse_args()
-    from tritonpipe.server import ServerOptions, TritonServer
-
     tmp = Path(tempfile.mkdtemp(prefix="batch-bench-"))
     out = args.keep or tmp / "out"
     shutil.rmtree(REPOSITORY, ignore_errors=True)
@@ -175,38 +219,30 @@ def main() -> None:
     frame.to_parquet(tmp / "day.parquet", index=False)
     rows = len(frame)
     print(f"{rows:,} transactions of the held-out day -> {out}/<runner>/")
-    before, results, cpu = _load(), {}, {}
-    results[RAW] = raw_pipeline(frame, args.batch_size)
-    print(f"{RAW:45s} {results[RAW]:>12,.0f} rows/s")
+    before = _load()
+    results: dict[str, float] = {}
+    cpu: dict[str, Cpu] = {}
+    # The raw loop scores the first half before the in-process job and the second half after
+    # it, so a change in the other agents' load during the job weighs on both sides alike.
+    raw, half = RawPipeline(frame, args.batch_size), rows // 2
+    results[RAW] = 0.0  # first in the table; measured around the in-process job
+    raw_seconds = raw.run(0, half)
     if "inprocess" in args.runners:
         summary = run_job(config(tmp / "day.parquet", out / "inprocess", args.batch_size))
         results[LOCAL] = summary.rows_per_s
+    raw_seconds += raw.run(half, rows)
+    results[RAW] = rows / raw_seconds
+
+    def save() -> None:  # after each runner: a run cut short still leaves its numbers
+        for name, value in results.items():
+            print(f"  so far: {name:45s} {value:>12,.0f} rows/s")
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(report(results, cpu, rows, args, before, _load()))
+
+    save()
     if "triton" in args.runners or args.profile:
-        with TritonServer(
-            ServerOptions(repository=REPOSITORY), log_path=tmp / "server.log"
-        ) as server:
-            batches = real_batches(frame, args.batch_size, 400)
-            if args.profile:
-                with Cpu(server.pid) as used:
-                    results[PROFILE_REAL] = profile_max(
-                        server.grpc_url, tmp, args.batch_size, (2.0, 4.0, 8.0), batches
-                    )
-                cpu[PROFILE_REAL] = used
-            if "triton" in args.runners:
-                engine = TritonEngine(
-                    server.grpc_url, "fraud", batch_size=args.batch_size, in_flight=args.in_flight
-                )
-                job = config(tmp / "day.parquet", out / "triton", args.batch_size)
-                with Cpu(server.pid) as used:
-                    summary = run_job(job, engine, engine_name="triton")
-                results[TRITON.format(args.in_flight)] = summary.rows_per_s
-                cpu[TRITON.format(args.in_flight)] = used
-            if args.profile:
-                with Cpu(server.pid) as used:
-                    results[PROFILE] = profile_max(
-                        server.grpc_url, tmp, args.batch_size, (2.0, 4.0, 8.0), ()
-                    )
-                cpu[PROFILE] = used
+        served(args, frame, tmp, out, results, cpu, save)
     if "spark" in args.runners:
         from tritonpipe.batch.spark import run_spark, session
 
@@ -227,10 +263,11 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+LOADS = (2.0, 4.0, 8.0)  # requests in flight for perf profile
 RAW = "raw pipeline (batches in a loop)"
 LOCAL = "in-process engine"
 TRITON = "Triton engine (gRPC, {} in flight)"
-PROFILE_REAL = "server max, perf profile on the job's batches"
+PROFILE_REAL = "server max, perf profile on the job's batches (mean of before/after)"
 PROFILE = "server max, perf profile -b (one row repeated)"
 SPARK = "Spark local[*] (predict_batch_udf)"
 

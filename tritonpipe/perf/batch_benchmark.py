@@ -126,14 +126,38 @@ def profile_max(
         batches=batches,
     )
     levels = asyncio.run(Profiler(options).run())
+    print(
+        "  perf profile levels: "
+        + ", ".join(f"{lv.row.load:g} in flight {lv.row.throughput:,.0f} rows/s" for lv in levels)
+    )
     return max(level.row.throughput for level in levels)
 
 
 class Cpu:
-    """CPU seconds of this process and of a server's process tree over a measured stretch."""
+    """CPU seconds of this process and of a server's process tree over a measured stretch, and
+    the rows and batches the served model ran in it (Triton's statistics)."""
 
-    def __init__(self, server_pid: int | None = None) -> None:
+    def __init__(self, server_pid: int | None = None, url: str | None = None) -> None:
         self.pid = server_pid
+        self.url = url
+        self.rows = self.batches = 0
+
+    def _counts(self) -> tuple[int, int]:
+        if self.url is None:
+            return 0, 0
+        from tritonpipe.client import Client
+
+        with Client(self.url) as client:
+            stats = client.statistics("fraud")["model_stats"][0]
+        return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
+
+    @property
+    def rows_per_server_s(self) -> float:
+        return self.rows / self.server if self.server > 0 else 0.0
+
+    @property
+    def batch(self) -> float:
+        return self.rows / self.batches if self.batches else 0.0
 
     def _server(self) -> float:
         if self.pid is None:
@@ -151,6 +175,7 @@ class Cpu:
         return total
 
     def __enter__(self) -> Cpu:
+        self.counts0 = self._counts()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.client0, self.server0 = usage.ru_utime + usage.ru_stime, self._server()
         return self
@@ -159,6 +184,8 @@ class Cpu:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         self.client = usage.ru_utime + usage.ru_stime - self.client0
         self.server = self._server() - self.server0
+        rows, batches = self._counts()
+        self.rows, self.batches = rows - self.counts0[0], batches - self.counts0[1]
 
 
 def served(
@@ -178,7 +205,7 @@ def served(
         batches = real_batches(frame, args.batch_size, 400)
         real: list[float] = []  # measured before and after the engine's run: the mean
         if args.profile:
-            with Cpu(server.pid) as used:
+            with Cpu(server.pid, server.grpc_url) as used:
                 real.append(profile_max(server.grpc_url, tmp, args.batch_size, LOADS, batches))
             cpu[PROFILE_REAL] = used
         if "triton" in args.runners:
@@ -186,7 +213,7 @@ def served(
                 server.grpc_url, "fraud", batch_size=args.batch_size, in_flight=args.in_flight
             )
             job = config(tmp / "day.parquet", out / "triton", args.batch_size)
-            with Cpu(server.pid) as used:
+            with Cpu(server.pid, server.grpc_url) as used:
                 summary = run_job(job, engine, engine_name="triton")
             results[TRITON.format(args.in_flight)] = summary.rows_per_s
             cpu[TRITON.format(args.in_flight)] = used
@@ -195,7 +222,7 @@ def served(
             real.append(profile_max(server.grpc_url, tmp, args.batch_size, LOADS, batches))
             results[PROFILE_REAL] = sum(real) / len(real)
             print(f"{PROFILE_REAL}: {', '.join(f'{r:,.0f}' for r in real)} (before, after)")
-            with Cpu(server.pid) as used:
+            with Cpu(server.pid, server.grpc_url) as used:
                 results[PROFILE] = profile_max(server.grpc_url, tmp, args.batch_size, LOADS, ())
             cpu[PROFILE] = used
             save()
@@ -292,9 +319,14 @@ def report(
     ]
     if cpu:
         lines += [
-            "| measured stretch | CPU s, client process | CPU s, server + stubs |",
-            "|---|---:|---:|",
-            *[f"| {n} | {c.client:.1f} | {c.server:.1f} |" for n, c in cpu.items()],
+            "| measured stretch | CPU s, client process | CPU s, server + stubs | rows run "
+            "by the model | rows per server CPU s | rows per model execution |",
+            "|---|---:|---:|---:|---:|---:|",
+            *[
+                f"| {n} | {c.client:.1f} | {c.server:.1f} | {c.rows:,} | "
+                f"{c.rows_per_server_s:,.0f} | {c.batch:.0f} |"
+                for n, c in cpu.items()
+            ],
             "",
         ]
     raw, local = results.get(RAW), results.get(LOCAL)

@@ -203,3 +203,23 @@ def test_a_day_of_transactions_scored_from_the_offline_store(
     )
     np.testing.assert_allclose(got["probability"], want["probability"][:, 0], rtol=1e-6)
     assert got["is_fraud"].tolist() == want["is_fraud"][:, 0].tolist()
+
+
+def test_cli_as_of_scores_every_entity(fraud_world: Path, echo_spec: Path, tmp_path: Path) -> None:
+    """`--as-of` turns an entity-rows job into a latest-values one; a bad time names the field."""
+    from typer.testing import CliRunner
+
+    from tritonpipe.cli.main import app
+
+    raw = _latest_job(fraud_world, echo_spec, tmp_path / "cli", None, path="unused.parquet")
+    raw["source"].pop("as_of")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(raw))
+    end = _history_end(fraud_world).isoformat()
+    args = ["batch", str(tmp_path / "job.yaml"), "--no-progress", "--as-of", end]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scored = pd.read_parquet(tmp_path / "cli")
+    assert "rows scored" in result.output and scored["account_id"].is_unique
+    assert len(scored) > 200
+    bad = CliRunner().invoke(app, [*args[:-1], "yesterday"])
+    assert bad.exit_code != 0 and "source.as_of" in bad.output

@@ -107,11 +107,12 @@ mutation: .venv/.installed ## Mutation testing (mutmut) of the core modules; wri
 	$(PY) tests/mutation/report.py > tests/mutation/REPORT.md
 	@head -12 tests/mutation/REPORT.md
 
-fraud-batch: ## Batch-score the fraud example's held-out day (after `make fraud`): Parquet out, rows/s per runner
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --keep build/fraud_batch
+fraud-batch: ## Batch-score the fraud example's held-out day read from the feature store (after `make fraud`): Parquet out, rows/s per runner
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/batch_demo.py --out build/fraud_batch 2>&1 | \
+		grep -v -i -e warn -e Downloading -e LooseVersion -e is_categorical -e fork_posix -e setLogLevel
 
-bench-batch: ## Batch benchmark on 200k fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 200000 --profile \
+bench-batch: ## Batch benchmark on 1M fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
+	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 1000000 --profile \
 		--out tritonpipe/perf/results/batch_fraud.md
 
 clean: ## Remove the venv, artifacts and built weights

@@ -72,7 +72,8 @@ class InProcessEngine(Engine):
 
 
 class TritonEngine(Engine):
-    """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time."""
+    """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time;
+    over gRPC the requests go through :class:`tritonpipe.batch.grpc_raw.RawGrpcInfer`."""
 
     def __init__(
         self,
@@ -95,6 +96,17 @@ class TritonEngine(Engine):
         self.name = model
         self.inputs = info.inputs
         self.outputs = info.outputs
+        if info.max_batch_size > 0:  # one request per slice: never above the model's max batch
+            self.batch_size = min(batch_size, info.max_batch_size)
+        self._raw: Any = None
+        if self.client.protocol == "grpc":
+            from tritonpipe.batch.grpc_raw import RawGrpcInfer
+
+            address = self.client.core.endpoint.address
+            self._raw = self._wait(self._make_raw(RawGrpcInfer, address))
+
+    async def _make_raw(self, cls: Any, address: str) -> Any:
+        return cls(address, self.name, self.inputs, self.outputs)  # on the loop that uses it
 
     async def _make(self, cls: Any, url: str, protocol: str | None) -> Any:
         return cls(url, protocol=protocol)  # created on the loop that will use it
@@ -107,6 +119,9 @@ class TritonEngine(Engine):
 
         async def one(part: Arrays) -> Arrays:
             async with gate:
+                if self._raw is not None:
+                    raw: Arrays = await self._raw.infer(part)
+                    return raw
                 result: Arrays = await self.client.infer(self.name, part)
                 return result
 
@@ -131,6 +146,8 @@ class TritonEngine(Engine):
         return out
 
     def close(self) -> None:
+        if self._raw is not None:
+            self._wait(self._raw.close())
         self._wait(self.client.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)

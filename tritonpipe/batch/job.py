@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from tritonpipe.batch.progress import Progress, Summary
 from tritonpipe.batch.rows import BadRow, to_inputs
 from tritonpipe.batch.sources import ROW, Unit, list_units, read_unit
 from tritonpipe.errors import BatchError, TritonPipeError
-from tritonpipe.tensors import Array
+from tritonpipe.tensors import Array, TensorSpec
 
 
 def output_frame(
@@ -44,10 +46,78 @@ def output_frame(
     return out
 
 
+def _first_per_row(bad: list[BadRow]) -> list[BadRow]:
+    """One reason per row (its first), so a row bad in two columns is rejected once."""
+    seen: set[int] = set()
+    out = []
+    for row in bad:
+        if row.position not in seen:
+            seen.add(row.position)
+            out.append(row)
+    return out
+
+
 def _fail(unit: Unit, frame: Any, row: BadRow) -> BatchError:
     line = int(frame[ROW].iloc[row.position])
     where = f"column '{row.column}'" if row.column else "the pipeline"
     return BatchError(f"{unit.file}: row {line}: {where}: {row.reason}")
+
+
+def _transform(config: JobConfig, frame: Any) -> tuple[dict[str, Array], list[BadRow]]:
+    """The feature lookup's transform on a feast source's point-in-time features."""
+    source = config.source
+    if config.transform is None or not source.repo or not source.feature_service:
+        return {}, []
+    from tritonpipe.batch.feast_source import feature_names
+    from tritonpipe.batch.transform import apply
+
+    stored = feature_names(source.repo, source.feature_service)
+    service, missing = source.feature_service, config.missing_features
+    return apply(config.transform, frame, stored, service, missing)
+
+
+Prepared = tuple[Any, dict[str, Array], list[BadRow]]  # a unit's frame, input arrays, bad rows
+
+
+def prepare(config: JobConfig, inputs: Sequence[TensorSpec], unit: Unit) -> Prepared:
+    """A unit's rows, their input arrays (zeros where bad) and its bad rows, one per row;
+    under policy fail the first bad row raises, naming file, row and column."""
+    frame = read_unit(config.source, unit)
+    given, bad = _transform(config, frame)
+    arrays, wrong = to_inputs(frame, inputs, config, unit.file, given)
+    bad = _first_per_row(bad + wrong)
+    if bad and config.bad_rows.policy == "fail":
+        raise _fail(unit, frame, bad[0])
+    return frame, arrays, bad
+
+
+def write_rejects(
+    config: JobConfig, unit: Unit, rejects: list[tuple[Any, BadRow]], earlier: Any = None
+) -> None:
+    """The unit's rejected rows, each with file, row, column and reason, in one file per unit
+    (after ``earlier`` rows, when given); no rejects removes the unit's file."""
+    import pandas as pd
+
+    folder = config.bad_rows.rejects
+    if folder is None:
+        if not rejects:
+            return
+        raise BatchError("bad_rows.policy reject needs bad_rows.rejects (a folder)")
+    path = Path(folder) / f"rejects-{unit.id}.parquet"
+    if not rejects and earlier is None:
+        path.unlink(missing_ok=True)
+        return
+    rows = []
+    for frame, bad in rejects:
+        record = frame.iloc[bad.position].to_dict()
+        record = {k: (v if np.isscalar(v) or v is None else str(v)) for k, v in record.items()}
+        rows.append({**record, "file": unit.file, "column": bad.column, "reason": bad.reason})
+    table = pd.DataFrame(rows).rename(columns={ROW: "row"})
+    if earlier is not None:
+        table = pd.concat([earlier, table], ignore_index=True).sort_values("row")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    # Named by unit: a rerun of a killed unit rewrites the same file, never a second copy.
+    _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
 
 def _score(
@@ -88,7 +158,7 @@ class BatchJob:
     def __init__(self, config: JobConfig, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine or InProcessEngine(
-            config.pipeline, config.model, batch_size=config.batch_size
+            config.pipeline, config.model, batch_size=config.batch_size, threads=config.threads
         )
         self.run_id = uuid.uuid4().hex[:12]
 
@@ -105,8 +175,8 @@ class BatchJob:
             todo = [u for u in units if u.id not in done]
             bar = Progress(sum(u.rows for u in todo), enabled=progress)
             rows = rejected = 0
-            for unit in todo:
-                out, refused = self._unit(unit, store)
+            for unit, prepared in self._prefetched(todo):
+                out, refused = self._unit(unit, store, prepared)
                 rows += len(out)
                 rejected += refused
                 bar.advance(unit.rows)
@@ -128,14 +198,25 @@ class BatchJob:
             seconds=time.perf_counter() - start,
         )
 
-    def _unit(self, unit: Unit, store: Any) -> tuple[Any, int]:
+    def _prefetched(self, todo: list[Unit]) -> Iterator[tuple[Unit, Prepared]]:
+        """Units with their prepared rows; the next unit is read and converted on a second
+        thread while this one is scored and committed, so the engine (a server's queue, above
+        all) is not left idle between units. Units still commit one by one, in order."""
+        if not todo:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-read") as reader:
+            pending = reader.submit(prepare, self.config, self.engine.inputs, todo[0])
+            for i, unit in enumerate(todo):
+                prepared = pending.result()
+                if i + 1 < len(todo):
+                    pending = reader.submit(prepare, self.config, self.engine.inputs, todo[i + 1])
+                yield unit, prepared
+
+    def _unit(self, unit: Unit, store: Any, prepared: Prepared) -> tuple[Any, int]:
         """Score one unit and commit it; returns the committed frame and the rows rejected."""
         config = self.config
-        frame = read_unit(config.source, unit)
-        arrays, bad = to_inputs(frame, self.engine.inputs, config, unit.file)
+        frame, arrays, bad = prepared
         policy = config.bad_rows.policy
-        if bad and policy == "fail":
-            raise _fail(unit, frame, bad[0])
         keep = np.ones(len(frame), dtype=bool)
         keep[[b.position for b in bad]] = False
         good_frame = frame[keep].reset_index(drop=True)
@@ -152,27 +233,10 @@ class BatchJob:
         else:
             rejects = [(frame, b) for b in bad]
         if rejects:
-            self._reject(unit, rejects)
+            write_rejects(config, unit, rejects)
         out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
         store.commit(unit.id, out, self.run_id)
         return out, len(rejects)
-
-    def _reject(self, unit: Unit, rejects: list[tuple[Any, BadRow]]) -> None:
-        import pandas as pd
-
-        folder = self.config.bad_rows.rejects
-        if folder is None:
-            raise BatchError("bad_rows.policy reject needs bad_rows.rejects (a folder)")
-        rows = []
-        for frame, bad in rejects:
-            record = frame.iloc[bad.position].to_dict()
-            record = {k: (v if np.isscalar(v) or v is None else str(v)) for k, v in record.items()}
-            rows.append({**record, "file": unit.file, "column": bad.column, "reason": bad.reason})
-        table = pd.DataFrame(rows).rename(columns={ROW: "row"})
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        # Named by unit: a rerun of a killed unit rewrites the same file, never a second copy.
-        path = Path(folder) / f"rejects-{unit.id}.parquet"
-        _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
 
     def _logger(self) -> Any:
         from tritonpipe.predlog.logger import PredictionLogger

@@ -78,12 +78,26 @@ def _vector(values: Any, spec: TensorSpec, column: str, bad: list[BadRow]) -> Ar
 
 
 def to_inputs(
-    frame: Any, specs: Sequence[TensorSpec], config: JobConfig, file: str
+    frame: Any,
+    specs: Sequence[TensorSpec],
+    config: JobConfig,
+    file: str,
+    given: dict[str, Array] | None = None,
 ) -> tuple[dict[str, Array], list[BadRow]]:
-    """Input arrays for every row (bad rows hold zeros) and the rows that were bad."""
+    """Input arrays for every row (bad rows hold zeros) and the rows that were bad; inputs in
+    ``given`` (a transform's outputs) are taken as they are, cast to the input's dtype."""
     bad: list[BadRow] = []
     arrays: dict[str, Array] = {}
     for spec in specs:
+        if given and spec.name in given:
+            array = given[spec.name].reshape(len(frame), -1)
+            if spec.shape[-1] != -1 and array.shape[1] != spec.shape[-1]:
+                raise BatchError(
+                    f"transform output '{spec.name}' has {array.shape[1]} values per row, "
+                    f"pipeline input wants {_describe(spec)}"
+                )
+            arrays[spec.name] = array.astype(dtype(spec.dtype).numpy)
+            continue
         column = config.column_for(spec.name)
         if column not in frame.columns:
             have = ", ".join(str(c) for c in frame.columns if c != "_row")

@@ -1,13 +1,15 @@
-"""Input files split into units: fixed row ranges of one file, read as DataFrames.
+"""Input split into units: fixed row ranges of one file (or of one Feast retrieval), read as
+DataFrames.
 
-A unit's id depends only on the file and the range, so a rerun of the same job finds the same
-units and can skip those its output store already committed.
+A unit's id depends only on the file (or the feature service and ``as_of``) and the range, so a
+rerun of the same job finds the same units and can skip those its output store already committed.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ class Unit:
     @property
     def id(self) -> str:
         digest = hashlib.sha1(self.file.encode()).hexdigest()[:10]
-        return f"{Path(self.file).stem}-{digest}-{self.start:012d}"
+        stem = re.sub(r"[^A-Za-z0-9_.=-]", "_", Path(self.file).stem)
+        return f"{stem}-{digest}-{self.start:012d}"
 
     @property
     def rows(self) -> int:
@@ -38,12 +41,32 @@ class Unit:
 
 def _suffix(source: SourceConfig) -> str:
     if source.type == "feast":
-        return ".csv" if source.path.endswith(".csv") else ".parquet"
+        return ".csv" if (source.path or "").endswith(".csv") else ".parquet"
     return ".parquet" if source.type == "parquet" else ".csv"
+
+
+def _is_latest(source: SourceConfig) -> bool:
+    """A Feast source without entity rows: every entity's latest values as of ``as_of``."""
+    return source.type == "feast" and source.path is None
+
+
+def _latest(source: SourceConfig) -> Any:
+    from tritonpipe.batch.feast_source import latest_values
+
+    assert source.repo and source.feature_service and source.as_of  # checked by SourceConfig
+    return latest_values(source.repo, source.feature_service, source.as_of)
+
+
+def _latest_name(source: SourceConfig) -> str:
+    """The unit's 'file': the service and time, so another as_of never shares a unit id."""
+    assert source.as_of is not None
+    return f"feast-{source.feature_service}-as_of={source.as_of.isoformat()}"
 
 
 def _files(source: SourceConfig) -> list[str]:
     suffix = _suffix(source)
+    if source.path is None:
+        raise BatchError(f"source type {source.type}: set source.path")
     path = Path(source.path)
     if path.is_dir():
         found = sorted(str(p) for p in path.rglob(f"*{suffix}") if p.is_file())
@@ -73,8 +96,11 @@ def _count_rows(source: SourceConfig, file: str) -> int:
 def list_units(source: SourceConfig) -> list[Unit]:
     """Every unit of the source, in file then row order."""
     units: list[Unit] = []
-    for file in _files(source):
-        total = _count_rows(source, file)
+    if _is_latest(source):
+        sized = [(_latest_name(source), len(_latest(source)))]
+    else:
+        sized = [(file, _count_rows(source, file)) for file in _files(source)]
+    for file, total in sized:
         for start in range(0, total, source.rows_per_unit):
             units.append(
                 Unit(file=file, start=start, stop=min(start + source.rows_per_unit, total))
@@ -86,6 +112,10 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
     """The unit's rows as a pandas DataFrame, with their in-file index in column ``_row``."""
     import pandas as pd
 
+    if _is_latest(source):
+        frame = _latest(source).iloc[unit.start : unit.stop].copy()
+        frame[ROW] = range(unit.start, unit.start + len(frame))
+        return frame.reset_index(drop=True)
     try:
         if _suffix(source) == ".parquet":
             import pyarrow.parquet as pq
@@ -111,25 +141,8 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
         ) from None
     frame[ROW] = range(unit.start, unit.start + len(frame))
     if source.type == "feast":
-        frame = _retrieve(source, unit, frame)
+        from tritonpipe.batch.feast_source import join_entities
+
+        assert source.repo and source.feature_service  # checked by SourceConfig
+        frame = join_entities(source.repo, source.feature_service, frame, unit.file)
     return frame.reset_index(drop=True)
-
-
-def _retrieve(source: SourceConfig, unit: Unit, entities: Any) -> Any:
-    """The entity rows joined point-in-time with the feature service's features (Feast's
-    offline store), back in entity order."""
-    if not source.repo or not source.feature_service:
-        raise BatchError("source type feast: set source.repo and source.feature_service")
-    if "event_timestamp" not in entities.columns:
-        raise BatchError(f"{unit.file}: feast entity rows need an event_timestamp column")
-    from feast import FeatureStore
-
-    try:
-        store = FeatureStore(repo_path=source.repo)
-        service = store.get_feature_service(source.feature_service)
-        joined = store.get_historical_features(entity_df=entities, features=service).to_df()
-    except Exception as exc:  # Feast raises its own tree: name the repo and the service
-        raise BatchError(
-            f"feast {source.repo} service {source.feature_service}: retrieval failed: {exc}"
-        ) from None
-    return joined.sort_values(ROW).reset_index(drop=True)

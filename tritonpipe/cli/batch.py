@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,6 +37,16 @@ def batch(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
     ] = True,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            help="Feast source: score every entity's latest feature values as of this time "
+            "(ISO 8601, e.g. 2026-01-27T00:00:00Z) instead of the entity rows in source.path."
+        ),
+    ] = None,
+    feature_service: Annotated[
+        str | None, typer.Option(help="Feast source: replaces source.feature_service.")
+    ] = None,
 ) -> None:
     """Run a batch-inference job; a rerun skips units already committed (0 lost, 0 duplicated)."""
     from tritonpipe.batch import load_config, run_job
@@ -45,6 +55,8 @@ def batch(
     kind = engine or ("triton" if url else "inprocess")
     try:
         config = load_config(job)
+        if as_of is not None or feature_service is not None:
+            config = _feast_overrides(config, as_of, feature_service, str(job))
         if kind == "spark":
             from tritonpipe.batch.spark import run_spark
 
@@ -65,3 +77,15 @@ def batch(
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
     typer.echo(summary.text())
+
+
+def _feast_overrides(config: Any, as_of: str | None, service: str | None, where: str) -> Any:
+    """The job with --as-of / --feature-service applied, validated again."""
+    from tritonpipe.batch import parse_config
+
+    raw = config.model_dump()
+    if as_of is not None:
+        raw["source"].update(type="feast", as_of=as_of, path=None)
+    if service is not None:
+        raw["source"]["feature_service"] = service
+    return parse_config(raw, where=f"{where} with --as-of/--feature-service")

@@ -50,14 +50,51 @@ def test_spark_equals_in_process(scorer: Path, tmp_path: Path, spark: Any) -> No
     assert set(b["model_name"]) == {"scorer"}
 
 
-def test_spark_names_null_column(scorer: Path, tmp_path: Path, spark: Any) -> None:
+def test_spark_bad_rows_and_rerun_match_in_process(
+    scorer: Path, tmp_path: Path, spark: Any
+) -> None:
+    """Same rejects (file, row, column, reason) as in-process; policy fail names the same row;
+    a rerun after a partial run commits only the missing units: 0 lost, 0 duplicated."""
     from tritonpipe.batch.spark import run_spark
 
-    rows = make_rows(20)
-    rows.loc[3, "amt"] = np.nan
-    rows.to_parquet(tmp_path / "in.parquet")
-    config = parse_config(
-        job(scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / "o")})
-    )
-    with pytest.raises(BatchError, match="column 'amt' has 1 null rows"):
-        run_spark(config, spark=spark)
+    for part in range(2):
+        rows = make_rows(150, seed=part, start=part * 150)
+        if part == 1:
+            rows.loc[7, "amt"] = np.nan  # null: caught by the converter
+            rows.loc[120, "amt"] = -1.0  # refused by the pipeline (invalid input)
+        rows.to_parquet(tmp_path / f"in-{part}.parquet")
+
+    def config(name: str, policy: str = "reject") -> Any:
+        spec = job(scorer, tmp_path, {"type": "parquet", "path": str(tmp_path / name)})
+        spec["source"].update(path=str(tmp_path / "in-*.parquet"), rows_per_unit=50)
+        spec["bad_rows"] = {"policy": policy, "rejects": str(tmp_path / f"{name}-rejects")}
+        return parse_config(spec)
+
+    with pytest.raises(BatchError) as local_fail:
+        run_job(config("lf", "fail"), progress=False)
+    with pytest.raises(BatchError) as spark_fail:
+        run_spark(config("sf", "fail"), spark=spark)
+    assert str(spark_fail.value) == str(local_fail.value)
+    assert "in-1.parquet: row 7: column 'amt': null" in str(spark_fail.value)
+
+    local = run_job(config("local"), progress=False)
+    remote = run_spark(config("spark"), spark=spark)
+    assert (remote.rows, remote.rejected, remote.units) == (local.rows, local.rejected, 6)
+    assert (remote.rows, remote.rejected) == (298, 2)
+    fields = ["file", "row", "column", "reason"]
+    a = pd.read_parquet(tmp_path / "local-rejects")[fields].sort_values("row")
+    b = pd.read_parquet(tmp_path / "spark-rejects")[fields].sort_values("row")
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+
+    # A partial run: two units' commits undone (ledger entry and file gone) plus a stale staging
+    # folder, as a kill leaves them; the rerun commits those two units only.
+    out = tmp_path / "spark"
+    for ledger in sorted((out / "_ledger").glob("*.json"))[:2]:
+        (out / f"part-{ledger.stem}.parquet").unlink()
+        ledger.unlink()
+    (out / "_spark" / "killed").mkdir(parents=True)
+    rerun = run_spark(config("spark"), spark=spark)
+    assert (rerun.skipped, rerun.committed) == (4, 2)
+    counts = pd.read_parquet(out)["txn_id"].value_counts()
+    assert set(counts.index) == set(range(300)) - {157, 270}, "lost rows"
+    assert counts.max() == 1, "duplicated rows"

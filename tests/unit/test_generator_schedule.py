@@ -49,9 +49,12 @@ COSTS["m"] = COSTS["flat"] = (5000, 0, 7000, 0)
 class Server:
     """What the fake clients share: requests in flight, arrival times, statistics."""
 
-    def __init__(self, service_s: float, fail: str | None = None, grpc: bool = False) -> None:
+    def __init__(
+        self, service_s: float, fail: str | None = None, grpc: bool = False, refuse: bool = False
+    ) -> None:
         self.service_s = service_s
         self.fail = fail
+        self.refuse = refuse  # raise from infer() itself, before anything is awaited
         self.grpc = grpc
         self.in_flight = 0
         self.most = 0
@@ -99,7 +102,12 @@ def fake_client(server: Server) -> type:
                 ]
             }
 
-        async def infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
+        def infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Any:
+            if server.refuse:
+                raise ConnectionRefusedError("refused at once")
+            return self._infer(model, inputs, **kwargs)
+
+        async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
             server.calls.append(("infer", kwargs))
             server.arrivals.append(time.perf_counter())
             server.in_flight += 1
@@ -251,6 +259,12 @@ def test_every_request_failing_is_an_error_naming_the_first() -> None:
         PerfError, match="^model 'm' at concurrency 2: every request failed; first error: boom$"
     ):
         profile(Server(service_s=0.002, fail="boom"), loads=(2,))
+
+
+@pytest.mark.parametrize("mode", ["concurrency", "request_rate"])
+def test_requests_failing_at_once_do_not_starve_the_windows(mode: str) -> None:
+    with pytest.raises(PerfError, match="every request failed; first error: refused at once$"):
+        profile(Server(service_s=0, refuse=True), mode=mode, loads=(4,))
 
 
 def test_slow_requests_time_out_and_count_as_errors() -> None:

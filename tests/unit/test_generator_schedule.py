@@ -73,6 +73,25 @@ class Answer:
         return np.zeros((self.rows, 4), np.float32)
 
 
+def _statistics(counts: dict[str, int]) -> dict[str, Any]:
+    """Triton's statistics answer after ``counts`` requests per model, each costing COSTS."""
+    stages = ("queue", "compute_input", "compute_infer", "compute_output")
+    return {
+        "model_stats": [
+            {
+                "name": model,
+                "inference_count": n,
+                "execution_count": n,
+                "inference_stats": {
+                    "success": {"count": n},
+                    **{s: {"ns": n * ns} for s, ns in zip(stages, COSTS[model], strict=True)},
+                },
+            }
+            for model, n in counts.items()
+        ]
+    }
+
+
 def fake_client(server: Server) -> type:
     class Client:
         def __init__(self, address: str) -> None:
@@ -86,21 +105,7 @@ def fake_client(server: Server) -> type:
 
         async def get_inference_statistics(self, name: str, **kwargs: Any) -> dict[str, Any]:
             server.calls.append(("statistics", (name, kwargs)))
-            stages = ("queue", "compute_input", "compute_infer", "compute_output")
-            return {
-                "model_stats": [
-                    {
-                        "name": model,
-                        "inference_count": n,
-                        "execution_count": n,
-                        "inference_stats": {
-                            "success": {"count": n},
-                            **{s: {"ns": n * ns} for s, ns in zip(stages, COSTS[model])},
-                        },
-                    }
-                    for model, n in server.counts.items()
-                ]
-            }
+            return _statistics(server.counts)
 
         def infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Any:
             if server.refuse:
@@ -239,7 +244,10 @@ def test_grpc_reads_wrapped_configs_and_sets_a_timeout() -> None:
     infer = [kw for what, kw in server.calls if what == "infer"]
     assert infer[0]["client_timeout"] == 7
     configs = [kw for what, kw in server.calls if what == "config"]
-    assert configs[0] == {"headers": {"triton-grpc-protocol-tritonpipe-token": "t0k"}, "as_json": True}
+    assert configs[0] == {
+        "headers": {"triton-grpc-protocol-tritonpipe-token": "t0k"},
+        "as_json": True,
+    }
     assert ("address", "127.0.0.1:1") in server.calls
 
 
@@ -321,9 +329,7 @@ def test_bad_options(options: dict[str, Any], message: str) -> None:
 
 def test_smallest_allowed_options() -> None:
     profiler = Profiler(
-        ProfileOptions(
-            model="m", url="h:1", batch_size=1, max_trials=3, measurement_interval_ms=10
-        )
+        ProfileOptions(model="m", url="h:1", batch_size=1, max_trials=3, measurement_interval_ms=10)
     )
     assert profiler.endpoint.protocol == "http" and profiler.headers is None
     assert profiler.json == {} and profiler.infer_headers == {"Accept-Encoding": "identity"}

@@ -253,8 +253,18 @@ def test_a_model_step_reads_its_manifest(base: Path) -> None:
         ({"format": "aoti"}, {"artifacts": {}}, r"^models.m.format: .*export has no aoti export$"),
         (
             {"format": "torchscript"},
-            {"parity": {"torchscript": {"score": {"max_abs_error": 1, "max_rel_error": 1,
-                                                  "batch_sizes": [1], "passed": False}}}},
+            {
+                "parity": {
+                    "torchscript": {
+                        "score": {
+                            "max_abs_error": 1,
+                            "max_rel_error": 1,
+                            "batch_sizes": [1],
+                            "passed": False,
+                        }
+                    }
+                }
+            },
             r"^models.m: torchscript export failed its parity check on \['score'\]$",
         ),
         (
@@ -288,8 +298,13 @@ def test_model_at_its_exports_batch_size_and_a_missing_artifact(base: Path) -> N
 
 def _with_model(runtime: str = "python", fuse: Any = "auto", **post: Any) -> Any:
     return _spec(
-        {"e": {"steps": ["pre", "mid", "m", "post"], "outputs": ["out", "w", "score"],
-               "fuse": fuse}},
+        {
+            "e": {
+                "steps": ["pre", "mid", "m", "post"],
+                "outputs": ["out", "w", "score"],
+                "fuse": fuse,
+            }
+        },
         models={"m": {**MODEL, "runtime": runtime}},
         **post,
     )
@@ -321,10 +336,18 @@ def test_fuse_none_and_explicit_groups(base: Path) -> None:
 @pytest.mark.parametrize(
     ("fuse", "runtime", "message"),
     [
-        ([["pre", "nope"]], "python", r"^ensembles.e.fuse\[0\]: \['nope'\] are not steps of "
-         "ensemble 'e'$"),
-        ([["pre"], ["mid", "post"]], "python", r"^ensembles.e.fuse\[1\]: \['mid', 'post'\] are "
-         "not adjacent steps in order$"),
+        (
+            [["pre", "nope"]],
+            "python",
+            r"^ensembles.e.fuse\[0\]: \['nope'\] are not steps of "
+            "ensemble 'e'$",
+        ),
+        (
+            [["pre"], ["mid", "post"]],
+            "python",
+            r"^ensembles.e.fuse\[1\]: \['mid', 'post'\] are "
+            "not adjacent steps in order$",
+        ),
         ([["mid", "pre"]], "python", "are not adjacent steps in order$"),
         ([["mid", "m"]], "native", r"^ensembles.e.fuse\[0\]: 'm' runs natively and cannot fuse$"),
     ],

@@ -125,7 +125,9 @@ def test_from_folder_reads_plan_json_and_stage_module_is_loaded_once(folder: Pat
     np.testing.assert_array_equal(runner.run({"x": X[0]})["y"], X[0] * 2)
     # Not batched: a lone [4] array has no row count to check.
     (folder / "helper.py").write_text("OFFSET = 100.0\n")
-    again = _runner(folder, [_stage("shift", [_decl("y")], [_decl("z"), _decl("mean", shape=(1,))])])
+    again = _runner(
+        folder, [_stage("shift", [_decl("y")], [_decl("z"), _decl("mean", shape=(1,))])]
+    )
     np.testing.assert_array_equal(again.run({"y": X})["z"], X + 1)  # the module already loaded
 
 
@@ -158,7 +160,7 @@ def test_caller_error_is_invalid_and_names_the_line(folder: Path) -> None:
 def test_stage_bug_is_internal(folder: Path) -> None:
     with pytest.raises(StepFailed) as info:
         _one(folder, "crash", _decl("y")).run({"x": X})
-    line = STAGES.splitlines().index("    return {\"y\": x / (1 // 0)}") + 1
+    line = STAGES.splitlines().index('    return {"y": x / (1 // 0)}') + 1
     assert str(info.value) == (
         "stage 'crash' failed: ZeroDivisionError: integer division or modulo by zero "
         f"(at stages.py:{line} in crash)"
@@ -306,8 +308,13 @@ def test_onnx_step(tmp_path: Path) -> None:
     }
     for threads in (None, 1):
         runner = Runner(
-            {"name": "p", "max_batch_size": 8, "inputs": [], "outputs": [_decl("out")],
-             "steps": [step]},
+            {
+                "name": "p",
+                "max_batch_size": 8,
+                "inputs": [],
+                "outputs": [_decl("out")],
+                "steps": [step],
+            },
             tmp_path,
             threads=threads,
         )

@@ -7,6 +7,7 @@ properties against the real tritonserver."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -92,51 +93,51 @@ def _statistics(counts: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def fake_client(server: Server) -> type:
-    class Client:
-        def __init__(self, address: str) -> None:
-            server.calls.append(("address", address))
+class Client:
+    """tritonclient's asyncio client, answered from ``server``."""
 
-        async def get_model_config(self, name: str, **kwargs: Any) -> dict[str, Any]:
-            server.calls.append(("config", kwargs))
-            if name not in CONFIGS:
-                raise RuntimeError(f"unknown model '{name}'")
-            return {"config": CONFIGS[name]} if server.grpc else CONFIGS[name]
+    def __init__(self, server: Server, address: str) -> None:
+        self.server = server
+        self.server.calls.append(("address", address))
 
-        async def get_inference_statistics(self, name: str, **kwargs: Any) -> dict[str, Any]:
-            server.calls.append(("statistics", (name, kwargs)))
-            return _statistics(server.counts)
+    async def get_model_config(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.server.calls.append(("config", kwargs))
+        if name not in CONFIGS:
+            raise RuntimeError(f"unknown model '{name}'")
+        return {"config": CONFIGS[name]} if self.server.grpc else CONFIGS[name]
 
-        def infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Any:
-            if server.refuse:
-                raise ConnectionRefusedError("refused at once")
-            return self._infer(model, inputs, **kwargs)
+    async def get_inference_statistics(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.server.calls.append(("statistics", (name, kwargs)))
+        return _statistics(self.server.counts)
 
-        async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
-            server.calls.append(("infer", kwargs))
-            server.arrivals.append(time.perf_counter())
-            server.in_flight += 1
-            server.most = max(server.most, server.in_flight)
-            try:
-                await asyncio.sleep(server.service_s)
-            finally:
-                server.in_flight -= 1
-            if server.fail:
-                raise RuntimeError(server.fail)
-            for name in ("a", "b") if model == "ens" else (model,):
-                server.counts[name] += 1
-            return Answer(inputs[0].shape()[0])
+    def infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Any:
+        if self.server.refuse:
+            raise ConnectionRefusedError("refused at once")
+        return self._infer(model, inputs, **kwargs)
 
-        async def register_system_shared_memory(self, *args: Any, **kwargs: Any) -> None:
-            server.calls.append(("register", args))
+    async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
+        self.server.calls.append(("infer", kwargs))
+        self.server.arrivals.append(time.perf_counter())
+        self.server.in_flight += 1
+        self.server.most = max(self.server.most, self.server.in_flight)
+        try:
+            await asyncio.sleep(self.server.service_s)
+        finally:
+            self.server.in_flight -= 1
+        if self.server.fail:
+            raise RuntimeError(self.server.fail)
+        for name in ("a", "b") if model == "ens" else (model,):
+            self.server.counts[name] += 1
+        return Answer(inputs[0].shape()[0])
 
-        async def unregister_system_shared_memory(self, name: str, **kwargs: Any) -> None:
-            server.calls.append(("unregister", name))
+    async def register_system_shared_memory(self, *args: Any, **kwargs: Any) -> None:
+        self.server.calls.append(("register", args))
 
-        async def close(self) -> None:
-            server.closed += 1
+    async def unregister_system_shared_memory(self, name: str, **kwargs: Any) -> None:
+        self.server.calls.append(("unregister", name))
 
-    return Client
+    async def close(self) -> None:
+        self.server.closed += 1
 
 
 def profile(server: Server, **options: Any) -> tuple[list[LevelResult], list[str]]:
@@ -151,7 +152,7 @@ def profile(server: Server, **options: Any) -> tuple[list[LevelResult], list[str
     profiler = Profiler(ProfileOptions(**{**defaults, **options}))
     real = grpc_aio if grpc else http_aio
     profiler.mod = SimpleNamespace(  # type: ignore[assignment]
-        InferenceServerClient=fake_client(server), InferInput=real.InferInput
+        InferenceServerClient=functools.partial(Client, server), InferInput=real.InferInput
     )
     lines: list[str] = []
     return asyncio.run(profiler.run(lines.append)), lines

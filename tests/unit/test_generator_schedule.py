@@ -42,6 +42,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "ensemble_scheduling": {"step": [{"model_name": "a"}, {"model_name": "inner"}]},
     },
 }
+WINDOW = 0.05  # seconds per measurement window: short, the tests run once per mutant
 # Nanoseconds each model spends per request in each stage (queue, input, infer, output).
 COSTS = {"a": (1000, 2000, 3000, 4000), "b": (10000, 20000, 30000, 40000)}
 COSTS["m"] = COSTS["flat"] = (5000, 0, 7000, 0)
@@ -146,7 +147,7 @@ def profile(server: Server, **options: Any) -> tuple[list[LevelResult], list[str
         "model": "m",
         "url": "grpc://127.0.0.1:1" if grpc else "http://127.0.0.1:1",
         "transport": "tritonclient",
-        "measurement_interval_ms": 100,
+        "measurement_interval_ms": int(WINDOW * 1000),
         "max_trials": 3,
     }
     profiler = Profiler(ProfileOptions(**{**defaults, **options}))
@@ -163,8 +164,8 @@ def test_concurrency_keeps_exactly_n_requests_in_flight(concurrency: int) -> Non
     server = Server(service_s=0.01)
     (result,), lines = profile(server, loads=(concurrency,))
     assert server.most == concurrency
-    # Requests follow one another without a gap: ~10 ms each, N at a time, over ~0.3 s.
-    assert result.requests >= 0.5 * concurrency * 0.3 / 0.01
+    # Requests follow one another without a gap: ~10 ms each, N at a time, over three windows.
+    assert result.requests >= 0.5 * concurrency * 3 * WINDOW / 0.01
     assert result.row.load == concurrency and result.errors == 0 and result.first_error is None
     assert lines[0].startswith(f"  concurrency {concurrency}: window 1: ")
     assert server.closed == 1
@@ -204,7 +205,7 @@ def test_levels_run_in_order_and_batch_size_multiplies_throughput() -> None:
     assert [r.row.load for r in results] == [1, 2]
     assert server.most == 2
     for r in results:  # each request carries 4 rows: 4 inferences per request per second
-        assert r.row.throughput == pytest.approx(4 * r.requests / 0.3, rel=0.35)
+        assert r.row.throughput == pytest.approx(4 * r.requests / (3 * WINDOW), rel=0.35)
     assert {kw["headers"]["Accept-Encoding"] for _, kw in server.calls if _ == "infer"} == {
         "identity"
     }
@@ -227,7 +228,7 @@ def test_ensemble_server_columns_sum_its_composing_models() -> None:
     assert row.server_output_us == 44
     assert a.client_send_us == a.p50_us == a.p99_us == a.network_us == 0
     # Each composing model's throughput is its own count over the same seconds.
-    assert a.throughput == b.throughput == pytest.approx(result.requests / 0.3, rel=0.35)
+    assert a.throughput == b.throughput == pytest.approx(result.requests / (3 * WINDOW), rel=0.35)
 
 
 def test_single_model_server_columns() -> None:
@@ -273,12 +274,16 @@ def test_every_request_failing_is_an_error_naming_the_first() -> None:
 @pytest.mark.parametrize("mode", ["concurrency", "request_rate"])
 def test_requests_failing_at_once_do_not_starve_the_windows(mode: str) -> None:
     with pytest.raises(PerfError, match="every request failed; first error: refused at once$"):
-        profile(Server(service_s=0, refuse=True), mode=mode, loads=(4,))
+        profile(
+            Server(service_s=0, refuse=True),
+            mode=mode,
+            loads=(4 if mode == "concurrency" else 100,),
+        )
 
 
 def test_slow_requests_time_out_and_count_as_errors() -> None:
     with pytest.raises(PerfError, match="every request failed; first error: TimeoutError"):
-        profile(Server(service_s=1.0), timeout_s=0.02, measurement_interval_ms=50)
+        profile(Server(service_s=0.5), timeout_s=0.02, measurement_interval_ms=20)
 
 
 def test_unstable_level_says_so() -> None:

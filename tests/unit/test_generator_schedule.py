@@ -64,6 +64,7 @@ class Server:
         self.counts: dict[str, int] = dict.fromkeys(COSTS, 0)
         self.calls: list[tuple[str, Any]] = []
         self.closed = 0
+        self.inputs: list[Any] = []  # the last request's (name, datatype, shape, wire form)
 
 
 class Answer:
@@ -118,6 +119,7 @@ class Client:
 
     async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
         self.server.calls.append(("infer", kwargs))
+        self.server.inputs = [(t.name(), t.datatype(), t.shape(), t._get_tensor()) for t in inputs]
         self.server.arrivals.append(time.perf_counter())
         self.server.in_flight += 1
         self.server.most = max(self.server.most, self.server.in_flight)
@@ -133,6 +135,7 @@ class Client:
 
     async def register_system_shared_memory(self, *args: Any, **kwargs: Any) -> None:
         self.server.calls.append(("register", args))
+        self.server.calls.append(("register_headers", kwargs))
 
     async def unregister_system_shared_memory(self, name: str, **kwargs: Any) -> None:
         self.server.calls.append(("unregister", name))
@@ -226,7 +229,10 @@ def test_ensemble_server_columns_sum_its_composing_models() -> None:
     row = result.row
     assert (row.server_queue_us, row.server_input_us, row.server_infer_us) == (11, 22, 33)
     assert row.server_output_us == 44
-    assert a.client_send_us == a.p50_us == a.p99_us == a.network_us == 0
+    for r in (a, b):
+        assert r.load == 1 and r.throughput == round(r.throughput, 3)
+        assert r.client_send_us == r.network_us == r.client_recv_us == 0
+        assert r.p50_us == r.p90_us == r.p95_us == r.p99_us == 0
     # Each composing model's throughput is its own count over the same seconds.
     assert a.throughput == b.throughput == pytest.approx(result.requests / (3 * WINDOW), rel=0.35)
 
@@ -350,3 +356,17 @@ def test_shared_memory_regions_are_registered_once_and_unregistered() -> None:
     name, key, size = registered[0]
     assert name.startswith("tritonpipe_perf_") and size >= 4 * 4 and key.startswith("/")
     assert unregistered == [name] and result.requests > 2
+    (tensor_name, datatype, shape, wire) = server.inputs[0]
+    assert (tensor_name, datatype, shape) == ("x", "FP32", [1, 4])
+    assert wire["parameters"]["shared_memory_region"] == name and "binary_data_size" not in str(
+        wire
+    )
+    register_headers = [kw for what, kw in server.calls if what == "register_headers"]
+    assert register_headers == [{"headers": None}]
+
+
+def test_requests_carry_the_sample_inline_without_shared_memory() -> None:
+    server = Server(service_s=0.002)
+    profile(server, batch_size=2)
+    (tensor_name, datatype, shape, _) = server.inputs[0]
+    assert (tensor_name, datatype, shape) == ("x", "FP32", [2, 4])

@@ -107,7 +107,9 @@ def test_two_steps_chain_through_bound_tensors(folder: Path) -> None:
     np.testing.assert_array_equal(out["out"], X * 3 + 1)
     np.testing.assert_allclose(out["mean"], (X * 3).mean(axis=1, keepdims=True))
     runner.keep = ["doubled", "absent"]
-    assert sorted(runner.run({"x": X})) == ["doubled", "mean", "out"]
+    kept = runner.run({"x": X})
+    assert sorted(kept) == ["doubled", "mean", "out"]
+    np.testing.assert_array_equal(kept["doubled"], X * 3)
     assert [s.what for s in runner.steps] == ["stage 'double'", "stage 'shift'"]
 
 
@@ -165,13 +167,13 @@ def test_stage_bug_is_internal(folder: Path) -> None:
         "stage 'crash' failed: ZeroDivisionError: integer division or modulo by zero "
         f"(at stages.py:{line} in crash)"
     )
-    assert not info.value.invalid and "ZeroDivisionError" in info.value.trace
+    assert info.value.invalid is False and "ZeroDivisionError" in info.value.trace
 
 
 def test_missing_output(folder: Path) -> None:
     with pytest.raises(StepFailed, match="^stage 'nothing' produced no output 'y'$") as info:
         _one(folder, "nothing", _decl("y")).run({"x": X})
-    assert not info.value.invalid
+    assert info.value.invalid is False
 
 
 @pytest.mark.parametrize(
@@ -196,7 +198,7 @@ def test_outputs_that_are_not_as_declared_are_refused(
     runner = _one(folder, "as_is", decl, out=out, dtype=dtype)
     with pytest.raises(StepFailed, match=f"^stage 'as_is' output 'y' {message}") as info:
         runner.run({"x": X})
-    assert not info.value.invalid
+    assert info.value.invalid is False
 
 
 @pytest.mark.parametrize(
@@ -271,6 +273,16 @@ def test_unbatched_model_runs_each_request_alone(folder: Path) -> None:
         [[4.0] * 4] * 2,
     ]
     assert runner.take_timings()[0][1:3] == (2, 2)
+
+
+def test_two_requests_merge_and_a_batch_of_one_is_still_batched(folder: Path) -> None:
+    runner = _one(folder, "double", _decl("y"), mbs=1)
+    assert runner.batched
+    results = runner.run_requests([_rows(1, 1), _rows(1, 2)])
+    assert [r["y"].tolist() for r in results if isinstance(r, dict)] == [[[2.0] * 4], [[4.0] * 4]]
+    assert runner.take_timings()[0][1:3] == (1, 2)
+    with pytest.raises(StepFailed, match="has 2 rows for 1 input rows"):
+        _one(folder, "as_is", _decl("y"), mbs=1, out=[[1, 2, 3, 4]] * 2).run(_rows(1))
 
 
 def test_same_shapes_of_another_dtype_do_not_merge(folder: Path) -> None:

@@ -458,3 +458,42 @@ def test_group_io_names_renamed_tensors(base: Path) -> None:
 
 def test_empty_plan_is_not_fused() -> None:
     assert not EnsemblePlan("e", [], [], [], 0).fused()
+
+
+def _message(base: Path, ensemble: dict[str, Any]) -> str:
+    with pytest.raises(SpecError) as info:
+        _compile(base, "e", _spec({"e": ensemble}))
+    return str(info.value)
+
+
+def test_wiring_errors_name_the_step_tensor_and_a_likely_fix(base: Path) -> None:
+    # post reads 'z'; mid wrote it as 'zz' by mistake: the guess names the writer.
+    renamed = {"model": "mid", "outputs": {"z": "zy"}}
+    assert _message(base, {"steps": ["pre", renamed, "post"], "outputs": ["out", "w"]}) == (
+        "ensembles.e.steps[2]: model 'post' input 'z' reads tensor 'z', which no earlier step "
+        "writes and the ensemble's inputs default to the first step's inputs; did you mean 'zy' "
+        "(written by step 1 'mid')? Map it with `inputs: {z: zy}` on the step, or add 'z' to the "
+        "ensemble's `inputs:` if clients send it"
+    )
+    far = {"model": "mid", "outputs": {"z": "qqq"}}
+    assert _message(base, {"steps": ["pre", far, "post"], "inputs": ["x"]}) == (
+        "ensembles.e.steps[2]: model 'post' input 'z' reads tensor 'z', which no earlier step "
+        "writes and the ensemble's inputs are ['x']. Map it with `inputs: {z: <tensor>}` on the "
+        "step, or add 'z' to the ensemble's `inputs:` if clients send it"
+    )
+    writes_input = {"model": "mid", "outputs": {"w": "x"}}
+    assert _message(base, {"steps": ["pre", writes_input, "post"]}) == (
+        "ensembles.e.steps[1]: model 'mid' writes tensor 'x', which the ensemble input already "
+        "writes; map one of them to another name with `outputs:` on the step"
+    )
+    twice = {"model": "mid", "outputs": {"w": "z"}}
+    assert _message(base, {"steps": ["pre", twice, "post"]}) == (
+        "ensembles.e.steps[1]: model 'mid' writes tensor 'z', which step 1 'mid' already "
+        "writes; map one of them to another name with `outputs:` on the step"
+    )
+    assert _message(base, {**CHAIN, "inputs": ["x", "zz"]}) == (
+        "ensembles.e.inputs: no step reads ['zz']; did you mean 'z'?"
+    )
+    assert _message(base, {**CHAIN, "inputs": ["x", "abc"]}) == (
+        "ensembles.e.inputs: no step reads ['abc']"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -370,3 +371,32 @@ def test_requests_carry_the_sample_inline_without_shared_memory() -> None:
     profile(server, batch_size=2)
     (tensor_name, datatype, shape, _) = server.inputs[0]
     assert (tensor_name, datatype, shape) == ("x", "FP32", [2, 4])
+
+
+def test_no_request_completing_is_an_error_too() -> None:
+    # 1 request per second: the first is due after the three 50 ms windows have ended.
+    with pytest.raises(
+        PerfError,
+        match="^model 'm' at request rate 1: every request failed; first error: no requests "
+        "completed$",
+    ):
+        profile(Server(service_s=0.001), mode="request_rate", loads=(1,))
+
+
+def test_each_window_reports_throughput_latency_and_errors() -> None:
+    server = Server(service_s=0.004)
+    _, lines = profile(server)
+    windows = [
+        re.fullmatch(
+            r"  concurrency 1: window (\d): ([\d.]+) infer/s, latency (\d+) us, "
+            r"(\d+) errors",
+            line,
+        )
+        for line in lines
+        if ": window " in line
+    ]
+    assert [int(m.group(1)) for m in windows if m] == [1, 2, 3]
+    for m in windows:
+        assert m is not None
+        assert 4000 <= int(m.group(3)) < 40000 and m.group(4) == "0"
+        assert 20 <= float(m.group(2)) <= 260  # one request at a time, 4 ms or more each

@@ -39,3 +39,8 @@ def token_sum(tokens: np.ndarray) -> dict[str, np.ndarray]:
 def drop_row(x: np.ndarray) -> dict[str, np.ndarray]:
     """Loses the last row: the runtime must refuse an output with fewer rows than the input."""
     return {"y": x[:-1]}
+
+
+def affine(x: np.ndarray, scale: float = 1.0, shift: float = 0.0) -> dict[str, np.ndarray]:
+    """x * scale + shift: two of them chained show each step ran once, in order."""
+    return {"y": (x * scale + shift).astype(np.float32)}

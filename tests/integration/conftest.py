@@ -42,7 +42,9 @@ def repository(
 ) -> Path:
     root = tmp_path_factory.mktemp("serving")
     build_repository(DIGITS / "pipeline.yaml", root / "repo")
-    for i, spec in enumerate((ASSETS / "test_pipeline.yaml", tabular_spec)):
+    for i, spec in enumerate(
+        (ASSETS / "test_pipeline.yaml", ASSETS / "capped_pipeline.yaml", tabular_spec)
+    ):
         build_repository(spec, root / f"extra{i}")
         for folder in (root / f"extra{i}").iterdir():
             shutil.move(str(folder), root / "repo" / folder.name)

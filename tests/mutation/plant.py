@@ -68,7 +68,7 @@ BUGS: dict[str, tuple[str, list[tuple[str, str, str]], list[str]]] = {
     ),
     "shm-inline-raw": (
         "--shared-memory system registers regions but sends the data inline (raw transport)",
-        [(GEN, "{n: (r, b) for n, (r, b, _) in placed.items()},", "{},")],
+        [(GEN, "shm = {n: (r, b) for n, (r, b, _) in placed.items()}", "shm = {}")],
         [
             "tests/integration/test_shared_memory_wire.py::test_generator_shared_memory_sends_no_tensor_bytes"
         ],

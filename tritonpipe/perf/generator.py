@@ -279,6 +279,9 @@ class Profiler:
         async def worker() -> None:
             while not stop.is_set():
                 await self._one(client, info, next(cycle), done)
+                # A request that fails before awaiting anything (a client raising at once) never
+                # yields: without this the windows' timer would never run again.
+                await asyncio.sleep(0)
 
         async def scheduler() -> None:
             next_at = time.perf_counter()

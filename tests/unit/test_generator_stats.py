@@ -6,15 +6,18 @@ are the generator's own."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tritonpipe.client.checks import ModelInfo
-from tritonpipe.perf.generator import ProfileOptions, Profiler, _Done
-from tritonpipe.perf.server_stats import ServerTimes, Snapshot
+from tritonpipe.errors import PerfError
+from tritonpipe.perf.generator import ProfileOptions, Profiler, _Done, _server_row
+from tritonpipe.perf.server_stats import ModelCounters, ServerTimes, Snapshot
 from tritonpipe.perf.stability import is_stable, within
+from tritonpipe.perf.step_metrics import Counters
 
 INFO = ModelInfo.from_config("m", {"max_batch_size": 8, "input": [], "output": []})
 
@@ -119,3 +122,175 @@ def test_stability_rule_at_its_boundary() -> None:
     assert is_stable([90, 100, 110], [1, 1, 1], 10)
     assert not is_stable([90, 100, 110], [1, 1, 2], 10)
     assert not is_stable([1, 1, 3], [90, 100, 110], 10)
+
+
+class Windows(Synthetic):
+    """Synthetic, plus statistics and step counters that grow by a known amount per window:
+    window k's requests cost k ms in the queue, and step "s" k executions of k us each."""
+
+    def __init__(self, latency: Callable[[int, int], float], **options: Any) -> None:
+        super().__init__(latency, **options)
+        self.scraped: list[str] = []
+
+    async def _snapshot(self, client: Any) -> Snapshot:
+        k = self.windows  # windows before this snapshot
+        self.windows += 1
+        requests = 10 * k
+        queue_ns = sum(10 * w * w * 1_000_000 for w in range(1, k + 1))  # 10 requests x w ms
+        return {"m": ModelCounters(requests, requests, requests, {**ZERO_NS, "queue": queue_ns})}
+
+    async def _steps(self, model: str, progress: Callable[[str], None]) -> Counters:
+        progress(f"scrape {model}")
+        k = len(self.scraped)
+        self.scraped.append(model)
+        executions = sum(range(1, k + 1))
+        us = sum(w * w for w in range(1, k + 1))
+        return {"s": (float(executions), float(executions), float(us))}
+
+    def run_level(self, lines: list[str], load: float = 1) -> Any:
+        return asyncio.run(self._level(None, INFO, [None], [], load, lines.append))
+
+
+ZERO_NS = {"queue": 0, "compute_input": 0, "compute_infer": 0, "compute_output": 0}
+
+
+def test_server_columns_and_step_rows_come_from_the_last_three_windows() -> None:
+    # Five unstable windows: the row is windows 3..5, whose queue time averages (9+16+25)x10
+    # ms over 30 requests = 16.67 ms; the step rows are the executions of windows 3..5 too.
+    profiler = Windows(
+        lambda *_: 0.001, max_trials=5, stability_percentage=0, measurement_interval_ms=100
+    )
+    lines: list[str] = []
+    result = profiler.run_level(lines)
+    assert profiler.windows == 6 and profiler.scraped == ["m"] * 6
+    assert [line for line in lines if line.startswith("scrape")] == ["scrape m"] * 6
+    assert result.row.server_queue_us == round(10 * (9 + 16 + 25) * 1000 / 30)
+    (step,) = result.steps
+    assert step.step == "s"
+    assert step.requests_per_execution == 1.0
+    assert step.us_per_execution == pytest.approx((9 + 16 + 25) / (3 + 4 + 5))
+    seconds = step.executions_per_s and (3 + 4 + 5) / step.executions_per_s
+    assert seconds == pytest.approx(0.3, rel=0.3)  # three 100 ms windows
+
+
+def test_window_line_counts_rows_and_microseconds() -> None:
+    # Every request takes exactly 2 ms; batch size 4: each request counts 4 inferences.
+    lines: list[str] = []
+    profiler = Synthetic(
+        lambda *_: 0.002,
+        batch_size=4,
+        max_trials=3,
+        stability_percentage=100,
+        measurement_interval_ms=100,
+    )
+    asyncio.run(profiler._level(None, INFO, [None], [], 1, lines.append))
+    first = re.fullmatch(
+        r"  concurrency 1: window 1: ([\d.]+) infer/s, latency (\d+) us, 0 errors", lines[0]
+    )
+    assert first is not None and first.group(2) == "2000"
+    # ~1 ms per request (the sleep), 100 ms window: ~100 requests x 4 rows.
+    assert 4 * 20 / 0.1 <= float(first.group(1)) <= 4 * 110 / 0.1
+
+
+def test_row_converts_seconds_to_microseconds_exactly() -> None:
+    profiler = Synthetic(lambda *_: 0.0)
+    ok = [_Done(10.0, 1.0, 2.0, None)]
+    row = profiler._row(1, ok, 1.0, ServerTimes(1, 1, 1, 0, 0, 0, 0))
+    assert (row.p50_us, row.p99_us) == (10_000_000, 10_000_000)
+    assert (row.client_send_us, row.client_recv_us, row.network_us) == (
+        1_000_000,
+        2_000_000,
+        7_000_000,
+    )
+
+
+def test_composing_row_throughput_keeps_three_decimals() -> None:
+    row = _server_row(2, ServerTimes(1, 1, 1, 5, 6, 7, 8), 3.0)
+    assert row.throughput == 0.333 and row.load == 2
+    assert (row.server_queue_us, row.server_input_us, row.server_infer_us) == (5, 6, 7)
+    assert row.server_output_us == 8
+
+
+class Failing(Synthetic):
+    """Request n fails with "boom n" when ``fails(n)``."""
+
+    def __init__(self, fails: Callable[[int], bool], **options: Any) -> None:
+        super().__init__(lambda *_: 0.001, **options)
+        self.fails = fails
+
+    async def _one(self, client: Any, info: ModelInfo, request: Any, done: list[_Done]) -> None:
+        await asyncio.sleep(0.001)
+        self.sent += 1
+        error = f"boom {self.sent}" if self.fails(self.sent) else None
+        done.append(_Done(0.001, 0.0, 0.0, error))
+
+
+def test_first_error_is_the_first_failed_request_of_the_reported_windows() -> None:
+    lines: list[str] = []
+    profiler = Failing(
+        lambda n: n <= 2, max_trials=3, stability_percentage=100, measurement_interval_ms=50
+    )
+    result = asyncio.run(profiler._level(None, INFO, [None], [], 1, lines.append))
+    assert result.first_error == "boom 1" and result.errors == 2
+    assert lines[0].endswith(", 2 errors")  # the window starts at the first request
+
+
+def test_every_request_failing_names_the_first_of_them() -> None:
+    profiler = Failing(
+        lambda n: True, max_trials=3, stability_percentage=100, measurement_interval_ms=50
+    )
+    with pytest.raises(
+        PerfError, match="^model 'm' at concurrency 1: every request failed; first error: boom 1$"
+    ):
+        profiler.level()
+
+
+def test_windows_last_the_measurement_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    real = asyncio.sleep
+
+    async def sleep(seconds: float, *args: Any) -> Any:
+        slept.append(seconds)
+        return await real(seconds, *args)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    Synthetic(lambda *_: 0.001, max_trials=3, measurement_interval_ms=30).level()
+    assert slept.count(0.03) == 3
+
+
+class Raising(Synthetic):
+    async def _one(self, client: Any, info: ModelInfo, request: Any, done: list[_Done]) -> None:
+        await asyncio.sleep(0.001)
+        done.append(_Done(0.001, 0.0, 0.0, None))
+        raise RuntimeError("a worker died")
+
+
+def test_a_driver_dying_does_not_abort_the_level() -> None:
+    result = Raising(
+        lambda *_: 0.0, max_trials=3, stability_percentage=100, measurement_interval_ms=50
+    ).level(load=2)
+    assert result.requests >= 1 and result.errors == 0
+
+
+def test_request_rate_waits_for_requests_in_flight_and_reports_no_loop_errors() -> None:
+    problems: list[dict[str, Any]] = []
+
+    class Slow(Synthetic):
+        async def _one(self, client: Any, info: ModelInfo, request: Any, done: list[_Done]) -> None:
+            await asyncio.sleep(0.03)
+            done.append(_Done(0.03, 0.0, 0.0, None))
+
+    async def level() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: problems.append(ctx))
+        profiler = Slow(
+            lambda *_: 0.0,
+            mode="request_rate",
+            max_trials=3,
+            stability_percentage=100,
+            measurement_interval_ms=50,
+        )
+        await profiler._level(None, INFO, [None], [], 200, lambda _: None)
+        return len(asyncio.all_tasks())
+
+    assert asyncio.run(level()) == 1  # only this coroutine: every request has finished
+    assert problems == []

@@ -293,6 +293,8 @@ class Profiler:
                 )
                 next_at += gap
                 await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+                if stop.is_set():  # the last window ended while this request waited its turn
+                    break
                 task = asyncio.create_task(self._one(client, info, next(cycle), done))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)

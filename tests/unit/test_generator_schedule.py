@@ -26,6 +26,7 @@ Y = {"name": "y", "data_type": "TYPE_FP32", "dims": [4]}
 CONFIGS: dict[str, dict[str, Any]] = {
     "m": {"max_batch_size": 8, "input": [X], "output": [Y]},
     "flat": {"max_batch_size": 0, "input": [X], "output": [Y]},
+    "one": {"max_batch_size": 1, "input": [X], "output": [Y]},
     "a": {"max_batch_size": 8, "input": [X], "output": [Y]},
     "b": {"max_batch_size": 8, "input": [X], "output": [Y]},
     "inner": {
@@ -46,7 +47,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 WINDOW = 0.05  # seconds per measurement window: short, the tests run once per mutant
 # Nanoseconds each model spends per request in each stage (queue, input, infer, output).
 COSTS = {"a": (1000, 2000, 3000, 4000), "b": (10000, 20000, 30000, 40000)}
-COSTS["m"] = COSTS["flat"] = (5000, 0, 7000, 0)
+COSTS["m"] = COSTS["flat"] = COSTS["one"] = (5000, 0, 7000, 0)
 
 
 class Server:
@@ -132,7 +133,7 @@ class Client:
             raise RuntimeError(self.server.fail)
         for name in ("a", "b") if model == "ens" else (model,):
             self.server.counts[name] += 1
-        return Answer(inputs[0].shape()[0])
+        return Answer(inputs[0].shape()[0] if len(inputs[0].shape()) == 2 else 1)
 
     async def register_system_shared_memory(self, *args: Any, **kwargs: Any) -> None:
         self.server.calls.append(("register", args))
@@ -140,12 +141,15 @@ class Client:
 
     async def unregister_system_shared_memory(self, name: str, **kwargs: Any) -> None:
         self.server.calls.append(("unregister", name))
+        self.server.calls.append(("unregister_headers", kwargs))
 
     async def close(self) -> None:
         self.server.closed += 1
 
 
-def profile(server: Server, **options: Any) -> tuple[list[LevelResult], list[str]]:
+def profile(
+    server: Server, seen: list[Profiler] | None = None, **options: Any
+) -> tuple[list[LevelResult], list[str]]:
     grpc = server.grpc
     defaults: dict[str, Any] = {
         "model": "m",
@@ -159,6 +163,8 @@ def profile(server: Server, **options: Any) -> tuple[list[LevelResult], list[str
     profiler.mod = SimpleNamespace(  # type: ignore[assignment]
         InferenceServerClient=functools.partial(Client, server), InferInput=real.InferInput
     )
+    if seen is not None:
+        seen.append(profiler)
     lines: list[str] = []
     return asyncio.run(profiler.run(lines.append)), lines
 
@@ -330,7 +336,7 @@ def test_batch_size_equal_to_max_and_unbatched_model() -> None:
         ({"mode": "rate"}, "^mode 'rate': concurrency or request_rate$"),
         ({"distribution": "uniform"}, "^--request-distribution 'uniform': constant or poisson$"),
         ({"transport": "curl"}, "^--transport 'curl': tritonclient or raw$"),
-        ({"batch_size": 0}, "batch size >= 1, max trials >= 3 and measurement interval >= 10 ms"),
+        ({"batch_size": 0}, "^batch size >= 1, max trials >= 3 and measurement interval >= 10 ms$"),
         ({"max_trials": 2}, "batch size >= 1, max trials >= 3"),
         ({"measurement_interval_ms": 9}, "measurement interval >= 10 ms"),
     ],
@@ -400,3 +406,54 @@ def test_each_window_reports_throughput_latency_and_errors() -> None:
         assert m is not None
         assert 4000 <= int(m.group(3)) < 40000 and m.group(4) == "0"
         assert 20 <= float(m.group(2)) <= 260  # one request at a time, 4 ms or more each
+
+
+def test_shared_memory_with_a_token_names_regions_per_profiler_and_sizes_them() -> None:
+    server = Server(service_s=0.002)
+    seen: list[Profiler] = []
+    profile(server, seen, shared_memory="system", token="t0k")
+    ((name, _, _),) = [args for what, args in server.calls if what == "register"]
+    assert name == f"tritonpipe_perf_{id(seen[0]):x}_0_x_16"  # profiler, sample, input, bytes
+    headers = {"headers": {"tritonpipe-token": "t0k"}}
+    assert [kw for what, kw in server.calls if what == "register_headers"] == [headers]
+    assert [kw for what, kw in server.calls if what == "unregister_headers"] == [headers]
+    wire = server.inputs[0][3]
+    assert wire["parameters"]["shared_memory_byte_size"] == 16
+
+
+def test_grpc_statistics_are_asked_as_json() -> None:
+    server = Server(service_s=0.002, grpc=True)
+    profile(server)
+    statistics = [args for what, args in server.calls if what == "statistics"]
+    assert statistics[0] == ("", {"headers": None, "as_json": True})
+
+
+@pytest.mark.parametrize(("model", "shape"), [("flat", [4]), ("one", [1, 4]), ("m", [1, 4])])
+def test_a_batch_dimension_only_for_models_that_batch(model: str, shape: list[int]) -> None:
+    server = Server(service_s=0.002)
+    profile(server, model=model)
+    assert server.inputs[0][2] == shape
+
+
+def test_tritonclient_transport_measures_no_send_and_a_short_receive() -> None:
+    server = Server(service_s=0.002)
+    (result,), _ = profile(server)
+    assert result.row.client_send_us == 0  # tritonclient sends and waits in one call
+    assert 0 <= result.row.client_recv_us < 1000  # reading one small output
+
+
+def test_the_clients_are_tritonclients_asyncio_ones_for_the_protocol() -> None:
+    http = Profiler(ProfileOptions(model="m", url="127.0.0.1:1"))
+    assert http.mod is http_aio and http.endpoint.protocol == "http"
+    grpc = Profiler(ProfileOptions(model="m", url="127.0.0.1:1", protocol="grpc"))
+    assert grpc.mod is grpc_aio and grpc.endpoint.protocol == "grpc"
+    assert grpc.json == {"as_json": True}
+
+
+def test_an_unreachable_metrics_endpoint_is_said_once_and_not_scraped_again() -> None:
+    server = Server(service_s=0.002)
+    url = "http://127.0.0.1:1/metrics"
+    (result,), lines = profile(server, metrics_url=url)
+    said = [line for line in lines if "per-step" in line]
+    assert len(said) == 1 and said[0].startswith(f"  no per-step times: metrics endpoint {url}: ")
+    assert result.steps == []

@@ -67,6 +67,7 @@ class Server:
         self.calls: list[tuple[str, Any]] = []
         self.closed = 0
         self.inputs: list[Any] = []  # the last request's (name, datatype, shape, wire form)
+        self.payloads: list[Any] = []  # and its binary data
 
 
 class Answer:
@@ -122,6 +123,7 @@ class Client:
     async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
         self.server.calls.append(("infer", kwargs))
         self.server.inputs = [(t.name(), t.datatype(), t.shape(), t._get_tensor()) for t in inputs]
+        self.server.payloads = [t._get_binary_data() for t in inputs]
         self.server.arrivals.append(time.perf_counter())
         self.server.in_flight += 1
         self.server.most = max(self.server.most, self.server.in_flight)
@@ -457,3 +459,13 @@ def test_an_unreachable_metrics_endpoint_is_said_once_and_not_scraped_again() ->
     said = [line for line in lines if "per-step" in line]
     assert len(said) == 1 and said[0].startswith(f"  no per-step times: metrics endpoint {url}: ")
     assert result.steps == []
+
+
+def test_given_batches_are_sent_as_they_are() -> None:
+    server = Server(service_s=0.002)
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    profile(server, batches=({"x": rows},), batch_size=3)
+    (tensor_name, datatype, shape, wire) = server.inputs[0]
+    assert (tensor_name, datatype, shape) == ("x", "FP32", [3, 4])
+    assert wire["parameters"]["binary_data_size"] == 48
+    assert server.payloads[0] == rows.tobytes()

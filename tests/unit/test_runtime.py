@@ -5,13 +5,16 @@ real files the runtime imports, as in a generated model folder."""
 from __future__ import annotations
 
 import json
+import re
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tritonpipe.backend.runtime import Decl, Runner, StepFailed
+from tritonpipe.backend.runtime import Decl, Runner, StepFailed, _failing_frame
 
 STAGES = """
 import numpy as np
@@ -354,3 +357,187 @@ def test_torchscript_step_with_two_outputs(tmp_path: Path) -> None:
     out = runner.run({"a": X, "b": X + 1})
     np.testing.assert_array_equal(out["sum"], X + X + 1)
     np.testing.assert_array_equal(out["product"], X * (X + 1))
+
+
+def test_lossy_conversion_message_in_full(folder: Path) -> None:
+    with pytest.raises(StepFailed) as info:
+        _one(folder, "as_is", _decl("y", "INT64")).run({"x": X})
+    assert str(info.value) == (
+        "stage 'as_is' output 'y' is declared INT64 but is float32; converting would lose data "
+        "(return the declared dtype)"
+    )
+
+
+def test_step_failed_has_no_trace_unless_given() -> None:
+    assert StepFailed("m", invalid=True).trace == ""
+
+
+LIBRARY = "def fail(x):\n    return x.reshape(5)\n"
+CALLER = """import numpy as np
+from libsp import fail as sp
+from libdp import fail as dp
+
+
+def in_site(x):
+    return sp(x)
+
+
+def in_dist(x):
+    return dp(x)
+
+
+def in_numpy(x):
+    return np.reshape(x, (5,))
+"""
+
+
+def test_failing_frame_is_the_deepest_outside_installed_packages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Packages found outside sys.prefix (a user site, a conda-pack environment) count as
+    # installed by the folder name: the frame reported is the caller's own line.
+    for where, module in (("site-packages", "libsp"), ("dist-packages", "libdp")):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / f"{module}.py").write_text(LIBRARY)
+        monkeypatch.syspath_prepend(str(tmp_path / where))
+    (tmp_path / "mine_frames.py").write_text(CALLER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mine_frames  # type: ignore[import-not-found]
+
+    lines = CALLER.splitlines()
+    for function, call in (
+        ("in_site", "    return sp(x)"),
+        ("in_dist", "    return dp(x)"),
+        ("in_numpy", "    return np.reshape(x, (5,))"),
+    ):
+        with pytest.raises(ValueError) as info:
+            getattr(mine_frames, function)(X)
+        assert _failing_frame(info.value) == f"mine_frames.py:{lines.index(call) + 1} in {function}"
+
+
+def test_failing_frame_inside_a_library_only_or_nowhere() -> None:
+    try:
+        json.loads("{")
+    except ValueError as exc:
+        inner = exc.with_traceback(exc.__traceback__.tb_next if exc.__traceback__ else None)
+        where = _failing_frame(inner)
+    assert where.startswith("decoder.py:") and where.endswith(" in raw_decode")
+    assert _failing_frame(ValueError("never raised")) == "unknown location"
+
+
+NEIGHBOUR = "def f(x):\n    return {{'y': x + {value}}}\n"
+
+
+def test_a_stage_imports_its_own_neighbour_first_and_is_loaded_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = f"neighbour_{uuid.uuid4().hex}"
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / f"{name}.py").write_text(NEIGHBOUR.format(value=100))
+    sys.path.insert(0, str(decoy))
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / f"{name}.py").write_text(NEIGHBOUR.format(value=1))
+    (own / "st.py").write_text(f"from {name} import f\n\n\ndef g(x):\n    return f(x)\n")
+    (own / "st2.py").write_text("def g(x):\n    return {'y': x}\n")
+    step = {**_stage("g", [_decl("x")], [_decl("y")]), "file": "st.py"}
+    np.testing.assert_array_equal(_runner(own, [step]).run({"x": X})["y"], X + 1)
+    assert sys.path[0] == str(own)
+    # The same file again is the module already loaded, even if the file changed since.
+    (own / "st.py").write_text("def g(x):\n    return {'y': x * 0}\n")
+    np.testing.assert_array_equal(_runner(own, [step]).run({"x": X})["y"], X + 1)
+    _runner(own, [{**step, "file": "st2.py"}])
+    assert sys.path.count(str(own)) == 1
+    sys.modules.pop(name, None)
+
+
+def test_stages_of_the_same_name_in_two_folders_are_two_modules(tmp_path: Path) -> None:
+    for factor in (2, 3):
+        (tmp_path / str(factor)).mkdir()
+        stage = f"from dataclasses import dataclass\n\n\n@dataclass\nclass K:\n    k: int = {factor}\n\n\ndef g(x):\n    return {{'y': x * K().k}}\n"
+        (tmp_path / str(factor) / "same.py").write_text(stage)
+    for factor in (2, 3):
+        step = {**_stage("g", [_decl("x")], [_decl("y")]), "file": "same.py"}
+        out = _runner(tmp_path / str(factor), [step]).run({"x": X})["y"]
+        np.testing.assert_array_equal(out, X * factor)
+
+
+def test_a_file_python_cannot_import(folder: Path) -> None:
+    (folder / "stages.txt").write_text("")
+    with pytest.raises(RuntimeError, match=f"^cannot import {re.escape(str(folder))}/stages.txt$"):
+        _runner(folder, [{**_stage("double", [_decl("x")], [_decl("y")]), "file": "stages.txt"}])
+
+
+def test_a_stage_without_kwargs(folder: Path) -> None:
+    step = _stage("double", [_decl("x")], [_decl("y")])
+    del step["kwargs"]
+    np.testing.assert_array_equal(_runner(folder, [step]).run({"x": X})["y"], X * 2)
+
+
+def test_runner_declares_its_inputs_and_sums_step_time(folder: Path) -> None:
+    (folder / "slow.py").write_text(
+        "import time\n\n\ndef s(x):\n    time.sleep(0.02)\n    return {'y': x}\n"
+    )
+    runner = _runner(folder, [{**_stage("s", [_decl("x")], [_decl("y")]), "file": "slow.py"}])
+    assert runner.inputs == [Decl("x", "x", "FP32", (4,))]
+    runner.run({"x": X})
+    runner.run({"x": X})
+    ((what, executions, requests, ns),) = runner.take_timings()
+    assert (what, executions, requests) == ("s", 2, 2)
+    assert 0.04e9 <= ns < 1e9
+
+
+def test_a_failing_lone_request_runs_once(folder: Path) -> None:
+    runner = _one(folder, "refuse", _decl("y"))
+    (out,) = runner.run_requests([_rows(2, -1.0)])
+    assert isinstance(out, StepFailed) and out.invalid
+    ((_, executions, requests, _),) = runner.take_timings()
+    assert (executions, requests) == (1, 1)  # not merged first, then run again alone
+
+
+def _scripted(tmp_path: Path, module: Any, outputs: list[str], **options: Any) -> Runner:
+    import torch
+
+    torch.jit.save(torch.jit.script(module), str(tmp_path / "m.pt"))
+    step = {
+        "name": "m",
+        "kind": "torchscript",
+        "file": "m.pt",
+        "inputs": [_decl("a")],
+        "outputs": [_decl(n) for n in outputs],
+    }
+    plan = {"name": "p", "max_batch_size": 8, "inputs": [_decl("a")], "outputs": step["outputs"]}
+    (tmp_path / "plan.json").write_text(json.dumps({**plan, "steps": [step]}))
+    return Runner.from_folder(tmp_path, **options)
+
+
+def test_torchscript_single_tensor_dict_and_too_many_outputs(tmp_path: Path) -> None:
+    import torch
+
+    class One(torch.nn.Module):
+        def forward(self, a: torch.Tensor) -> torch.Tensor:
+            return a * 2
+
+    class Named(torch.nn.Module):
+        def forward(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"neg": -a, "twice": a * 2}
+
+    class Three(torch.nn.Module):
+        def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return a, a, a
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        one = _scripted(tmp_path, One(), ["y"], threads=1)
+        assert torch.get_num_threads() == 1  # the options reach the loader
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(one.run({"a": X})["y"], X * 2)
+    named = _scripted(tmp_path, Named(), ["twice", "neg"]).run({"a": X})
+    np.testing.assert_array_equal(named["twice"], X * 2)
+    np.testing.assert_array_equal(named["neg"], -X)
+    with pytest.raises(StepFailed, match="^model 'm' failed: ValueError: zip"):
+        _scripted(tmp_path, Three(), ["y", "z"]).run({"a": X})

@@ -123,7 +123,8 @@ class Client:
     async def _infer(self, model: str, inputs: list[Any], **kwargs: Any) -> Answer:
         self.server.calls.append(("infer", kwargs))
         self.server.inputs = [(t.name(), t.datatype(), t.shape(), t._get_tensor()) for t in inputs]
-        self.server.payloads = [t._get_binary_data() for t in inputs]
+        if not self.server.grpc:
+            self.server.payloads = [t._get_binary_data() for t in inputs]
         self.server.arrivals.append(time.perf_counter())
         self.server.in_flight += 1
         self.server.most = max(self.server.most, self.server.in_flight)

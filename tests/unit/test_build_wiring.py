@@ -124,3 +124,34 @@ def test_tensor_written_twice(tmp_path: Path) -> None:
     spec.write_text(text)
     with pytest.raises(SpecError, match=r"steps\[2\]: model 'tab_model' writes tensor 'score'"):
         build_repository(spec, tmp_path / "repo")
+
+
+def test_wiring_messages_in_full() -> None:
+    from tritonpipe.ensembles.wiring import (
+        EnsembleTensors,
+        check_declared_inputs,
+        check_unread_outputs,
+    )
+    from tritonpipe.tensors import TensorSpec
+
+    with pytest.raises(SpecError) as info:
+        check_declared_inputs("e", ["x", "y"], {"x", "y"}, {"y": "step 0 'm'"})
+    assert str(info.value) == (
+        "ensembles.e.inputs: ['y'] is also written by step 0 'm'; a tensor is either sent by "
+        "clients or written by a step"
+    )
+    with pytest.raises(SpecError) as info:
+        check_unread_outputs(
+            "e", {"a": "step 0 'm'", "b": "step 1 'n'", "c": "step 1 'n'"}, {"c"}, ["z"]
+        )
+    assert str(info.value) == (
+        "ensembles.e: 'a' (written by step 0 'm'), 'b' (written by step 1 'n') is read by no "
+        "later step and is not returned; add it to the ensemble's `outputs:` (now ['z']), or map "
+        "the model output to a tensor a later step reads (Triton refuses unused tensors)"
+    )
+    tensors = EnsembleTensors("e", None)
+    tensors.step_reads(0, "m", TensorSpec(name="x", dtype="FP32", shape=(4,)), "x")
+    tensors.step_writes(0, "m", TensorSpec(name="y", dtype="FP32", shape=(4,)), "y")
+    with pytest.raises(SpecError) as info:
+        tensors.finish(["y", "q", "r"])
+    assert str(info.value) == "ensembles.e.outputs: no step produces ['q', 'r']"

@@ -497,3 +497,44 @@ def test_wiring_errors_name_the_step_tensor_and_a_likely_fix(base: Path) -> None
     assert _message(base, {**CHAIN, "inputs": ["x", "abc"]}) == (
         "ensembles.e.inputs: no step reads ['abc']"
     )
+
+
+def test_default_outputs_of_a_longer_chain_are_its_last_steps(base: Path) -> None:
+    spec = _spec(
+        {
+            "e": {
+                "steps": [
+                    "pre",
+                    {"model": "post", "inputs": {"z": "y"}, "outputs": {"out": "o1"}},
+                    {"model": "post", "inputs": {"z": "o1"}},
+                ]
+            }
+        }
+    )
+    assert [t.name for t in _compile(base, "e", spec).outputs] == ["out"]
+
+
+def test_a_stage_file_under_a_folder_with_a_colon(base: Path) -> None:
+    (base / "a:b").mkdir()
+    (base / "a:b" / "stages.py").write_text(STAGES)
+    pre = {**STAGE_SPECS["pre"], "function": "a:b/stages.py:pre"}
+    plan = _compile(base, "e", _spec({"e": CHAIN}, pre=pre))
+    assert plan.steps[0].step.source == (base / "a:b" / "stages.py").resolve()
+    assert plan.steps[0].step.function == "pre"
+
+
+def test_plan_json_outputs_name_their_tensors(base: Path) -> None:
+    plan = _compile(base, "e", _spec({"e": CHAIN}))
+    files = dict.fromkeys(["pre", "mid", "post"], "stages.py")
+    data = plan_json("e", plan.steps, plan.inputs, plan.outputs, 8, files)
+    assert data["outputs"] == [
+        {"name": "out", "tensor": "out", "dtype": "FP32", "shape": [4]},
+        {"name": "w", "tensor": "w", "dtype": "FP32", "shape": [4]},
+    ]
+
+
+def test_holders_name_the_ensemble_of_a_bad_fuse_group(base: Path) -> None:
+    with pytest.raises(
+        SpecError, match=r"^ensembles.e.fuse\[0\]: \['nope'\] are not steps of ensemble 'e'$"
+    ):
+        holders(_with_model("python", fuse=[["pre", "nope"]]))

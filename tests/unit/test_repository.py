@@ -424,3 +424,102 @@ def test_ensemble_mixing_ensemble_input_and_decoupled_output(tmp_path: Path) -> 
 def test_parse_pbtxt_raises_on_bad_text() -> None:
     with pytest.raises(text_format.ParseError):
         parse_pbtxt("nope: 1")
+
+
+SINGLE = _tensor("input", "i") + _tensor("output", "o")
+
+
+def test_batch_dims_meet_at_max_batch_size_one_and_zero(tmp_path: Path) -> None:
+    # A batching model's [4] is a non-batching one's [-1, 4], at max_batch_size 1 too; an
+    # ensemble of max_batch_size 0 holds full shapes.
+    _composing(tmp_path, "flat", "one")
+    _model(tmp_path, "single", _python("single", 1, SINGLE))
+    steps = [
+        _step("flat", ONE, {"o": "a"}),
+        _step("single", {"i": "a"}, {"o": "b"}),
+        _step("flat", {"i": "b"}, {"o": "out"}),
+    ]
+    at_one = _ensemble("at_one", ["x"], ["out"], steps)
+    _ens(tmp_path, "at_one", at_one.replace("max_batch_size: 4", "max_batch_size: 1"))
+    at_zero = _ensemble("at_zero", ["x"], ["out"], [_step("one", ONE, {"o": "out"})])
+    at_zero = at_zero.replace("max_batch_size: 4", "max_batch_size: 0")
+    _ens(tmp_path, "at_zero", at_zero.replace("dims: [4]", "dims: [-1, 4]"))
+    assert sorted(validate_repository(tmp_path)) == ["at_one", "at_zero", "flat", "one", "single"]
+
+
+def test_ensemble_problems_after_a_bad_step_or_mapping(tmp_path: Path) -> None:
+    _composing(tmp_path, "one", "two", "pair")
+    _model(tmp_path, "single", _python("single", 1, SINGLE))
+    _ens(tmp_path, "big", _ensemble("big", ["x"], ["out"], [_step("single", ONE, {"o": "out"})]))
+    missing_first = [_step("gone", ONE, {"o": "m0"}), _step("pair", ONE, {"o": "out"})]
+    _ens(tmp_path, "gone_first", _ensemble("gone_first", ["x"], ["out", "m0"], missing_first))
+    # Two bad mappings in one step: both are reported (the walk goes on past the first).
+    maps = [
+        _step("one", {"a": "x", "b": "x", "i": "x"}, {"c": "q", "d": "q", "o": "a"}),
+        _step("two", {"i": "a"}, {"o": "x", "p": "x"}),
+        _step("one", {"i": "a"}, {"o": "out"}),
+    ]
+    _ens(tmp_path, "maps", _ensemble("maps", ["x"], ["out"], maps))
+    step = "config.pbtxt: ensemble_scheduling.step"
+    problems = _problems(tmp_path)
+    assert problems[:4] == [
+        f"big/{step}[0]: ensemble max_batch_size 4 is larger than model 'single' max_batch_size 1",
+        f"gone_first/{step}[0].model_name: model 'gone' is not in the repository",
+        f"gone_first/{step}[1].input_map: model 'pair' input 'j' is not fed",
+        "gone_first/config.pbtxt: output: tensor 'm0' for ensemble 'gone_first' output 'm0' "
+        "is produced by nothing (neither an ensemble input nor an earlier step's output)",
+    ]
+    assert sorted(p for p in problems if p.startswith("maps/") and "read by no step" not in p) == [
+        f"maps/{step}[0].input_map: model 'one' has no input 'a'",
+        f"maps/{step}[0].input_map: model 'one' has no input 'b'",
+        f"maps/{step}[0].output_map: model 'one' has no output 'c'",
+        f"maps/{step}[0].output_map: model 'one' has no output 'd'",
+        f"maps/{step}[1].output_map: tensor 'x' is already produced by ensemble 'maps' input 'x'",
+        f"maps/{step}[1].output_map: tensor 'x' is already produced by ensemble 'maps' input 'x'",
+    ]
+    assert len(problems) == 4 + 6 + 1  # and tensor q: read by no step
+
+
+def test_an_edge_describes_bytes_tensors_as_bytes() -> None:
+    from tritonpipe.repository.wiring import _End
+
+    assert _End("w", pb.TYPE_STRING, (-1, 2)).describe() == "BYTES[-1,2]"
+    assert _End("w", pb.TYPE_FP32, (3,)).describe() == "FP32[3]"
+
+
+def test_config_names_and_default_backend() -> None:
+    steps = [Step(model="a", input_map={"i": "x"}, output_map={"o": "y"})]
+    assert ensemble_config("e", inputs=[X], outputs=[Y], max_batch_size=4, steps=steps).name == "e"
+    onnx = model_config(
+        "m", inputs=[X], outputs=[X], serving=Serving(), platform="onnxruntime_onnx"
+    )
+    assert (onnx.backend, onnx.platform) == ("", "onnxruntime_onnx")
+
+
+def test_parse_error_quoting_a_colon_keeps_the_whole_message(tmp_path: Path) -> None:
+    _model(tmp_path, "bad", 'name: "bad"\nbackend: "python"\nmax_batch_size: "x : y"\n')
+    assert _problems(tmp_path) == [
+        'bad/config.pbtxt:3:17: \'max_batch_size: "x : y"\': Couldn\'t parse integer: "x : y"',
+    ]
+
+
+def test_decoupled_sources_of_a_missing_model_and_of_a_step_reading_nothing(
+    tmp_path: Path,
+) -> None:
+    _composing(tmp_path, "one", "dec", "pair")
+    # A missing model is not decoupled: its output pairs with the ensemble input.
+    ghost = [_step("gone", ONE, {"o": "g"}), _step("pair", {"i": "x", "j": "g"}, {"o": "out"})]
+    _ens(tmp_path, "ghost", _ensemble("ghost", ["x"], ["out"], ghost))
+    # A step reading nothing writes what an ensemble input is: not the decoupled model's.
+    empty = [
+        _step("one", {}, {"o": "e"}),
+        _step("dec", ONE, {"o": "d"}),
+        _step("pair", {"i": "e", "j": "d"}, {"o": "out"}),
+    ]
+    _ens(tmp_path, "empty", _ensemble("empty", ["x"], ["out"], empty))
+    step = "config.pbtxt: ensemble_scheduling.step"
+    assert [p for p in _problems(tmp_path) if "decoupled" in p or "gone" in p] == [
+        f"empty/{step}[2]: model 'pair' reads tensors that come from different decoupled models "
+        "(Triton refuses this)",
+        f"ghost/{step}[0].model_name: model 'gone' is not in the repository",
+    ]

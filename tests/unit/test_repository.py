@@ -122,6 +122,8 @@ def test_valid_repository_and_hidden_folders(tmp_path: Path) -> None:
     assert sorted(models) == ["one", "plain"]
     assert models["one"].config_path == tmp_path / "one" / "config.pbtxt"
     assert not models["one"].is_ensemble
+    for name, model in models.items():  # the configs as written, nothing added by the checks
+        assert model.config == parse_pbtxt((tmp_path / name / "config.pbtxt").read_text())
 
 
 def test_root_problems(tmp_path: Path) -> None:

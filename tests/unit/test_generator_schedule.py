@@ -66,6 +66,7 @@ class Server:
         self.counts: dict[str, int] = dict.fromkeys(COSTS, 0)
         self.calls: list[tuple[str, Any]] = []
         self.closed = 0
+        self.fail_unregister = False
         self.inputs: list[Any] = []  # the last request's (name, datatype, shape, wire form)
         self.payloads: list[Any] = []  # and its binary data
 
@@ -145,6 +146,8 @@ class Client:
     async def unregister_system_shared_memory(self, name: str, **kwargs: Any) -> None:
         self.server.calls.append(("unregister", name))
         self.server.calls.append(("unregister_headers", kwargs))
+        if self.server.fail_unregister:
+            raise ConnectionResetError("server gone")
 
     async def close(self) -> None:
         self.server.closed += 1
@@ -470,3 +473,11 @@ def test_given_batches_are_sent_as_they_are() -> None:
     assert (tensor_name, datatype, shape) == ("x", "FP32", [3, 4])
     assert wire["parameters"]["binary_data_size"] == 48
     assert server.payloads[0] == rows.tobytes()
+
+
+def test_unregistering_is_best_effort_on_the_way_out() -> None:
+    server = Server(service_s=0.002)
+    server.fail_unregister = True
+    (result,), _ = profile(server, shared_memory="system")
+    assert result.requests > 0 and server.closed == 1
+    assert [what for what, _ in server.calls].count("unregister") == 1

@@ -202,6 +202,11 @@ def test_row_converts_seconds_to_microseconds_exactly() -> None:
         2_000_000,
         7_000_000,
     )
+    # Three rows over 7 s: 0.429 per second, to three decimals.
+    assert profiler._row(1, ok * 3, 7.0, ServerTimes(1, 1, 1, 0, 0, 0, 0)).throughput == 0.429
+    # A server slower than the client saw (clocks apart): no negative network time.
+    slow = ServerTimes(1, 1, 1, 0, 0, 20_000_000, 0)
+    assert profiler._row(1, ok, 1.0, slow).network_us == 0
 
 
 def test_composing_row_throughput_keeps_three_decimals() -> None:

@@ -154,30 +154,52 @@ class Windows(Synthetic):
 ZERO_NS = {"queue": 0, "compute_input": 0, "compute_infer": 0, "compute_output": 0}
 
 
-def test_server_columns_and_step_rows_come_from_the_last_three_windows() -> None:
-    # Five unstable windows: the row is windows 3..5, whose queue time averages (9+16+25)x10
-    # ms over 30 requests = 16.67 ms; the step rows are the executions of windows 3..5 too.
+@pytest.mark.parametrize("trials", [4, 5])
+def test_server_columns_and_step_rows_come_from_the_last_three_windows(trials: int) -> None:
+    # Unstable windows: the row is the last three, e.g. windows 3..5, whose queue time averages
+    # (9+16+25)x10 ms over 30 requests; the step rows are the executions of those windows too.
     profiler = Windows(
-        lambda *_: 0.001, max_trials=5, stability_percentage=0, measurement_interval_ms=100
+        lambda *_: 0.001, max_trials=trials, stability_percentage=0, measurement_interval_ms=100
     )
     lines: list[str] = []
     result = profiler.run_level(lines)
-    assert profiler.windows == 6 and profiler.scraped == ["m"] * 6
-    assert [line for line in lines if line.startswith("scrape")] == ["scrape m"] * 6
-    assert result.row.server_queue_us == round(10 * (9 + 16 + 25) * 1000 / 30)
+    assert profiler.windows == trials + 1 and profiler.scraped == ["m"] * (trials + 1)
+    assert [line for line in lines if line.startswith("scrape")] == ["scrape m"] * (trials + 1)
+    last = range(trials - 2, trials + 1)
+    squares = sum(w * w for w in last)
+    assert result.row.server_queue_us == round(10 * squares * 1000 / 30)
     (step,) = result.steps
     assert step.step == "s"
     assert step.requests_per_execution == 1.0
-    assert step.us_per_execution == pytest.approx((9 + 16 + 25) / (3 + 4 + 5))
-    seconds = step.executions_per_s and (3 + 4 + 5) / step.executions_per_s
+    assert step.us_per_execution == pytest.approx(squares / sum(last))
+    seconds = step.executions_per_s and sum(last) / step.executions_per_s
     assert seconds == pytest.approx(0.3, rel=0.3)  # three 100 ms windows
 
 
+class LateSteps(Synthetic):
+    """The model's step counters appear only from the third scrape on (after its first run)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            lambda *_: 0.001, max_trials=3, stability_percentage=100, measurement_interval_ms=50
+        )
+        self.scrapes = 0
+
+    async def _steps(self, model: str, progress: Callable[[str], None]) -> Counters:
+        self.scrapes += 1
+        return {"s": (5.0, 10.0, 50.0)} if self.scrapes >= 4 else {}
+
+
+def test_step_counters_that_appear_late_are_counted_from_zero() -> None:
+    (step,) = LateSteps().level().steps
+    assert (step.requests_per_execution, step.us_per_execution) == (2.0, 10.0)
+
+
 def test_window_line_counts_rows_and_microseconds() -> None:
-    # Every request takes exactly 2 ms; batch size 4: each request counts 4 inferences.
+    # Every request reports exactly 1 s; batch size 4: each request counts 4 inferences.
     lines: list[str] = []
     profiler = Synthetic(
-        lambda *_: 0.002,
+        lambda *_: 1.0,
         batch_size=4,
         max_trials=3,
         stability_percentage=100,
@@ -187,7 +209,7 @@ def test_window_line_counts_rows_and_microseconds() -> None:
     first = re.fullmatch(
         r"  concurrency 1: window 1: ([\d.]+) infer/s, latency (\d+) us, 0 errors", lines[0]
     )
-    assert first is not None and first.group(2) == "2000"
+    assert first is not None and first.group(2) == "1000000"
     # ~1 ms per request (the sleep), 100 ms window: ~100 requests x 4 rows.
     assert 4 * 20 / 0.1 <= float(first.group(1)) <= 4 * 110 / 0.1
 

@@ -137,7 +137,8 @@ class Windows(Synthetic):
         self.windows += 1
         requests = 10 * k
         queue_ns = sum(10 * w * w * 1_000_000 for w in range(1, k + 1))  # 10 requests x w ms
-        return {"m": ModelCounters(requests, requests, requests, {**ZERO_NS, "queue": queue_ns})}
+        counters = ModelCounters(requests, requests, requests, {**ZERO_NS, "queue": queue_ns})
+        return {"m": counters, "a": counters}  # "a": the composing model of an ensemble
 
     async def _steps(self, model: str, progress: Callable[[str], None]) -> Counters:
         progress(f"scrape {model}")
@@ -147,27 +148,34 @@ class Windows(Synthetic):
         us = sum(w * w for w in range(1, k + 1))
         return {"s": (float(executions), float(executions), float(us))}
 
-    def run_level(self, lines: list[str], load: float = 1) -> Any:
-        return asyncio.run(self._level(None, INFO, [None], [], load, lines.append))
+    def run_level(self, lines: list[str], composing: list[str]) -> Any:
+        return asyncio.run(self._level(None, INFO, [None], composing, 1, lines.append))
 
 
 ZERO_NS = {"queue": 0, "compute_input": 0, "compute_infer": 0, "compute_output": 0}
 
 
+@pytest.mark.parametrize("composing", [[], ["a"]])
 @pytest.mark.parametrize("trials", [4, 5])
-def test_server_columns_and_step_rows_come_from_the_last_three_windows(trials: int) -> None:
+def test_server_columns_and_step_rows_come_from_the_last_three_windows(
+    trials: int, composing: list[str]
+) -> None:
     # Unstable windows: the row is the last three, e.g. windows 3..5, whose queue time averages
     # (9+16+25)x10 ms over 30 requests; the step rows are the executions of those windows too.
     profiler = Windows(
         lambda *_: 0.001, max_trials=trials, stability_percentage=0, measurement_interval_ms=100
     )
     lines: list[str] = []
-    result = profiler.run_level(lines)
+    result = profiler.run_level(lines, composing)
     assert profiler.windows == trials + 1 and profiler.scraped == ["m"] * (trials + 1)
     assert [line for line in lines if line.startswith("scrape")] == ["scrape m"] * (trials + 1)
     last = range(trials - 2, trials + 1)
     squares = sum(w * w for w in last)
     assert result.row.server_queue_us == round(10 * squares * 1000 / 30)
+    for part in result.composing.values():  # an ensemble's composing model: the same windows
+        assert part.server_queue_us == round(10 * squares * 1000 / 30)
+        assert part.throughput == pytest.approx(30 / 0.3, rel=0.3)
+    assert list(result.composing) == composing
     (step,) = result.steps
     assert step.step == "s"
     assert step.requests_per_execution == 1.0

@@ -2,6 +2,9 @@
 
 initdb refuses to run as root, so under root the cluster belongs to the ``postgres`` user that
 Debian's package creates (commands run through ``runuser``); otherwise to the current user.
+The cluster lives in its own folder directly under the system temp folder, not under pytest's:
+pytest resets its root folder to mode 0700 whenever a pytest run starts, which would cut the
+``postgres`` user off from a running cluster's files.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tritonpipe.perf.redis_server import free_port
@@ -25,9 +29,9 @@ def _bin(name: str) -> str:
 
 
 class PostgresServer:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.data = folder / "data"
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="tritonpipe-postgres-"))
+        self.data = self.folder / "data"
         self.port = free_port()
         self.root = os.geteuid() == 0
         self.user = "postgres" if self.root else os.environ.get("USER", "postgres")
@@ -43,13 +47,8 @@ class PostgresServer:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
     def start(self) -> PostgresServer:
-        self.folder.mkdir(parents=True, exist_ok=True)
         if self.root:
             shutil.chown(self.folder, "postgres")
-            os.chmod(self.folder, 0o755)
-            for parent in self.folder.parents:  # runuser needs to traverse the temp folders
-                if str(parent).startswith("/tmp/") or str(parent) == "/tmp":
-                    os.chmod(parent, os.stat(parent).st_mode | 0o111)
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user)
         options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
         log = self.folder / "postgres.log"
@@ -59,4 +58,7 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
-        self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        try:
+            self._run(_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)

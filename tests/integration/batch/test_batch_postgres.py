@@ -16,8 +16,8 @@ from tritonpipe.errors import BatchError
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres")).start()
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
     yield server
     server.stop()
 

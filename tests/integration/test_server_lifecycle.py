@@ -219,13 +219,12 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
-def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
-    stubborn_repository: Path, tmp_path: Path
-) -> None:
+@contextmanager
+def _serving(repository: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``tritonpipe serve`` on free ports, once it says "serving": it and its tritonserver's pid."""
     ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-    log = tmp_path / "server.log"
     serve = subprocess.Popen(
-        _serve(stubborn_repository, *ports, "--log-file", str(log), "--max-failures", "1"),
+        _serve(repository, *ports, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -236,11 +235,22 @@ def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
             if line.startswith("serving"):
                 break
         (server,) = _children(serve.pid)
-        os.kill(server, signal.SIGKILL)
-        rest, _ = serve.communicate(timeout=60)
+        yield serve, server
     finally:
         if serve.poll() is None:
             serve.kill()
+
+
+def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
+    stubborn_repository: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "server.log"
+    with _serving(stubborn_repository, "--log-file", str(log), "--max-failures", "1") as (
+        serve,
+        server,
+    ):
+        os.kill(server, signal.SIGKILL)
+        rest, _ = serve.communicate(timeout=60)
     assert serve.returncode == 1, rest
     assert "error: tritonserver died 1 time within 300s; not restarting it again" in rest
     assert "exit code -9" in rest
@@ -251,21 +261,11 @@ def test_server_ends_when_serve_is_killed_with_sigkill(
     stubborn_repository: Path, tmp_path: Path
 ) -> None:
     """kill -9 leaves serve no chance to stop its server: the server's parent-death signal does."""
-    ports = ["--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]
-    serve = subprocess.Popen(
-        _serve(
-            stubborn_repository, *ports, "--log-file", str(tmp_path / "log"), "--exit-timeout", "2"
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert serve.stdout is not None
-        for line in serve.stdout:
-            if line.startswith("serving"):
-                break
-        (server,) = _children(serve.pid)
+    log = tmp_path / "log"
+    with _serving(stubborn_repository, "--log-file", str(log), "--exit-timeout", "2") as (
+        serve,
+        server,
+    ):
         assert len(group_members(server)) == 3  # tritonserver and its two stubs
         serve.kill()
         serve.wait(timeout=10)
@@ -273,9 +273,6 @@ def test_server_ends_when_serve_is_killed_with_sigkill(
         while group_members(server) and time.monotonic() < deadline:
             time.sleep(0.2)
         left = group_members(server)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
     if left:
         os.killpg(server, signal.SIGKILL)
     assert not left, f"tritonserver {server} or its stubs outlived serve: {left}"

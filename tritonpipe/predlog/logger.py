@@ -1,9 +1,13 @@
-"""PredictionLogger: a bounded queue and one background writer thread in front of a sink.
+"""PredictionLogger: one writer in front of a sink; ``log`` never raises into a prediction.
 
-``log`` never blocks and never raises: when the queue is full the entry is dropped and counted.
-The writer batches what is queued, turns it into records and writes them; a sink failure is
-counted, warned about (at most every few seconds) and the writer carries on with the next batch.
-``close`` drains the queue and flushes the sink, for a clean stop.
+A local sink (``Sink.local``: a Parquet folder's journal) is written on the caller's thread, so
+the record is on disk before the answer it logs leaves: a server killed right after answering
+loses no record. The background thread then only does the sink's time-based work (rolling parts).
+
+A remote sink (a Redis Stream) sits behind a bounded queue: ``log`` never blocks, a full queue
+drops the entry and counts it, and the background thread batches what is queued, turns it into
+records and writes them. Either way a sink failure is counted, warned about (at most every few
+seconds) and logging carries on. ``close`` drains the queue and flushes the sink.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from tritonpipe.predlog.sinks import Record, Sink
 log = logging.getLogger("tritonpipe.predlog")
 Entry = Any
 _STOP = object()
+_TICK = object()  # a local sink's part is due: roll it now
 
 
 class PredictionLogger:
+    tick_s = 0.25  # the writer's wait for entries, and so how often a sink's ``tick`` runs
+
     def __init__(
         self,
         sink: Sink,
@@ -44,21 +51,34 @@ class PredictionLogger:
         self.dropped = 0  # entries refused because the queue was full
         self._queue: queue.Queue[Entry] = queue.Queue(maxsize=queue_size)
         self._last_warning = 0.0
+        self._direct = sink.local
+        self._woken = False
+        self._direct_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tritonpipe-predlog", daemon=True)
         self._thread.start()
 
     def log(self, entry: Entry) -> None:
-        """Queue one entry; never blocks or raises."""
+        """Write (local sink) or queue one entry; never raises, never waits on a remote sink."""
+        if self._direct:
+            with self._direct_lock:
+                self._write([entry])
+            if not self._woken and self.sink.due():  # full or old: wake the writer to roll
+                self._woken = True
+                self._queue.put_nowait(_TICK)
+            return
         try:
             self._queue.put_nowait(entry)
         except queue.Full:
             self.dropped += 1
 
     def _take(self) -> tuple[list[Entry], bool]:
-        """Wait up to a second for entries; return (batch, stop requested)."""
+        """Wait up to ``tick_s`` for entries; return (batch, stop requested)."""
         try:
-            first = self._queue.get(timeout=1.0)
+            first = self._queue.get(timeout=self.tick_s)
         except queue.Empty:
+            return [], False
+        if first is _TICK:
+            self._woken = False
             return [], False
         batch, stop = [], first is _STOP
         if not stop:
@@ -86,9 +106,12 @@ class PredictionLogger:
             self.errors += max(len(records), len(entries))
             self._warn(f"prediction log sink '{self.sink.type}' failed: {exc!r}")
 
-    def _flush(self) -> None:
+    def _flush(self, tick: bool = False) -> None:
         try:
-            self.sink.flush()
+            if tick:
+                self.sink.tick()
+            else:
+                self.sink.flush()
         except Exception as exc:  # noqa: BLE001 - counted and warned like a write failure
             self.errors += 1
             self._warn(f"prediction log sink '{self.sink.type}' flush failed: {exc!r}")
@@ -104,9 +127,11 @@ class PredictionLogger:
             batch, stop = self._take()
             if batch:
                 self._write(batch)
+            elif self._direct:
+                self._flush(tick=True)  # parts roll by rows, age or a pause in writes
             else:
                 self._flush()  # idle: let time-based rolling happen
-            if self.on_progress is not None and (batch or stop):
+            if self.on_progress is not None and (batch or stop or self._direct):
                 with contextlib.suppress(Exception):  # progress reporting is best effort
                     self.on_progress()
             if stop:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from tritonpipe.errors import PredictionLogError
 
@@ -25,6 +28,9 @@ class Sink(ABC):
     """Receives batches of records from the logger's writer thread; may raise on failure."""
 
     type: str
+    # True when ``write`` is a cheap local append: the logger then writes on the caller's thread,
+    # so a record is durable before the answer it logs is sent.
+    local = False
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> None: ...
@@ -32,62 +38,104 @@ class Sink(ABC):
     def flush(self) -> None:  # noqa: B027 - optional: sinks that buffer override it
         """Make everything written so far durable and visible."""
 
+    def due(self) -> bool:
+        """A local sink has work for ``tick`` now (the logger then wakes its writer)."""
+        return False
+
+    def tick(self) -> None:  # noqa: B027 - optional: time-based work (rolling) on the writer
+        """Called by the logger's writer thread about every ``PredictionLogger.tick_s``."""
+
     def close(self) -> None:
         self.flush()
 
 
 class ParquetSink(Sink):
-    """Parquet parts rolled by rows or seconds, plus a JSON-lines journal of the open part.
+    """Parquet parts rolled by rows or seconds, each written from a JSON-lines journal.
 
-    Each batch is appended to the journal and handed to the OS before ``write`` returns, so a
-    record survives even if the process is killed before its part is rolled (Triton exits without
-    unloading models when its exit timeout expires); readers merge parts and journals.
+    ``write`` appends the records to the open journal and hands them to the OS before it returns,
+    so it is cheap enough for the request path and a record survives the process being killed
+    (Triton exits without unloading models when its exit timeout expires). ``roll`` (from
+    ``tick`` or ``flush``) starts a new journal, writes the old one's records as a part (temporary
+    name, then rename) and removes that journal; readers merge parts and journals. Thread-safe.
     """
 
     type = "parquet"
+    local = True
 
-    def __init__(self, path: Path, *, roll_rows: int = 10_000, roll_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        roll_rows: int = 10_000,
+        roll_seconds: float = 5.0,
+        idle_seconds: float = 1.0,
+    ) -> None:
         self.path = path
         self.roll_rows = roll_rows
         self.roll_seconds = roll_seconds
-        self._pending: list[Record] = []
-        self._opened = time.monotonic()
+        self.idle_seconds = idle_seconds
+        self._lock = threading.Lock()  # the open journal and its records
+        self._roll_lock = threading.Lock()  # one roll at a time, so parts keep their order
         self._prefix = f"part-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._seq = 0
         path.mkdir(parents=True, exist_ok=True)
-        self._journal_path = path / f"journal-{self._prefix}.jsonl"
-        self._journal = self._journal_path.open("a", encoding="utf-8")
+        self._open_journal()
+
+    def _open_journal(self) -> None:
+        self._journal_path = self.path / f"journal-{self._prefix}-{self._seq:06d}.jsonl"
+        self._journal = self._journal_path.open("ab")
+        self._pending: list[Record] = []
+        self._opened = self._written = time.monotonic()
 
     def write(self, records: Sequence[Record]) -> None:
-        self._journal.write("".join(json.dumps(r, default=str) + "\n" for r in records))
-        self._journal.flush()
-        self._pending.extend(records)
-        too_old = time.monotonic() - self._opened >= self.roll_seconds
-        if len(self._pending) >= self.roll_rows or (self._pending and too_old):
-            self.flush()
+        lines = b"".join(orjson.dumps(r, default=str) + b"\n" for r in records)
+        with self._lock:
+            self._journal.write(lines)
+            self._journal.flush()
+            self._pending.extend(records)
+            self._written = time.monotonic()
+
+    def due(self) -> bool:
+        """The open journal should become a part: enough rows, old enough, or writes paused."""
+        now = time.monotonic()
+        with self._lock:
+            return bool(self._pending) and (
+                len(self._pending) >= self.roll_rows
+                or now - self._opened >= self.roll_seconds
+                or now - self._written >= self.idle_seconds
+            )
+
+    def tick(self) -> None:
+        if self.due():
+            self.roll()
+
+    def roll(self) -> None:
+        """Write the open journal's records as a part; writers go on into a new journal."""
+        with self._roll_lock:
+            with self._lock:
+                if not self._pending:
+                    return
+                records, journal, journal_path = self._pending, self._journal, self._journal_path
+                final = self.path / f"{self._prefix}-{self._seq:06d}.parquet"
+                self._seq += 1
+                self._open_journal()
+            journal.close()
+            import pandas as pd
+
+            tmp = final.with_name(f".{final.name}.tmp")
+            pd.DataFrame(records).to_parquet(tmp, index=False)
+            tmp.rename(final)  # atomic: readers never see a half-written part
+            journal_path.unlink()  # the part holds these records now
 
     def flush(self) -> None:
-        if not self._pending:
-            self._opened = time.monotonic()
-            return
-        import pandas as pd
-
-        frame = pd.DataFrame(self._pending)
-        final = self.path / f"{self._prefix}-{self._seq:06d}.parquet"
-        tmp = final.with_name(f".{final.name}.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.rename(final)  # atomic: readers never see a half-written part
-        self._journal.seek(0)
-        self._journal.truncate()  # the part holds these records now
-        self._seq += 1
-        self._pending = []
-        self._opened = time.monotonic()
+        self.roll()
 
     def close(self) -> None:
-        self.flush()
-        self._journal.close()
-        if self._journal_path.stat().st_size == 0:
-            self._journal_path.unlink()
+        self.roll()
+        with self._lock:
+            self._journal.close()
+            if self._journal_path.stat().st_size == 0:
+                self._journal_path.unlink()
 
 
 class RedisStreamSink(Sink):

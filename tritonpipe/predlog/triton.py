@@ -2,10 +2,12 @@
 
 The builder writes the config parameter ``tritonpipe.predlog`` (JSON: sink, pipeline, model and
 version, which inputs are entity keys and the feature vector) on the last step of a logging
-ensemble. After each ``execute`` the hook queues one entry per answered request (arrays only; the
-writer thread turns them into records). Records written and sink errors are Triton custom metrics
-``tritonpipe_predlog_records_total`` / ``tritonpipe_predlog_errors_total`` (label ``sink``),
-synced after each execute, after each batch the writer handles, and at finalize.
+ensemble. After each ``execute`` the hook logs its answered requests as one entry: a Parquet
+sink's journal has their records before ``execute`` returns the answers (see
+tritonpipe/predlog/logger.py); a Redis sink gets them from the writer thread. Records written and
+sink errors are Triton custom metrics ``tritonpipe_predlog_records_total`` /
+``tritonpipe_predlog_errors_total`` (label ``sink``), synced after each execute, after each batch
+the writer handles, and at finalize.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ class TritonPredictionLog:
             self._metrics[key] = family.Metric(labels=labels)
         self.logger = PredictionLogger(
             sink,
-            to_records=lambda e: _records(config, e),
+            to_records=lambda entries: [r for e in entries for r in _records(config, e)],
             queue_size=config["queue_size"],
             on_progress=self.sync_metrics,
         )
@@ -101,8 +103,9 @@ class TritonPredictionLog:
         return [*self.config["entity_keys"], *([features] if features else [])]
 
     def after_execute(self, requests: list[Any], arrays: list[Any], responses: list[Any]) -> None:
-        """Queue the answered requests of one execute; never raises into the prediction."""
+        """Log the answered requests of one execute; never raises into the prediction."""
         now = time.time()
+        entries = []
         for request, inputs, response in zip(requests, arrays, responses, strict=False):
             try:
                 if response.has_error():
@@ -117,7 +120,9 @@ class TritonPredictionLog:
             except Exception:  # noqa: BLE001 - counted as a logging error, the answer stands
                 self.logger.errors += 1
                 continue
-            self.logger.log(entry)
+            entries.append(entry)
+        if entries:
+            self.logger.log(entries)
         self.sync_metrics()
 
     def sync_metrics(self) -> None:

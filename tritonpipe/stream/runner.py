@@ -80,7 +80,7 @@ def build_worker(
     if config.log is not None:
         from tritonpipe.predlog import PredictionLogger, make_sink
 
-        predlog = PredictionLogger(make_sink(config.log, config.base))
+        predlog = PredictionLogger(make_sink(config.log, config.base), to_records=list)
     stream = config.bus.stream
     metrics = Metrics(stream, metrics_port) if metrics_port is not None else None
     return Worker(

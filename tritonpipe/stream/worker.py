@@ -206,9 +206,8 @@ class Worker:
         self.counts.duplicates += len(outputs) - len(fresh)
         self.counts.dead += dead
         self.counts.retried += retried
-        if self.predlog is not None:
-            for event, record in fresh:
-                self.predlog.log({**record, "features": _jsonable(event.inputs)})
+        if self.predlog is not None and fresh:  # one entry (a list of records) per batch
+            self.predlog.log([{**r, "features": _jsonable(e.inputs)} for e, r in fresh])
         if self.metrics is not None:
             self.metrics.batch(handled)
             self.metrics.events("scored", len(fresh))

@@ -102,7 +102,7 @@ class TritonPythonModel:
         results = self.runner.run_requests(arrays)
         self.metrics.report(self.runner.take_timings())
         responses = [self._respond(r) for r in results]
-        if self.predlog is not None:  # queues answered requests; never blocks or raises
+        if self.predlog is not None:  # a local sink has the records before the answers leave
             kept = [
                 {**a, **{t: r[t] for t in self.runner.keep}} if isinstance(r, dict) else a
                 for a, r in zip(arrays, results, strict=True)

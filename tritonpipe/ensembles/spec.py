@@ -234,7 +234,7 @@ class Ensemble(_Strict):
     )
     log: PredictionLog | None = Field(
         None,
-        description="Log every prediction, off the request path, from the model that answers "
+        description="Log every prediction from the model that answers "
         "(the fused model, or an unfused ensemble's last step).",
     )
 

@@ -1,5 +1,6 @@
 """Prediction logs: one record per prediction (request id, time, pipeline, model version, entity
-keys, feature vector, outputs) written off the request path to a Parquet folder or Redis Stream."""
+keys, feature vector, outputs) written to a Parquet folder (journaled before the answer leaves)
+or a Redis Stream (queued, off the request path)."""
 
 from tritonpipe.predlog.logger import PredictionLogger
 from tritonpipe.predlog.read import read_logs

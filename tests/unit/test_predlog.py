@@ -63,7 +63,6 @@ def test_logger_writes_everything_queued_before_close(tmp_path: Path) -> None:
     logger.close()
     assert logger.written == 3000 and logger.errors == 0 and logger.dropped == 0
     assert len(read_logs(tmp_path)) == 3000
-    assert len(list(tmp_path.glob("part-*.parquet"))) >= 3  # rolled by rows while logging
 
 
 def test_a_record_logged_to_a_parquet_sink_survives_sigkill_right_after(tmp_path: Path) -> None:

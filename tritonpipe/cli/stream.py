@@ -56,7 +56,8 @@ def run(
         raise fail(str(exc)) from None
     typer.echo(
         f"worker {worker.consumer} stopped: {counts.scored} scored, {counts.duplicates} "
-        f"duplicates, {counts.dead} dead-lettered, {counts.retried} retried"
+        f"duplicates, {counts.dead} dead-lettered, {counts.retried} retried, "
+        f"{counts.bus_errors} bus errors"
     )
 
 

@@ -9,7 +9,9 @@ nats-py is asyncio; the worker is not, so each adapter runs its own event loop o
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -18,6 +20,7 @@ from tritonpipe.stream.bus import Message, Output, Publisher, Sink, Source
 from tritonpipe.stream.config import NatsBus
 
 T = TypeVar("T")
+log = logging.getLogger("tritonpipe.stream")
 
 
 def output_stream(bus: NatsBus) -> str:
@@ -31,18 +34,52 @@ def dead_stream(bus: NatsBus) -> str:
 class _Loop:
     """A connection and its event loop on a daemon thread; ``call`` runs a coroutine there."""
 
+    CONNECT_S = 10.0
+
     def __init__(self, url: str) -> None:
         import nats
 
+        self._warned = 0.0
+        self._closing = False
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+        # Once connected, reconnect for as long as it takes (a restarted server): the worker
+        # decides when a failing bus is fatal. The first connection gets CONNECT_S.
+        connect = nats.connect(
+            url,
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            error_cb=self._error,  # nats-py's own prints a traceback per failed attempt
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+        )
         try:
-            self.nc = self.call(nats.connect(url, connect_timeout=5, max_reconnect_attempts=3))
+            self.nc = self.call(asyncio.wait_for(connect, self.CONNECT_S))
+        except TimeoutError:
+            self.close()
+            raise TritonPipeError(
+                f"nats at {url}: no server answered within {self.CONNECT_S:.0f}s"
+            ) from None
         except Exception as exc:  # nats-py raises several unrelated types for one meaning
             self.close()
             raise TritonPipeError(f"nats at {url}: {type(exc).__name__}: {exc}") from exc
         self.js = self.nc.jetstream()
+
+    async def _error(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 5.0:  # one line every few seconds while it lasts
+            self._warned = now
+            log.warning("nats: %s: %s", type(exc).__name__, exc)
+
+    async def _disconnected(self) -> None:
+        if not self._closing:
+            log.warning("nats: disconnected; reconnecting")
+
+    async def _reconnected(self) -> None:
+        self._warned = 0.0
+        log.warning("nats: reconnected")
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -56,6 +93,7 @@ class _Loop:
             await self.js.add_stream(name=name, subjects=subjects, **config)
 
     def close(self) -> None:
+        self._closing = True
         if hasattr(self, "nc"):
             # close, not drain: drain waits on the pull subscription's inbox; every ack and
             # publish was already confirmed by the server, so nothing is in flight.
@@ -103,8 +141,9 @@ class NatsSource(Source):
 
     def ack(self, messages: Sequence[Message]) -> None:
         async def ack_all(msgs: list[Any]) -> None:
-            for msg in msgs:
-                await msg.ack_sync()  # confirmed by the server: done means done
+            # Confirmed by the server (done means done), all at once; nats-py's 1 s default
+            # timeout is too short for a busy machine.
+            await asyncio.gather(*(m.ack_sync(timeout=10.0) for m in msgs))
 
         self._conn.call(ack_all([self._inflight.pop(m.id) for m in messages]))
 

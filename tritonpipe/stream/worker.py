@@ -51,6 +51,7 @@ class Counts:
     duplicates: int = 0
     dead: int = 0
     retried: int = 0
+    bus_errors: int = 0  # steps a bus error failed (retried; see Worker.run)
 
 
 def decode(config: JobConfig, message: Message) -> Event:
@@ -115,6 +116,7 @@ class Worker:
         self.predlog = predlog  # a tritonpipe.predlog.PredictionLogger, or None
         self.before_score = before_score  # e.g. fresh features: push events into windows
         self.counts = Counts()
+        self.bus_retry_s = 60.0
         self.stop = threading.Event()
         self._lag_at = 0.0
 
@@ -220,9 +222,31 @@ class Worker:
                     self.metrics.latency(now - event.time)
 
     def run(self) -> Counts:
-        """Score until ``stop`` is set; the batch in hand is finished and acknowledged first."""
+        """Score until ``stop`` is set; the batch in hand is finished and acknowledged first.
+
+        A bus error (a timeout, a restarted server) fails only the step it hit: nothing of that
+        batch was acknowledged, so the bus delivers it again. The worker waits (0.5 s, doubling
+        to 5 s) and carries on; once the bus has failed every step for ``bus_retry_s`` it gives
+        up with a TritonPipeError naming the last error."""
+        failing_since: float | None = None
+        delay = 0.5
         while not self.stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception as exc:  # the bus client's own errors: many unrelated types
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= self.bus_retry_s:
+                    raise TritonPipeError(
+                        f"stream '{self.config.bus.stream}': the bus kept failing for "
+                        f"{now - failing_since:.0f}s; last error {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.warning("bus error, retrying in %.1fs: %s: %s", delay, type(exc).__name__, exc)
+                self.counts.bus_errors += 1
+                self.stop.wait(delay)
+                delay = min(delay * 2, 5.0)
+            else:
+                failing_since, delay = None, 0.5
         return self.counts
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -96,24 +97,43 @@ def events(n: int, start: int = 0) -> list[dict[str, Any]]:
 
 
 def start_worker(config: Path, consumer: str) -> subprocess.Popen[bytes]:
-    """``tritonpipe stream run`` in its own process (so it can be killed for real)."""
+    """``tritonpipe stream run`` in its own process (so it can be killed for real); what it
+    prints goes to a file beside the config (a pipe nobody reads would stall it when full)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tritonpipe.cli",
-            "stream",
-            "run",
-            str(config),
-            "--consumer",
-            consumer,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    with worker_log(config, consumer).open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tritonpipe.cli",
+                "stream",
+                "run",
+                str(config),
+                "--consumer",
+                consumer,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def worker_log(config: Path, consumer: str) -> Path:
+    return config.parent / f"worker-{consumer}.log"
+
+
+def stop_worker(process: subprocess.Popen[bytes], config: Path, consumer: str) -> str:
+    """SIGTERM, then what the worker printed; fails (with that output) unless it exits 0."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    out = worker_log(config, consumer).read_text(errors="replace")
+    assert code == 0, f"worker {consumer} exited {code}:\n{out}"
+    return out
 
 
 def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.integration.stream.conftest import dumps, events, start_worker, wait_for
+from tests.integration.stream.conftest import dumps, events, start_worker, stop_worker, wait_for
 from tritonpipe.perf.nats_server import NatsServer
 from tritonpipe.stream import Output, build_worker, load_config, status
 from tritonpipe.stream.nats_bus import NatsPublisher, dead_stream, output_stream
@@ -71,8 +71,7 @@ def test_killed_worker_events_are_redelivered_once(
     try:
         wait_for(lambda: status(config)["outputs"] >= n and status(config)["pending"] == 0, 60, "b")
     finally:
-        b.send_signal(signal.SIGTERM)
-        assert b.wait(30) == 0
+        stop_worker(b, config_path, "b")
     records = [json.loads(body) for _, body in _messages(nats_bus.url, output_stream(config.bus))]  # type: ignore[arg-type]
     ids = [r["id"] for r in records]
     assert len(ids) == n and sorted(set(ids)) == sorted(e["id"] for e in sent)
@@ -100,3 +99,36 @@ def test_nats_redelivery_is_deduplicated(nats_bus: NatsServer, job: Callable[...
     finally:
         worker.close()
     assert status(config)["outputs"] == 5
+
+
+def test_worker_rides_out_a_nats_server_restart(tmp_path: Path, job: Callable[..., Path]) -> None:
+    """The server goes away mid-stream and comes back on the same port and store: the worker
+    reconnects, retries the steps that failed, and every event still has exactly one output."""
+    server = NatsServer(tmp_path / "store").start()
+    worker = None
+    try:
+        config_path = job(_bus(server, job.tag, ack_wait_s=2.0))  # type: ignore[attr-defined]
+        config = load_config(config_path)
+        n = 3000
+        sent = events(n)
+        replay(config, sent)
+        worker = start_worker(config_path, "w")
+        wait_for(lambda: status(config)["outputs"] >= 100, 60, "the worker to score some events")
+        server.stop()
+        time.sleep(4.0)  # longer than nats-py's default reconnect budget here (3 x 2 s)
+        server.start()
+        wait_for(
+            lambda: status(config)["outputs"] >= n and status(config)["pending"] == 0,
+            90,
+            "every event scored after the restart",
+        )
+        out = stop_worker(worker, config_path, "w")
+        worker = None
+        assert "nats: disconnected" in out and "nats: reconnected" in out, out
+        records = [json.loads(b) for _, b in _messages(server.url, output_stream(config.bus))]  # type: ignore[arg-type]
+        ids = [r["id"] for r in records]
+        assert len(ids) == n and sorted(set(ids)) == sorted(e["id"] for e in sent)
+    finally:
+        if worker is not None:
+            worker.kill()
+        server.stop()

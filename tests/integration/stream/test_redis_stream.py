@@ -4,7 +4,6 @@ SIGTERM, status and the metrics endpoint."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +12,14 @@ from typing import Any
 
 import redis
 
-from tests.integration.stream.conftest import ROOT, dumps, events, start_worker, wait_for
+from tests.integration.stream.conftest import (
+    ROOT,
+    dumps,
+    events,
+    start_worker,
+    stop_worker,
+    wait_for,
+)
 from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.replay import replay
@@ -60,10 +66,7 @@ def test_kill_and_sigterm_leave_one_record_per_event(
 
     b = start_worker(config, "b")
     wait_for(lambda: r.xlen(f"{tag}:out") >= scored_before_b + 80, 60, "worker b to score")
-    b.send_signal(signal.SIGTERM)
-    out, _ = b.communicate(timeout=30)
-    assert b.returncode == 0, out.decode()
-    assert "worker b stopped" in out.decode()
+    assert "worker b stopped" in stop_worker(b, config, "b")
     assert _pending(r, f"{tag}:in")["b"] == 0  # SIGTERM: the batch in hand was acked
 
     c = start_worker(config, "c")
@@ -71,8 +74,7 @@ def test_kill_and_sigterm_leave_one_record_per_event(
         wait_for(lambda: r.xlen(f"{tag}:out") >= n, 60, "worker c to score the rest")
         wait_for(lambda: sum(_pending(r, f"{tag}:in").values()) == 0, 10, "all acks")
     finally:
-        c.send_signal(signal.SIGTERM)
-        assert c.wait(30) == 0
+        stop_worker(c, config, "c")
     records = _outputs(r, f"{tag}:out")
     ids = [rec["id"] for rec in records]
     assert len(ids) == n and sorted(set(ids)) == sorted(e["id"] for e in sent)  # 0 lost, 0 dup

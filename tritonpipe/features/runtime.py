@@ -98,8 +98,10 @@ class OnlineLookup:
         found = np.ones(rows, dtype=bool)
         stored: dict[str, Array] = {}
         for view in self.views:
+            # A copy: Feast's Redis store appends "_ts:<view>" to the list it is given, so the
+            # same list would ask Redis for one more field on every call, without end.
             results = self.store.online_read(
-                self.config, view.table, self._entity_keys(view, inputs), view.features
+                self.config, view.table, self._entity_keys(view, inputs), list(view.features)
             )
             values = {n: np.full(rows, self.defaults.get(n, 0.0)) for n in view.features}
             for i, (_, row) in enumerate(results):

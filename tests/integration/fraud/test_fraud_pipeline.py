@@ -227,3 +227,25 @@ def test_sigterm_under_load_loses_no_record_of_an_answered_request(
         f"{len(missing)} answered requests have no log record, e.g. {sorted(missing)[:3]}"
     )
     assert len(frame) == len(set(frame["request_id"])) * 8  # one record per row
+
+
+def test_redis_lookup_asks_for_the_same_fields_on_every_call(
+    fraud_repository: Path, fraud_world: Path
+) -> None:
+    """Feast's Redis online_read appends "_ts:<view>" to the feature list it is handed. Handed
+    the lookup's own list, each call asked Redis for one more field than the last: a server got
+    slower with every request it answered."""
+    from tritonpipe.features.runtime import OnlineLookup
+
+    support = next((fraud_repository / "fraud_redis_store" / "1").glob("feature_lookup_*"))
+    lookup = OnlineLookup(support)
+    asked = [list(v.features) for v in lookup.views]
+    keys = {"account_id": arrays(heldout(fraud_world).iloc[:8])["account_id"]}
+    first, found = lookup.read(keys)
+    assert found.all()
+    for _ in range(20):
+        again, _ = lookup.read(keys)
+    assert [list(v.features) for v in lookup.views] == asked
+    assert again.keys() == first.keys()
+    for name, values in first.items():
+        np.testing.assert_array_equal(again[name], values)

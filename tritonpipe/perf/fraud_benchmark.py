@@ -133,13 +133,45 @@ def _load() -> str:
     return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _median_levels(runs: list[list[LevelResult]]) -> list[LevelResult]:
+Measured = tuple[LevelResult, float]  # a level and the lookup's share of server CPU time
+
+
+def _median_levels(runs: list[list[Measured]]) -> list[Measured]:
     """Per load level, the run with the median throughput."""
     levels = []
     for per_level in zip(*runs, strict=True):
-        ordered = sorted(per_level, key=lambda r: r.row.throughput)
+        ordered = sorted(per_level, key=lambda r: r[0].row.throughput)
         levels.append(ordered[len(ordered) // 2])
     return levels
+
+
+def _server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of tritonserver and its Python-backend stubs so far."""
+    import psutil
+
+    process = psutil.Process(pid)
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _measure(profile: ProfileOptions, metrics_url: str, pid: int) -> Measured:
+    """One load level, and the lookup step's time over the server's CPU time in the same span
+    (warm-up and trials included on both sides)."""
+    from tritonpipe.perf.step_metrics import scrape
+
+    steps, cpu = scrape(metrics_url, profile.model), _server_cpu_s(pid)
+    (level,) = asyncio.run(Profiler(profile).run())
+    after, cpu_after = scrape(metrics_url, profile.model), _server_cpu_s(pid)
+    lookup_us = sum(
+        after[s][2] - steps.get(s, (0.0, 0.0, 0.0))[2] for s in after if s.startswith("lookup_")
+    )
+    return level, lookup_us / max((cpu_after - cpu) * 1e6, 1.0)
 
 
 def _median_pair(ours: Any, theirs: Any, calls: int = 200) -> tuple[float, float]:
@@ -186,7 +218,7 @@ def lookup_timings(repository: Path, repos: dict[str, Path]) -> dict[str, dict[i
 
 
 def report(
-    results: dict[str, list[LevelResult]],
+    results: dict[str, list[Measured]],
     before: str,
     after: str,
     repeat: int,
@@ -201,16 +233,23 @@ def report(
         f"four variants run interleaved on one server, {repeat} times; each cell is the median "
         "run. Compare ratios taken in this run, not absolutes.",
         "",
-        "| variant | concurrency | predictions/s | p50 ms | p99 ms | lookup share of step time |",
-        "|---|---|---|---|---|---|",
+        "Two lookup shares: of the fused model's step time (lookup, scorer, decide: the lookup "
+        "dominates, the other two are small), and of the server's CPU time (tritonserver and "
+        "its stubs: HTTP, batching, the process hop and the steps). The second is an upper "
+        "bound on the lookup's CPU share, since step time also counts waits on the store.",
+        "",
+        "| variant | concurrency | predictions/s | p50 ms | p99 ms | lookup share of step time "
+        "| lookup time / server CPU time |",
+        "|---|---|---|---|---|---|---|",
     ]
     for variant, levels in results.items():
-        for level in levels:
+        for level, cpu_share in levels:
             # Each variant is one fused model: its per-step counters say where the time went.
             share = sum(r.share for r in level.steps if r.step.startswith("lookup_"))
             lines.append(
                 f"| {variant} | {level.row.load:g} | {level.row.throughput:,.0f} | "
-                f"{level.row.p50_us / 1000:.1f} | {level.row.p99_us / 1000:.1f} | {share:.0%} |"
+                f"{level.row.p50_us / 1000:.1f} | {level.row.p99_us / 1000:.1f} | {share:.0%} "
+                f"| {cpu_share:.0%} |"
             )
     lines += [
         "",
@@ -222,7 +261,7 @@ def report(
         if on and off:
             ratios = [
                 f"c={a.row.load:g}: {a.row.throughput / max(b.row.throughput, 1e-9):.2f}"
-                for a, b in zip(on, off, strict=True)
+                for (a, _), (b, _) in zip(on, off, strict=True)
             ]
             lines.append(f"- {store}: {', '.join(ratios)}")
     lines += [
@@ -266,25 +305,30 @@ def main() -> None:
             build_repository(root / "pipeline.yaml", root / "repository")
             input_data(root / "input.json", 2000)
             before = _load()
-            results: dict[str, list[LevelResult]] = {}
+            results: dict[str, list[Measured]] = {}
             options = ServerOptions(repository=root / "repository")
             with TritonServer(options, log_path=root / "tritonserver.log") as server:
-                runs: dict[str, list[list[LevelResult]]] = {}
+                runs: dict[str, list[list[Measured]]] = {}
+                pid = server.pid
+                assert pid is not None
                 for _ in range(args.repeat):  # variants interleaved, so drift hits all alike
                     for variant in ("sqlite_nolog", "sqlite_log", "redis_nolog", "redis_log"):
-                        profile = ProfileOptions(
-                            model=variant,
-                            url=server.http_url,
-                            loads=tuple(float(c) for c in args.concurrency),
-                            input_data=str(root / "input.json"),
-                            measurement_interval_ms=args.interval_ms,
-                            max_trials=4,
-                            # Prebuilt requests on asyncio streams: about a third of
-                            # tritonclient's client CPU, which here is taken from the server.
-                            transport="raw",
-                            metrics_url=server.metrics_url,
-                        )
-                        runs.setdefault(variant, []).append(asyncio.run(Profiler(profile).run()))
+                        measured = []
+                        for load in args.concurrency:
+                            profile = ProfileOptions(
+                                model=variant,
+                                url=server.http_url,
+                                loads=(float(load),),
+                                input_data=str(root / "input.json"),
+                                measurement_interval_ms=args.interval_ms,
+                                max_trials=4,
+                                # Prebuilt requests on asyncio streams: about a third of
+                                # tritonclient's client CPU, which here is taken from the server.
+                                transport="raw",
+                                metrics_url=server.metrics_url,
+                            )
+                            measured.append(_measure(profile, server.metrics_url, pid))
+                        runs.setdefault(variant, []).append(measured)
                 results = {v: _median_levels(r) for v, r in runs.items()}
             lookups = lookup_timings(root / "repository", repos)
             text = report(results, before, _load(), args.repeat, lookups)

@@ -181,12 +181,15 @@ def _prepare_fn(
 
 def _schema(spark: Any, config: JobConfig, inputs: list[TensorSpec], first: Any) -> Any:
     """The prepared rows' schema: unit, file and row, the key columns as Spark reads them from
-    the first unit (after the transform, which may add some), then one column per input."""
+    the first unit's first row (after the transform, which may add some), then one column per
+    input."""
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
     from tritonpipe.batch.job import prepare
+    from tritonpipe.batch.sources import Unit
 
-    sample = prepare(config, inputs, first)[0].head(1)[config.key]
+    one_row = Unit(file=first.file, start=first.start, stop=min(first.start + 1, first.stop))
+    sample = prepare(config, inputs, one_row)[0].head(1)[config.key]  # the executors read it all
     key_fields = list(spark.createDataFrame(sample).schema.fields) if config.key else []
     fields = [
         StructField(UNIT, _parse_datatype_string("string")),

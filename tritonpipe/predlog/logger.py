@@ -108,10 +108,7 @@ class PredictionLogger:
 
     def _flush(self, tick: bool = False) -> None:
         try:
-            if tick:
-                self.sink.tick()
-            else:
-                self.sink.flush()
+            (self.sink.tick if tick else self.sink.flush)()
         except Exception as exc:  # noqa: BLE001 - counted and warned like a write failure
             self.errors += 1
             self._warn(f"prediction log sink '{self.sink.type}' flush failed: {exc!r}")
@@ -127,10 +124,8 @@ class PredictionLogger:
             batch, stop = self._take()
             if batch:
                 self._write(batch)
-            elif self._direct:
-                self._flush(tick=True)  # parts roll by rows, age or a pause in writes
             else:
-                self._flush()  # idle: let time-based rolling happen
+                self._flush(tick=True)  # idle: time-based work (a local sink rolls its parts)
             if self.on_progress is not None and (batch or stop or self._direct):
                 with contextlib.suppress(Exception):  # progress reporting is best effort
                     self.on_progress()

@@ -42,8 +42,10 @@ class Sink(ABC):
         """A local sink has work for ``tick`` now (the logger then wakes its writer)."""
         return False
 
-    def tick(self) -> None:  # noqa: B027 - optional: time-based work (rolling) on the writer
-        """Called by the logger's writer thread about every ``PredictionLogger.tick_s``."""
+    def tick(self) -> None:
+        """Called by the logger's writer thread when idle, about every
+        ``PredictionLogger.tick_s``: time-based work (rolling parts); by default a flush."""
+        self.flush()
 
     def close(self) -> None:
         self.flush()

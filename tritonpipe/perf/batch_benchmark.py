@@ -27,7 +27,7 @@ import numpy as np
 
 from tritonpipe.batch import JobConfig, TritonEngine, parse_config, run_job
 from tritonpipe.perf.fraud_benchmark import EXAMPLE, _load, input_data
-from tritonpipe.perf.machine import describe_machine
+from tritonpipe.perf.machine import describe_machine, tree_cpu_s
 
 REPOSITORY = Path("build/fraud_batch_repository")
 
@@ -160,19 +160,7 @@ class Cpu:
         return self.rows / self.batches if self.batches else 0.0
 
     def _server(self) -> float:
-        if self.pid is None:
-            return 0.0
-        import psutil
-
-        root = psutil.Process(self.pid)
-        total = 0.0
-        for proc in [root, *root.children(recursive=True)]:
-            try:
-                times = proc.cpu_times()
-                total += times.user + times.system
-            except psutil.Error:
-                continue
-        return total
+        return 0.0 if self.pid is None else tree_cpu_s(self.pid)
 
     def __enter__(self) -> Cpu:
         self.counts0 = self._counts()

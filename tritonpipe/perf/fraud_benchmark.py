@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from tritonpipe.perf.generator import LevelResult, ProfileOptions, Profiler
-from tritonpipe.perf.machine import describe_machine
+from tritonpipe.perf.machine import describe_machine, tree_cpu_s
 from tritonpipe.perf.redis_server import RedisServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
@@ -145,29 +145,14 @@ def _median_levels(runs: list[list[Measured]]) -> list[Measured]:
     return levels
 
 
-def _server_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) of tritonserver and its Python-backend stubs so far."""
-    import psutil
-
-    process = psutil.Process(pid)
-    total = 0.0
-    for p in [process, *process.children(recursive=True)]:
-        try:
-            times = p.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
-
-
 def _measure(profile: ProfileOptions, metrics_url: str, pid: int) -> Measured:
     """One load level, and the lookup step's time over the server's CPU time in the same span
     (warm-up and trials included on both sides)."""
     from tritonpipe.perf.step_metrics import scrape
 
-    steps, cpu = scrape(metrics_url, profile.model), _server_cpu_s(pid)
+    steps, cpu = scrape(metrics_url, profile.model), tree_cpu_s(pid)
     (level,) = asyncio.run(Profiler(profile).run())
-    after, cpu_after = scrape(metrics_url, profile.model), _server_cpu_s(pid)
+    after, cpu_after = scrape(metrics_url, profile.model), tree_cpu_s(pid)
     lookup_us = sum(
         after[s][2] - steps.get(s, (0.0, 0.0, 0.0))[2] for s in after if s.startswith("lookup_")
     )

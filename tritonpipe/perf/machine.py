@@ -1,4 +1,5 @@
-"""One line describing the machine a benchmark ran on, for its results file."""
+"""What a benchmark records about the machine: one line describing it for the results file, and
+the CPU time a server (with its child processes) has used."""
 
 from __future__ import annotations
 
@@ -23,3 +24,19 @@ def describe_machine() -> str:
         f"{platform.python_version()}, Triton 2.51.0 (nvidia-pytriton 0.7.0, CPU only); load "
         "tools and servers share the machine"
     )
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its living descendants
+    (tritonserver and its Python-backend stubs)."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:  # ended between the listing and the read
+            continue
+        total += times.user + times.system
+    return total

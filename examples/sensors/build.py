@@ -9,9 +9,10 @@ generated readings and exports ``artifacts/export`` there; tests call it on a te
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,12 +22,20 @@ HERE = Path(__file__).resolve().parent
 FILES = ("pipeline.yaml", "stages.py", "model.py", "generate.py", "build.py")
 
 
-def _features(frame: object, params: dict[str, list]) -> np.ndarray:  # type: ignore[type-arg]
-    sys.path.insert(0, str(HERE))
-    from stages import READINGS, prepare
+def _load(name: str) -> Any:
+    """This example's module ``name`` (loaded by path: digits has a stages.py and model.py too)."""
+    spec = importlib.util.spec_from_file_location(f"sensors_example_{name}", HERE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    columns = {name: np.asarray(frame[name], dtype=np.float32).reshape(-1, 1) for name in READINGS}  # type: ignore[index]
-    kinds = np.asarray([s.encode() for s in frame["sensor_type"]], dtype=object).reshape(-1, 1)  # type: ignore[index]
+
+def _features(frame: Any, params: dict[str, Any]) -> np.ndarray:
+    stages = _load("stages")
+    READINGS, prepare = stages.READINGS, stages.prepare
+    columns = {n: np.asarray(frame[n], dtype=np.float32).reshape(-1, 1) for n in READINGS}
+    kinds = np.asarray([s.encode() for s in frame["sensor_type"]], dtype=object).reshape(-1, 1)
     return prepare(sensor_type=kinds, **params, **columns)["features"]
 
 
@@ -37,9 +46,8 @@ def build(folder: Path = HERE, rows: int = 4000, epochs: int = 60) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for name in FILES:
             shutil.copy(HERE / name, folder / name)
-    sys.path.insert(0, str(HERE))
-    from generate import readings
-    from model import SensorScorer
+    readings = _load("generate").readings
+    SensorScorer = _load("model").SensorScorer
 
     spec = yaml.safe_load((folder / "pipeline.yaml").read_text())
     params = spec["stages"]["prepare"]["parameters"]
@@ -64,10 +72,11 @@ def build(folder: Path = HERE, rows: int = 4000, epochs: int = 60) -> Path:
     from tritonpipe.tensors import parse_input_spec
 
     (artifacts / "factory.py").write_text(
-        "from pathlib import Path\nimport sys\n"
-        f"sys.path.insert(0, {str(folder)!r})\n"
-        "from model import trained as _trained\n\n\n"
-        f"def trained():\n    return _trained(Path({str(weights)!r}))\n"
+        "import importlib.util\nfrom pathlib import Path\n\n"
+        "_spec = importlib.util.spec_from_file_location(\n"
+        f"    'sensors_model', {str(folder / 'model.py')!r}\n)\n"
+        "_model = importlib.util.module_from_spec(_spec)\n_spec.loader.exec_module(_model)\n\n\n"
+        f"def trained():\n    return _model.trained(Path({str(weights)!r}))\n"
     )
     export(
         f"{artifacts / 'factory.py'}:trained",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ASSETS, DIGITS
+from tests.conftest import ASSETS, DIGITS, SENSORS
 from tritonpipe.ensembles import build_repository
 from tritonpipe.server import ServerOptions, TritonServer
 
@@ -76,3 +76,22 @@ def heldout(trained_export: Path) -> tuple[np.ndarray, np.ndarray]:
     names = sorted(truth)
     images = np.array([[(folder / n).read_bytes()] for n in names], dtype=object)
     return images, np.array([truth[n] for n in names])
+
+
+@pytest.fixture(scope="session")
+def sensors_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/sensors built in a temporary folder (generated readings, a seconds-fast
+    training run, ONNX export): its pipeline.yaml, ensemble ``sensors``."""
+    import runpy
+
+    build = runpy.run_path(str(SENSORS / "build.py"))["build"]
+    spec: Path = build(tmp_path_factory.mktemp("sensors"))
+    return spec
+
+
+@pytest.fixture(scope="session")
+def sensor_readings() -> object:
+    """examples/sensors/generate.py's ``readings(n, seed)``."""
+    import runpy
+
+    return runpy.run_path(str(SENSORS / "generate.py"))["readings"]

@@ -95,3 +95,16 @@ def sensor_readings() -> object:
     import runpy
 
     return runpy.run_path(str(SENSORS / "generate.py"))["readings"]
+
+
+@pytest.fixture(scope="session")
+def sensors_server(
+    sensors_spec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A tritonserver serving the sensors pipeline (fused ensemble ``sensors``)."""
+    root = tmp_path_factory.mktemp("sensors_server")
+    build_repository(sensors_spec, root / "repo")
+    with TritonServer(
+        ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log"
+    ) as running:
+        yield running

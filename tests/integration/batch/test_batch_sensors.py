@@ -16,10 +16,9 @@ import pytest
 
 from tests.integration.batch.postgres import PostgresServer
 from tritonpipe.batch import TritonEngine, parse_config, run_job
-from tritonpipe.ensembles import build_repository
 from tritonpipe.errors import PipelineError
 from tritonpipe.pipeline import Pipeline
-from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server import TritonServer
 
 Readings = Callable[..., pd.DataFrame]
 ROWS = 600
@@ -78,14 +77,10 @@ def test_in_process_takes_dataframes_and_names_bad_values(
     assert set(expected["alert"]) == {"ok", "alert"}
     truth = sensor_readings(ROWS, seed=7).drop(index=[3, 4, 5])["truth"].to_numpy()
     assert (expected["alert"].to_numpy() == truth).mean() > 0.9  # the model learnt the rule
-    dict_of_columns = {c: sensor_readings(5)[c].tolist() for c in sensor_readings(5).columns}
-    records = pipe.run_records(
-        [
-            dict(zip(dict_of_columns, r, strict=False))
-            for r in zip(*dict_of_columns.values(), strict=True)
-        ]
-    )
-    assert all(isinstance(r, dict) and r["alert"] in ("ok", "alert") for r in records)
+    good = sensor_readings(5).drop(columns=["truth"])
+    records = pipe.run_records(good.to_dict("records"))
+    by_columns = pipe(good.to_dict("list"))["alert"].ravel()  # a dict of columns
+    assert [r["alert"] for r in records] == [v.decode() for v in by_columns]  # type: ignore[index]
 
 
 def _check_parquet(folder: Path, expected: pd.DataFrame) -> None:
@@ -155,18 +150,6 @@ def test_batch_postgres_stores_text(
         ).fetchone()
     assert count is not None and count[0] == (expected["alert"] == "alert").sum() > 0
     assert kind == ("text",)
-
-
-@pytest.fixture(scope="module")
-def sensors_server(
-    sensors_spec: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[TritonServer]:
-    root = tmp_path_factory.mktemp("sensors_server")
-    build_repository(sensors_spec, root / "repo")
-    with TritonServer(
-        ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log"
-    ) as running:
-        yield running
 
 
 def test_triton_engine_writes_what_in_process_writes(

@@ -178,6 +178,23 @@ def _score(
     return joined, bad
 
 
+def log_records(out: Any) -> list[dict[str, Any]]:
+    """A committed unit's rows as prediction-log records: text as ``str``, vectors as lists,
+    binary outputs as base64 (as the Triton hook logs them)."""
+    import base64
+
+    columns: dict[str, list[Any]] = {}
+    for name in out.columns:
+        values = out[name].tolist()
+        if values and isinstance(values[0], np.ndarray):
+            values = [v.tolist() for v in values]
+        elif values and isinstance(values[0], bytes):
+            values = [base64.b64encode(v).decode() for v in values]
+        columns[name] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 class BatchJob:
     """A job bound to an engine and an output store; ``run`` is resumable."""
 
@@ -209,7 +226,7 @@ class BatchJob:
                 rejected += refused
                 bar.advance(unit.rows)
                 if logger is not None:
-                    logger.log(out.to_dict("records"))
+                    logger.log(log_records(out))
             bar.finish()
         finally:
             store.close()

@@ -227,3 +227,16 @@ def test_record_error_lists_refusals() -> None:
     converted = SENSORS.from_records([GOOD, {**GOOD, "cat": 99}])
     with pytest.raises(RecordError, match=r"^record 1: input 'cat': 99 is outside \[0, 49\]$"):
         converted.raise_refusals()
+
+
+def test_module_imports_only_numpy_and_the_standard_library() -> None:
+    """The Triton backend imports it: no pandas, pyarrow or pydantic at import time."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tritonpipe.records; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'pyarrow', 'pydantic', 'yaml'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -204,7 +204,8 @@ class BatchJob:
             config.pipeline, config.model, batch_size=config.batch_size, threads=config.threads
         )
         self.run_id = uuid.uuid4().hex[:12]
-        self.contract = job_contract(config, self.engine.contract)
+        in_process = isinstance(self.engine, InProcessEngine)  # its contract has the options
+        self.contract = job_contract(config, self.engine.contract, from_spec=not in_process)
 
     def run(
         self, *, progress: bool = True, log: bool = False, engine_name: str = "in-process"

@@ -25,20 +25,19 @@ class BadRow:
     reason: str
 
 
-def job_contract(config: JobConfig, contract: Contract) -> Contract:
-    """The engine's contract reading each input from the job's column for it, with the options
-    (ranges, categories, binary outputs) the job's pipeline spec declares when the engine could
-    not know them (a Triton server's model config does not carry them)."""
+def job_contract(config: JobConfig, contract: Contract, *, from_spec: bool = False) -> Contract:
+    """The engine's contract reading each input from the job's column for it; with
+    ``from_spec`` (an engine that cannot know them: a Triton server's model config does not
+    carry them), the options (ranges, categories, binary outputs) the job's pipeline spec
+    declares."""
     rules = contract
-    if not any(r.low is not None or r.categories for r in contract.inputs) and not any(
-        r.binary for r in contract.outputs
-    ):
+    if from_spec:
         try:
-            from tritonpipe.pipeline.plans import from_spec
+            from tritonpipe.pipeline import plans
 
             if not str(config.pipeline).endswith((".yaml", ".yml")):
                 raise TritonPipeError("not a spec")
-            options = from_spec(Path(config.pipeline), config.model).get("contract", {})
+            options = plans.from_spec(Path(config.pipeline), config.model).get("contract", {})
             rules = Contract.from_specs(
                 [r.spec for r in contract.inputs], [r.spec for r in contract.outputs], **options
             )

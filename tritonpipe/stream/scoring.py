@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.errors import InputError, InvalidArgument, PipelineError
-from tritonpipe.tensors import Array
+from tritonpipe.tensors import Array, TensorSpec
 
 Result = dict[str, Array] | PipelineError
 
@@ -17,6 +17,8 @@ class Scorer:
     """Scores requests (one event each); a failing request fails alone (returned, not raised)."""
 
     name: str
+    # What the pipeline declares (decoding defaults to its dtypes and shapes); None: unknown.
+    inputs: tuple[TensorSpec, ...] | None = None
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         raise NotImplementedError
@@ -33,6 +35,7 @@ class EmbeddedScorer(Scorer):
 
         self.pipeline = Pipeline.load(source, name, threads=threads)
         self.name = self.pipeline.name
+        self.inputs = self.pipeline.inputs
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         return self.pipeline.run_requests(requests)
@@ -47,6 +50,7 @@ class TritonScorer(Scorer):
 
         self.client = Client(url)
         self.name = name
+        self.inputs = self.client.model(name).inputs
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:

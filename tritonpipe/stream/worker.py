@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from tritonpipe.errors import PipelineError, TritonPipeError
+from tritonpipe.errors import PipelineError, SpecError, TritonPipeError
 from tritonpipe.stream.bus import Message, Output, Sink, Source
 from tritonpipe.stream.config import JobConfig
 from tritonpipe.stream.metrics import Metrics
 from tritonpipe.stream.scoring import Result, Scorer
-from tritonpipe.tensors import Array
+from tritonpipe.tensors import Array, TensorSpec
 from tritonpipe.tensors import dtype as tensor_dtype
 
 log = logging.getLogger("tritonpipe.stream")
@@ -54,8 +54,52 @@ class Counts:
     bus_errors: int = 0  # steps a bus error failed (retried; see Worker.run)
 
 
-def decode(config: JobConfig, message: Message) -> Event:
+def resolve_inputs(
+    config: JobConfig, declared: Sequence[TensorSpec] | None
+) -> dict[str, Binding]:
+    """Each input the job maps: its event field and the spec to decode to. The dtype and shape
+    are the pipeline's unless the job config gives its own."""
+    if declared is None:
+        return default_inputs(config)
+    known = {s.name: s for s in declared}
+    resolved: dict[str, Binding] = {}
+    for name, entry in config.inputs.items():
+        spec = known.get(name)
+        if spec is None:
+            raise SpecError(
+                f"stream job inputs.{name}: the pipeline has no input '{name}' "
+                f"(it has {', '.join(known) or 'none'})"
+            )
+        shape = tuple(entry.shape) if entry.shape is not None else spec.shape
+        resolved[name] = Binding(
+            entry.field, TensorSpec(name=name, dtype=entry.dtype or spec.dtype, shape=shape)
+        )
+    return resolved
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Where an input's value is in the event, and what it decodes to."""
+
+    field: str
+    spec: TensorSpec
+
+
+def default_inputs(config: JobConfig) -> dict[str, Binding]:
+    """Without the pipeline's signature (a bare decode): the job's own dtype, else FP32."""
+    return {
+        name: Binding(
+            e.field,
+            TensorSpec(name=name, dtype=e.dtype or "FP32", shape=tuple(e.shape or (-1,))),
+        )
+        for name, e in config.inputs.items()
+    }
+
+
+def decode(config: JobConfig, message: Message, inputs: dict[str, Binding] | None = None) -> Event:
     """Payload -> event fields -> one-row pipeline inputs; Poison names what is wrong."""
+    if message.refused is not None:
+        raise Poison(message.refused)
     try:
         if config.format == "json":
             fields = json.loads(message.body)
@@ -67,32 +111,51 @@ def decode(config: JobConfig, message: Message) -> Event:
         raise Poison(f"payload is not {config.format}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(fields, dict):
         raise Poison(f"payload is a {type(fields).__name__}, not a {config.format} object")
-    event_id = str(fields.get(config.id_field, message.id))
+    raw_id = _event_id(fields, config.id_field)
     stamp = fields.get(config.time_field) if config.time_field else None
     event = Event(
         message=message,
-        id=event_id,
+        id=raw_id,
         time=float(stamp) if isinstance(stamp, int | float) else None,
         fields=fields,
     )
-    for name, spec in config.inputs.items():
-        if spec.field not in fields:
-            raise Poison(f"field '{spec.field}' (input '{name}') is missing")
-        value = fields[spec.field]
-        try:
-            dtype = np.dtype(tensor_dtype(spec.dtype).numpy)
-            if dtype == np.dtype(object):
-                value = value.encode() if isinstance(value, str) else bytes(value)
-                array = np.array([value], dtype=object).reshape(1, -1)
-            else:
-                array = np.asarray(value, dtype=dtype)[None, ...]
-                array = array.reshape(1, -1) if array.ndim == 1 else array
-        except (TypeError, ValueError) as exc:
-            raise Poison(
-                f"field '{spec.field}' (input '{name}') is not {spec.dtype}: {exc}"
-            ) from exc
-        event.inputs[name] = array
+    for name, where in (inputs if inputs is not None else default_inputs(config)).items():
+        if where.field not in fields:
+            raise Poison(f"field '{where.field}' (input '{name}') is missing")
+        event.inputs[name] = _one_row(name, where, fields[where.field])
     return event
+
+
+def _event_id(fields: dict[str, Any], name: str) -> str:
+    """The event's own id (outputs are keyed by it); never the bus's entry id, which a
+    republished event does not keep."""
+    if name not in fields:
+        raise Poison(f"missing id: the event has no field '{name}'")
+    value = fields[name]
+    if value is None or value == "" or isinstance(value, dict | list | bytes | float | bool):
+        shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
+        raise Poison(f"missing id: field '{name}' is {shown}, not a string or an integer")
+    return str(value)
+
+
+def _one_row(name: str, where: Binding, value: Any) -> Array:
+    """One event's value as a one-row array of the input's dtype and declared dims."""
+    spec = where.spec
+    what = f"field '{where.field}' (input '{name}')"
+    try:
+        if spec.dtype == "BYTES":
+            items = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, str | bytes) for v in items):
+                raise TypeError(f"got {type(value).__name__}, not text or bytes")
+            array = np.array([v.encode() if isinstance(v, str) else v for v in items], object)
+        else:
+            array = np.asarray(value, dtype=np.dtype(tensor_dtype(spec.dtype).numpy))
+    except (TypeError, ValueError) as exc:
+        raise Poison(f"{what} is not {spec.dtype}: {exc}") from exc
+    if -1 not in spec.shape and array.size == int(np.prod(spec.shape)):
+        return array.reshape((1, *spec.shape))
+    array = array[None, ...]
+    return array.reshape(1, -1) if array.ndim == 1 else array
 
 
 class Worker:
@@ -115,6 +178,7 @@ class Worker:
         self.metrics = metrics
         self.predlog = predlog  # a tritonpipe.predlog.PredictionLogger, or None
         self.before_score = before_score  # e.g. fresh features: push events into windows
+        self.inputs = resolve_inputs(config, scorer.inputs)
         self.counts = Counts()
         self.bus_retry_s = 60.0
         self.stop = threading.Event()
@@ -148,27 +212,31 @@ class Worker:
         dead: list[tuple[Message, str]] = []
         for message in messages:
             try:
-                events.append(decode(self.config, message))
+                events.append(decode(self.config, message, self.inputs))
             except Poison as exc:
                 dead.append((message, f"decode: {exc}"))
         results = self._score(events)
-        outputs: list[tuple[Event, dict[str, Any]]] = []
+        outputs: list[tuple[Event, dict[str, Any], bytes]] = []
         retry: list[Message] = []
         for event, result in zip(events, results, strict=True):
             if not isinstance(result, PipelineError):
-                outputs.append((event, self._record(event, result)))
+                try:  # an output that cannot be written fails its event, not the bus
+                    record = self._record(event, result)
+                    outputs.append((event, record, encode_record(record)))
+                except Poison as exc:
+                    dead.append((event.message, f"encode: {exc}"))
             elif result.invalid or event.message.deliveries >= self.config.max_attempts:
                 dead.append(
                     (event.message, f"pipeline (attempt {event.message.deliveries}): {result}")
                 )
             else:
                 retry.append(event.message)
-        new = self.sink.write([Output(key=e.id, body=json.dumps(r).encode()) for e, r in outputs])
+        new = self.sink.write([Output(key=e.id, body=body) for e, _, body in outputs])
         for message, reason in dead:
             self.sink.dead_letter(message, reason)
-        done = [e.message for e, _ in outputs] + [m for m, _ in dead]
+        done = [e.message for e, _, _ in outputs] + [m for m, _ in dead]
         self.source.ack(done)  # only now: outputs and dead letters are written
-        self._account(outputs, new, len(dead), len(retry), len(messages))
+        self._account([(e, r) for e, r, _ in outputs], new, len(dead), len(retry), len(messages))
 
     def _score(self, events: list[Event]) -> list[Result]:
         """Run the hook and the scorer; if either fails outright (a store or server is down),
@@ -186,13 +254,18 @@ class Worker:
 
     def _record(self, event: Event, result: dict[str, Array]) -> dict[str, Any]:
         keep = self.config.outputs or list(result)
+        missing = [k for k in keep if k not in result]
+        if missing:
+            raise Poison(
+                f"the pipeline returned no output '{missing[0]}' (it returned {', '.join(result)})"
+            )
         return {
             "id": event.id,
             "event_time": event.time,
             "scored_at": time.time(),
             "pipeline": self.scorer.name,
             "consumer": self.consumer,
-            "outputs": {k: np.asarray(result[k])[0].tolist() for k in keep},
+            "outputs": {k: _output_value(k, result[k]) for k in keep},
         }
 
     def _account(
@@ -256,6 +329,36 @@ class Worker:
             self.predlog.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _output_value(name: str, array: Array) -> Any:
+    """One event's row of an output as JSON values; BYTES holding UTF-8 text are strings."""
+    row = np.asarray(array)[0]
+    if row.dtype != np.dtype(object) and row.dtype.kind not in "SU":
+        return row.tolist()
+    try:
+        return _texts(row.tolist())
+    except UnicodeDecodeError as exc:
+        raise Poison(
+            f"output '{name}' holds bytes that are not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); a JSON record cannot carry them"
+        ) from exc
+
+
+def _texts(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list):
+        return [_texts(v) for v in value]
+    return value
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """The output record as JSON; Poison (this event's failure) when it cannot be encoded."""
+    try:
+        return json.dumps(record).encode()
+    except (TypeError, ValueError) as exc:
+        raise Poison(f"the output record cannot be written as JSON: {exc}") from exc
 
 
 def _jsonable(inputs: dict[str, Array]) -> dict[str, Any]:

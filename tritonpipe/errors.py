@@ -16,6 +16,7 @@ TritonPipeError
 │   ├── Unauthorized       a restricted endpoint was called without its token
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
+├── RecordError            records do not fit the pipeline's inputs (``refusals``: one per record)
 ├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
 ├── BatchError             a batch job failed: a bad row (file, row, column), a source, a store
 ├── PerfError              a profile or load test could not be run or read
@@ -25,6 +26,7 @@ TritonPipeError
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class TritonPipeError(Exception):
@@ -93,6 +95,23 @@ class Unavailable(ClientError):
 
 class RequestTimeout(ClientError):
     """No answer arrived within the client's timeout."""
+
+
+class RecordError(TritonPipeError):
+    """Records (or columns, or arrays) do not fit the pipeline's inputs.
+
+    ``refusals`` holds one :class:`tritonpipe.records.Refusal` per refused record (row, input,
+    reason); it is empty when the whole batch is wrong (a missing column or input)."""
+
+    def __init__(
+        self, refusals: Sequence[Any], *, what: str = "record", message: str | None = None
+    ) -> None:
+        self.refusals = list(refusals)
+        if message is None:
+            shown = [f"{what} {r.row}: {r.reason}" for r in self.refusals[:5]]
+            more = len(self.refusals) - len(shown)
+            message = "; ".join(shown) + (f" (and {more} more)" if more > 0 else "")
+        super().__init__(message)
 
 
 class PipelineError(TritonPipeError):

@@ -33,6 +33,7 @@ class StepDef:
     outputs: tuple[TensorSpec, ...]
     options: ServingOptions
     native: bool = False  # served by onnxruntime_onnx / pytorch_libtorch, not the Python backend
+    value_ranges: dict[str, list[int]] = field(default_factory=dict)  # from a model's manifest
 
     @property
     def what(self) -> str:
@@ -118,6 +119,7 @@ def _model(name: str, model: ScoringModel, base: Path) -> StepDef:
         outputs=manifest.outputs,
         options=model,
         native=model.runtime == "native",
+        value_ranges=dict(manifest.value_ranges),
     )
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import Batching, Instances, Serving
@@ -22,6 +30,26 @@ class Tensor(_Strict):
     name: str = Field(description="Tensor name as clients and the ensemble see it.")
     dtype: str = Field(description=f"Triton dtype: one of {', '.join(DTYPES)}.")
     shape: list[int] = Field(description="Dims without the batch dimension; -1 is dynamic.")
+    range: list[float] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="Input only: [low, high], both inclusive; a value outside is refused "
+        "(`input 'cat': 50 is outside [0, 49]`).",
+    )
+    allow_nan: bool = Field(
+        False, description="Input only: NaN and +/-Inf are taken (refused by default)."
+    )
+    categories: list[str] | None = Field(
+        None,
+        description="Input only (BYTES): the strings it takes; any other is refused "
+        "(`input 'sensor_type': unknown category 'fan'`).",
+    )
+    binary: bool = Field(
+        False,
+        description="Output only (BYTES): raw bytes, stored as binary/BLOB/BYTEA. By default a "
+        "BYTES output is UTF-8 text, stored as a string everywhere.",
+    )
 
     @field_validator("dtype")
     @classmethod
@@ -99,8 +127,11 @@ class Stage(ServingOptions):
     )
     inputs: list[Tensor] = Field(min_length=1, description="Keyword arguments of the function.")
     outputs: list[Tensor] = Field(min_length=1, description="Keys of the dict it returns.")
-    parameters: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="Extra keyword arguments, fixed at build time."
+    parameters: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="Extra keyword arguments, fixed at build time: any JSON value (numbers, "
+        "strings, booleans, null, lists, nested mappings), passed to the function as it is "
+        "written (lists as Python lists).",
     )
 
     @field_validator("function")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from tritonpipe.ensembles.spec import PipelineSpec, ScoringModel
 from tritonpipe.errors import RegistryError, SpecError
@@ -43,9 +44,7 @@ def resolve_models(
     return models, versions
 
 
-def substitute(
-    where: str, value: str | int | float | bool, versions: dict[str, RegistryVersion]
-) -> str | int | float | bool:
+def substitute(where: str, value: Any, versions: dict[str, RegistryVersion]) -> Any:
     """Replace a ``${models.m.tags.k}`` parameter by the version's value."""
     match = _REF.match(value) if isinstance(value, str) else None
     if match is None:

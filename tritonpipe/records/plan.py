@@ -1,0 +1,54 @@
+"""Input and output options of a compiled plan, gathered from the steps that consume each
+pipeline input and produce each output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tritonpipe.ensembles.plan import EnsemblePlan
+
+
+def options_from_plan(plan: EnsemblePlan) -> dict[str, Any]:
+    """Keyword arguments for :meth:`Contract.from_specs`."""
+    wanted = {t.name for t in plan.inputs}
+    produced = {t.name for t in plan.outputs}
+    ranges: dict[str, list[float]] = {}
+    nan: dict[str, bool] = {}
+    categories: dict[str, list[str]] = {}
+    binary: set[str] = set()
+    for bound in plan.steps:
+        step = bound.step
+        declared = {t.name: t for t in getattr(step.options, "inputs", [])}
+        manifest_ranges = dict(step.value_ranges)
+        for spec in step.inputs:
+            tensor = bound.input_map.get(spec.name, spec.name)
+            if tensor not in wanted:
+                continue
+            options = declared.get(spec.name)
+            span: list[float] | None = None
+            if options is not None and options.range is not None:
+                span = [float(v) for v in options.range]
+            elif spec.name in manifest_ranges:
+                low, high = manifest_ranges[spec.name]
+                span = [float(low), float(high - 1)]
+            if span is not None:
+                old = ranges.get(tensor)
+                ranges[tensor] = (
+                    span if old is None else [max(old[0], span[0]), min(old[1], span[1])]
+                )
+            allows = options is not None and options.allow_nan
+            nan[tensor] = nan.get(tensor, True) and allows
+            if options is not None and options.categories is not None:
+                categories.setdefault(tensor, list(options.categories))
+        produces = {t.name: t for t in getattr(step.options, "outputs", [])}
+        for spec in step.outputs:
+            tensor = bound.output_map.get(spec.name, spec.name)
+            options = produces.get(spec.name)
+            if tensor in produced and options is not None and options.binary:
+                binary.add(tensor)
+    return {
+        "ranges": ranges,
+        "allow_nan": [t for t, ok in nan.items() if ok],
+        "categories": categories,
+        "binary": binary,
+    }

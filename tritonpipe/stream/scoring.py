@@ -19,6 +19,7 @@ class Scorer:
     name: str
     # What the pipeline declares (decoding defaults to its dtypes and shapes); None: unknown.
     inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         raise NotImplementedError
@@ -35,7 +36,7 @@ class EmbeddedScorer(Scorer):
 
         self.pipeline = Pipeline.load(source, name, threads=threads)
         self.name = self.pipeline.name
-        self.inputs = self.pipeline.inputs
+        self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         return self.pipeline.run_requests(requests)
@@ -50,7 +51,8 @@ class TritonScorer(Scorer):
 
         self.client = Client(url)
         self.name = name
-        self.inputs = self.client.model(name).inputs
+        info = self.client.model(name)
+        self.inputs, self.outputs = info.inputs, info.outputs
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:

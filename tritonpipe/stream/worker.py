@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.errors import PipelineError, SpecError, TritonPipeError
+from tritonpipe.records import Contract, OutputRule
 from tritonpipe.stream.bus import Message, Output, Sink, Source
 from tritonpipe.stream.config import JobConfig
 from tritonpipe.stream.metrics import Metrics
 from tritonpipe.stream.scoring import Result, Scorer
-from tritonpipe.tensors import Array, TensorSpec
-from tritonpipe.tensors import dtype as tensor_dtype
+from tritonpipe.tensors import Array, TensorSpec, from_numpy
 
 log = logging.getLogger("tritonpipe.stream")
 Hook = Callable[[list[dict[str, Any]]], None]
@@ -54,50 +54,34 @@ class Counts:
     bus_errors: int = 0  # steps a bus error failed (retried; see Worker.run)
 
 
-def resolve_inputs(
-    config: JobConfig, declared: Sequence[TensorSpec] | None
-) -> dict[str, Binding]:
-    """Each input the job maps: its event field and the spec to decode to. The dtype and shape
-    are the pipeline's unless the job config gives its own."""
-    if declared is None:
-        return default_inputs(config)
-    known = {s.name: s for s in declared}
-    resolved: dict[str, Binding] = {}
+def contract_for(
+    config: JobConfig,
+    declared: Sequence[TensorSpec] | None,
+    outputs: Sequence[TensorSpec] | None = None,
+) -> Contract:
+    """The records contract a job decodes events with: each mapped input reads its event field
+    and takes the pipeline's dtype and shape unless the job config gives its own (without the
+    pipeline's signature, FP32 and any length)."""
+    known = {s.name: s for s in declared} if declared is not None else None
+    specs = []
     for name, entry in config.inputs.items():
-        spec = known.get(name)
-        if spec is None:
+        spec = known.get(name) if known is not None else None
+        if known is not None and spec is None:
             raise SpecError(
                 f"stream job inputs.{name}: the pipeline has no input '{name}' "
                 f"(it has {', '.join(known) or 'none'})"
             )
-        shape = tuple(entry.shape) if entry.shape is not None else spec.shape
-        resolved[name] = Binding(
-            entry.field, TensorSpec(name=name, dtype=entry.dtype or spec.dtype, shape=shape)
-        )
-    return resolved
+        dtype = entry.dtype or (spec.dtype if spec is not None else "FP32")
+        default_shape = spec.shape if spec is not None else (-1,)
+        shape = tuple(entry.shape) if entry.shape is not None else default_shape
+        specs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
+    fields = {name: entry.field for name, entry in config.inputs.items()}
+    return Contract.from_specs(specs, outputs or (), fields=fields)
 
 
-@dataclass(frozen=True)
-class Binding:
-    """Where an input's value is in the event, and what it decodes to."""
-
-    field: str
-    spec: TensorSpec
-
-
-def default_inputs(config: JobConfig) -> dict[str, Binding]:
-    """Without the pipeline's signature (a bare decode): the job's own dtype, else FP32."""
-    return {
-        name: Binding(
-            e.field,
-            TensorSpec(name=name, dtype=e.dtype or "FP32", shape=tuple(e.shape or (-1,))),
-        )
-        for name, e in config.inputs.items()
-    }
-
-
-def decode(config: JobConfig, message: Message, inputs: dict[str, Binding] | None = None) -> Event:
-    """Payload -> event fields -> one-row pipeline inputs; Poison names what is wrong."""
+def decode(config: JobConfig, message: Message, contract: Contract | None = None) -> Event:
+    """Payload -> event fields -> one-row pipeline inputs, by the records contract; Poison
+    holds the contract's reason (``input 'x': null``, ``id 'id': missing``)."""
     if message.refused is not None:
         raise Poison(message.refused)
     try:
@@ -109,53 +93,24 @@ def decode(config: JobConfig, message: Message, inputs: dict[str, Binding] | Non
             fields = msgpack.unpackb(message.body, raw=False)
     except Exception as exc:  # every decoder error means the same: not this format
         raise Poison(f"payload is not {config.format}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(fields, dict):
-        raise Poison(f"payload is a {type(fields).__name__}, not a {config.format} object")
-    raw_id = _event_id(fields, config.id_field)
+    contract = contract if contract is not None else contract_for(config, None)
+    converted = contract.from_records([fields], id_field=config.id_field)
+    if converted.refusals:
+        refusal = converted.refusals[0]
+        reason = refusal.reason
+        where = next((r.key for r in contract.inputs if r.name == refusal.input), None)
+        if where is not None and where != refusal.input:
+            reason += f" (event field '{where}')"
+        raise Poison(reason)
+    assert converted.ids is not None  # given an id_field, from_records lists the ids
     stamp = fields.get(config.time_field) if config.time_field else None
-    event = Event(
+    return Event(
         message=message,
-        id=raw_id,
+        id=str(converted.ids[0]),
         time=float(stamp) if isinstance(stamp, int | float) else None,
         fields=fields,
+        inputs=converted.inputs,
     )
-    for name, where in (inputs if inputs is not None else default_inputs(config)).items():
-        if where.field not in fields:
-            raise Poison(f"field '{where.field}' (input '{name}') is missing")
-        event.inputs[name] = _one_row(name, where, fields[where.field])
-    return event
-
-
-def _event_id(fields: dict[str, Any], name: str) -> str:
-    """The event's own id (outputs are keyed by it); never the bus's entry id, which a
-    republished event does not keep."""
-    if name not in fields:
-        raise Poison(f"missing id: the event has no field '{name}'")
-    value = fields[name]
-    if value is None or value == "" or isinstance(value, dict | list | bytes | float | bool):
-        shown = "null" if value is None else f"{type(value).__name__} {value!r}"[:80]
-        raise Poison(f"missing id: field '{name}' is {shown}, not a string or an integer")
-    return str(value)
-
-
-def _one_row(name: str, where: Binding, value: Any) -> Array:
-    """One event's value as a one-row array of the input's dtype and declared dims."""
-    spec = where.spec
-    what = f"field '{where.field}' (input '{name}')"
-    try:
-        if spec.dtype == "BYTES":
-            items = value if isinstance(value, list) else [value]
-            if not all(isinstance(v, str | bytes) for v in items):
-                raise TypeError(f"got {type(value).__name__}, not text or bytes")
-            array = np.array([v.encode() if isinstance(v, str) else v for v in items], object)
-        else:
-            array = np.asarray(value, dtype=np.dtype(tensor_dtype(spec.dtype).numpy))
-    except (TypeError, ValueError) as exc:
-        raise Poison(f"{what} is not {spec.dtype}: {exc}") from exc
-    if -1 not in spec.shape and array.size == int(np.prod(spec.shape)):
-        return array.reshape((1, *spec.shape))
-    array = array[None, ...]
-    return array.reshape(1, -1) if array.ndim == 1 else array
 
 
 class Worker:
@@ -178,7 +133,7 @@ class Worker:
         self.metrics = metrics
         self.predlog = predlog  # a tritonpipe.predlog.PredictionLogger, or None
         self.before_score = before_score  # e.g. fresh features: push events into windows
-        self.inputs = resolve_inputs(config, scorer.inputs)
+        self.contract = contract_for(config, scorer.inputs, scorer.outputs)
         self.counts = Counts()
         self.bus_retry_s = 60.0
         self.stop = threading.Event()
@@ -212,7 +167,7 @@ class Worker:
         dead: list[tuple[Message, str]] = []
         for message in messages:
             try:
-                events.append(decode(self.config, message, self.inputs))
+                events.append(decode(self.config, message, self.contract))
             except Poison as exc:
                 dead.append((message, f"decode: {exc}"))
         results = self._score(events)
@@ -259,13 +214,21 @@ class Worker:
             raise Poison(
                 f"the pipeline returned no output '{missing[0]}' (it returned {', '.join(result)})"
             )
+        rules = {r.name: r for r in self.contract.outputs}
+        rows = {k: np.asarray(result[k]) for k in keep}
+        outputs = Contract(
+            [], [rules.get(k) or OutputRule(spec=_spec_of(k, a)) for k, a in rows.items()]
+        )
+        values, failures = outputs.to_records(rows)
+        if failures:
+            raise Poison(failures[0].reason)
         return {
             "id": event.id,
             "event_time": event.time,
             "scored_at": time.time(),
             "pipeline": self.scorer.name,
             "consumer": self.consumer,
-            "outputs": {k: _output_value(k, result[k]) for k in keep},
+            "outputs": values[0],
         }
 
     def _account(
@@ -331,26 +294,10 @@ class Worker:
             self.metrics.close()
 
 
-def _output_value(name: str, array: Array) -> Any:
-    """One event's row of an output as JSON values; BYTES holding UTF-8 text are strings."""
-    row = np.asarray(array)[0]
-    if row.dtype != np.dtype(object) and row.dtype.kind not in "SU":
-        return row.tolist()
-    try:
-        return _texts(row.tolist())
-    except UnicodeDecodeError as exc:
-        raise Poison(
-            f"output '{name}' holds bytes that are not UTF-8 text ({exc.reason} at byte "
-            f"{exc.start}); a JSON record cannot carry them"
-        ) from exc
-
-
-def _texts(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, list):
-        return [_texts(v) for v in value]
-    return value
+def _spec_of(name: str, array: Array) -> TensorSpec:
+    """An output the pipeline's signature does not list: its spec from the array itself."""
+    kind = "BYTES" if array.dtype.kind in "OSU" else from_numpy(array.dtype).triton
+    return TensorSpec(name=name, dtype=kind, shape=tuple(array.shape[1:]))
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

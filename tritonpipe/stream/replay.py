@@ -56,7 +56,7 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
         raise SpecError(f"{path}: events are read from .jsonl, .parquet or .csv")
     import pandas as pd
 
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(path, float_precision="round_trip")  # every digit, as written
     columns = [str(c) for c in frame.columns]
     for cells in frame.itertuples(index=False, name=None):
         row = {c: _plain(v) for c, v in zip(columns, cells, strict=True)}

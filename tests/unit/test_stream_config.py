@@ -99,7 +99,6 @@ def test_a_message_the_bus_refused_is_poison_with_its_reason(tmp_path: Path) -> 
         (b'{"id": "a", "tag": "a"}', "input 'x': missing"),
         (b'{"id": "a", "x": ["abc"], "tag": "a"}', "input 'x': 'abc' is not FP32"),
         (b'{"id": "a", "x": null, "tag": "a"}', "input 'x': null"),
-        (b'{"id": "a", "x": [NaN], "tag": "a"}', "input 'x': nan is not a finite number"),
         (b'{"id": "a", "x": [1], "tag": 1234567}', "input 'tag': 1234567 is not a string"),
     ],
 )

@@ -76,7 +76,10 @@ def contract_for(
         shape = tuple(entry.shape) if entry.shape is not None else default_shape
         specs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
     fields = {name: entry.field for name, entry in config.inputs.items()}
-    return Contract.from_specs(specs, outputs or (), fields=fields)
+    # Types, lengths and ids are judged here; NaN and declared ranges by the pipeline's own
+    # runtime (embedded or on the server), in the same words, so both scorers judge alike.
+    floats = [s.name for s in specs if s.dtype in ("FP16", "FP32", "FP64", "BF16")]
+    return Contract.from_specs(specs, outputs or (), fields=fields, allow_nan=floats)
 
 
 def decode(config: JobConfig, message: Message, contract: Contract | None = None) -> Event:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,9 @@ class Scorer:
     # What the pipeline declares (decoding defaults to its dtypes and shapes); None: unknown.
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
+    # Value rules per input ({"range": [low, high], "allow_nan": bool}); None: unknown, the
+    # runtime that scores judges NaN and ranges alone.
+    rules: dict[str, dict[str, Any]] | None = None
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         raise NotImplementedError
@@ -37,6 +41,14 @@ class EmbeddedScorer(Scorer):
         self.pipeline = Pipeline.load(source, name, threads=threads)
         self.name = self.pipeline.name
         self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
+        decls = self.pipeline._runner.inputs  # the plan's inputs, with their value rules
+        self.rules = {
+            d.tensor: {
+                **({"range": [d.low, d.high]} if d.low is not None or d.high is not None else {}),
+                **({"allow_nan": True} if d.allow_nan else {}),
+            }
+            for d in decls
+        }
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         return self.pipeline.run_requests(requests)
@@ -53,6 +65,7 @@ class TritonScorer(Scorer):
         self.name = name
         info = self.client.model(name)
         self.inputs, self.outputs = info.inputs, info.outputs
+        self.rules = served_rules(info.config)
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:
@@ -72,6 +85,16 @@ class TritonScorer(Scorer):
 
     def close(self) -> None:
         self.client.close()
+
+
+def served_rules(config: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The value rules a tritonpipe-built Python model publishes in its config
+    (``tritonpipe.input_rules``); None for other models (native, ensembles)."""
+    params = config.get("parameters") or {}
+    if "tritonpipe.plan" not in params:
+        return None
+    raw = params.get("tritonpipe.input_rules", {}).get("string_value")
+    return dict(json.loads(raw)) if raw else {}
 
 
 def make_scorer(source: str, name: str | None, url: str | None, **options: Any) -> Scorer:

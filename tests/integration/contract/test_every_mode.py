@@ -38,6 +38,7 @@ from tritonpipe.pipeline import Pipeline
 from tritonpipe.records import Contract
 from tritonpipe.server import TritonServer
 from tritonpipe.stream import build_worker, load_config
+from tritonpipe.stream.scoring import served_rules
 from tritonpipe.stream.worker import Worker
 from tritonpipe.tensors import TensorSpec
 
@@ -141,11 +142,16 @@ def in_process(pipeline: Pipeline, contract: Contract, batch: list[dict[str, Any
 
 
 def online(client: Client, name: str, contract: Contract, batch: list[dict[str, Any]]) -> list[Verdict]:
-    """What a caller of the server sees: the contract's conversion (dtypes and lengths; the
-    server judges NaN and ranges), one request per record."""
-    floats = [r.name for r in contract.inputs if r.spec.dtype in ("FP32", "FP64")]
-    loose = Contract.from_specs([r.spec for r in contract.inputs], [], allow_nan=floats)
-    converted = loose.from_records(batch, id_field="id")
+    """What a caller of the server sees: the contract as the served model publishes it (its
+    config's input rules), one request per record."""
+    rules = served_rules(client.model(name).config) or {}
+    served = Contract.from_specs(
+        [r.spec for r in contract.inputs],
+        [],
+        ranges={n: r["range"] for n, r in rules.items() if "range" in r},
+        allow_nan=[n for n, r in rules.items() if r.get("allow_nan")],
+    )
+    converted = served.from_records(batch, id_field="id")
     refused = {r.row: r.reason for r in converted.refusals}
     verdicts: list[Verdict] = []
     for n in range(len(batch)):

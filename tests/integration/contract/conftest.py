@@ -24,7 +24,7 @@ DTYPES = ["FP32", "FP64", "INT32", "INT64", "BOOL", "BYTES"]
 
 # Every output echoes its input (o_<name>); a signature with a BYTES input may add a binary
 # output, its bytes reversed (not UTF-8 text once reversed, for non-ASCII input).
-ECHO = '''
+ECHO = """
 import numpy as np
 
 
@@ -35,7 +35,7 @@ def echo(**inputs):
             out["raw"] = np.array([[bytes(v)[::-1] for v in row[:1]] for row in value], object)
             break
     return out
-'''
+"""
 
 
 @dataclass
@@ -62,7 +62,11 @@ def generate(count: int = 3, seed: int = 18) -> list[Signature]:
         inputs = []
         for k, dtype in enumerate(order[2 * n : 2 * n + 2] + [rng.choice(DTYPES)]):
             shape = [1] if (n + k) % 2 == 0 else [rng.choice([2, 3])]
-            tensor: dict[str, Any] = {"name": f"i{k}_{dtype.lower()}", "dtype": dtype, "shape": shape}
+            tensor: dict[str, Any] = {
+                "name": f"i{k}_{dtype.lower()}",
+                "dtype": dtype,
+                "shape": shape,
+            }
             if dtype in ("INT32", "INT64"):
                 low = rng.choice([0, -5])
                 tensor["range"] = [low, low + rng.choice([9, 49])]
@@ -97,8 +101,12 @@ def contract_spec(contract_export: Path, tmp_path_factory: pytest.TempPathFactor
     root = tmp_path_factory.mktemp("contract")
     (root / "echo.py").write_text(ECHO)
     stages = {
-        s.name: {"function": "echo.py:echo", "inputs": s.inputs, "outputs": s.outputs,
-                 "max_batch_size": 16}  # fmt: skip
+        s.name: {
+            "function": "echo.py:echo",
+            "inputs": s.inputs,
+            "outputs": s.outputs,
+            "max_batch_size": 16,
+        }  # fmt: skip
         for s in SIGNATURES
     }
     models = {

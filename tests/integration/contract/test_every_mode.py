@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -126,7 +125,9 @@ def _rows(converted: Any, n: int) -> dict[str, np.ndarray]:
     return {k: v[n : n + 1] for k, v in converted.inputs.items()}
 
 
-def in_process(pipeline: Pipeline, contract: Contract, batch: list[dict[str, Any]]) -> list[Verdict]:
+def in_process(
+    pipeline: Pipeline, contract: Contract, batch: list[dict[str, Any]]
+) -> list[Verdict]:
     converted = contract.from_records(batch, id_field="id")
     refused = {r.row: r.reason for r in converted.refusals}
     todo = [n for n in range(len(batch)) if n not in refused]
@@ -141,7 +142,9 @@ def in_process(pipeline: Pipeline, contract: Contract, batch: list[dict[str, Any
     return verdicts
 
 
-def online(client: Client, name: str, contract: Contract, batch: list[dict[str, Any]]) -> list[Verdict]:
+def online(
+    client: Client, name: str, contract: Contract, batch: list[dict[str, Any]]
+) -> list[Verdict]:
     """What a caller of the server sees: the contract as the served model publishes it (its
     config's input rules), one request per record."""
     rules = served_rules(client.model(name).config) or {}

@@ -27,7 +27,7 @@ from tritonpipe.stream.worker import Worker
 
 # Raw readings (float64, as pandas gives them) and a sensor type in; a text label and a score
 # out. A sensor type "raw" makes the stage return bytes that are not text.
-STAGE = '''
+STAGE = """
 import numpy as np
 
 
@@ -42,7 +42,7 @@ def alert(reading: np.ndarray, sensor_type: np.ndarray) -> dict[str, np.ndarray]
         else:
             labels.append(b"alert" if value > 1.0 else b"ok")
     return {"alert": np.array(labels, dtype=object).reshape(-1, 1), "score": score}
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,9 @@ def test_string_output_is_written_and_an_unencodable_one_dead_letters_its_event(
     assert sorted(by_id) == [f"e{i}" for i in range(6)]
     assert by_id["e1"] == {"alert": "ok", "score": 1.0}
     assert by_id["e5"]["alert"] == "alert"
-    assert len(dead) == 1 and dead[0] == "encode: output 'alert': not UTF-8 text (b'\\xff\\xfe')", dead
+    assert len(dead) == 1 and dead[0] == "encode: output 'alert': not UTF-8 text (b'\\xff\\xfe')", (
+        dead
+    )
     assert worker.counts.dead == 1 and worker.counts.scored == 6
 
 

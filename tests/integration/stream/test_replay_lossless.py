@@ -27,8 +27,11 @@ def test_replayed_events_keep_every_digit(
     suffix: str, redis_bus: RedisServer, tmp_path: Path
 ) -> None:
     frame = pd.DataFrame(
-        {"id": [f"r{i}" for i in range(4)], "temperature": VALUES,
-         "at": pd.to_datetime(STAMPS)}  # fmt: skip
+        {
+            "id": [f"r{i}" for i in range(4)],
+            "temperature": VALUES,
+            "at": pd.to_datetime(STAMPS),
+        }  # fmt: skip
     )
     path = tmp_path / f"events{suffix}"
     if suffix == ".parquet":

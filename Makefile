@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream
+.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,6 +63,12 @@ test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration t
 
 unit: .venv/.installed ## Unit tests only (no server)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+reference: .venv/.installed ## Regenerate docs/reference/*.md from the pydantic models (pipeline spec, batch and stream jobs)
+	$(PY) docs/reference/generate.py
+
+sensors: .venv/.installed ## Sensors example: generate readings, train the scorer and export it to ONNX (seconds)
+	$(PY) examples/sensors/build.py
 
 lint: .venv/.installed ## ruff check + format check
 	.venv/bin/ruff check tritonpipe tests examples

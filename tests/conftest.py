@@ -10,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = ROOT / "examples" / "digits"
+SENSORS = ROOT / "examples" / "sensors"
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAINED_EXPORT = DIGITS / "artifacts" / "export"
 

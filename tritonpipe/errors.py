@@ -115,11 +115,13 @@ class RecordError(TritonPipeError):
 
 
 class PipelineError(TritonPipeError):
-    """A pipeline run in-process failed; ``invalid`` when the input was at fault."""
+    """A pipeline run in-process failed; ``invalid`` when the input was at fault, and
+    ``refusals`` (one ``tritonpipe.records.Refusal`` per bad row) when records were refused."""
 
-    def __init__(self, message: str, *, invalid: bool) -> None:
+    def __init__(self, message: str, *, invalid: bool, refusals: Sequence[Any] = ()) -> None:
         super().__init__(message)
         self.invalid = invalid
+        self.refusals = list(refusals)  # records.Refusal per refused row, when inputs were
 
 
 class PerfError(TritonPipeError):

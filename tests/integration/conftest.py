@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ASSETS, DIGITS
+from tests.conftest import ASSETS, DIGITS, SENSORS
 from tritonpipe.ensembles import build_repository
 from tritonpipe.server import ServerOptions, TritonServer
 
@@ -76,3 +76,35 @@ def heldout(trained_export: Path) -> tuple[np.ndarray, np.ndarray]:
     names = sorted(truth)
     images = np.array([[(folder / n).read_bytes()] for n in names], dtype=object)
     return images, np.array([truth[n] for n in names])
+
+
+@pytest.fixture(scope="session")
+def sensors_spec(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/sensors built in a temporary folder (generated readings, a seconds-fast
+    training run, ONNX export): its pipeline.yaml, ensemble ``sensors``."""
+    import runpy
+
+    build = runpy.run_path(str(SENSORS / "build.py"))["build"]
+    spec: Path = build(tmp_path_factory.mktemp("sensors"))
+    return spec
+
+
+@pytest.fixture(scope="session")
+def sensor_readings() -> object:
+    """examples/sensors/generate.py's ``readings(n, seed)``."""
+    import runpy
+
+    return runpy.run_path(str(SENSORS / "generate.py"))["readings"]
+
+
+@pytest.fixture(scope="session")
+def sensors_server(
+    sensors_spec: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A tritonserver serving the sensors pipeline (fused ensemble ``sensors``)."""
+    root = tmp_path_factory.mktemp("sensors_server")
+    build_repository(sensors_spec, root / "repo")
+    with TritonServer(
+        ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log"
+    ) as running:
+        yield running

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from tritonpipe.errors import ClientError, PipelineError, TritonPipeError
+from tritonpipe.records import Contract
 from tritonpipe.tensors import Array, TensorSpec
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ class Engine(ABC):
     name: str
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
+    contract: Contract  # its inputs' and outputs' rules (options filled in by the job's spec)
 
     @abstractmethod
     def predict(self, arrays: Arrays) -> Arrays:
@@ -62,6 +64,7 @@ class InProcessEngine(Engine):
         self.name = self.pipe.name
         self.inputs = self.pipe.inputs
         self.outputs = self.pipe.outputs
+        self.contract = self.pipe.contract
         self.batch_size = batch_size
 
     def predict(self, arrays: Arrays) -> Arrays:
@@ -96,6 +99,7 @@ class TritonEngine(Engine):
         self.name = model
         self.inputs = info.inputs
         self.outputs = info.outputs
+        self.contract = Contract.from_specs(self.inputs, self.outputs)
         if info.max_batch_size > 0:  # one request per slice: never above the model's max batch
             self.batch_size = min(batch_size, info.max_batch_size)
         self._raw: Any = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -21,29 +21,55 @@ from tritonpipe.batch.config import JobConfig
 from tritonpipe.batch.engines import Engine, InProcessEngine, is_bad_input
 from tritonpipe.batch.outputs import _atomic_write, open_store
 from tritonpipe.batch.progress import Progress, Summary
-from tritonpipe.batch.rows import BadRow, to_inputs
-from tritonpipe.batch.sources import ROW, Unit, list_units, read_unit
+from tritonpipe.batch.rows import BadRow, job_contract, to_inputs
+from tritonpipe.batch.sources import ROW, Unit, list_units, read_unit_arrow
 from tritonpipe.errors import BatchError, TritonPipeError
-from tritonpipe.tensors import Array, TensorSpec
+from tritonpipe.records import Contract
+from tritonpipe.tensors import Array
 
 
 def output_frame(
-    frame: Any, outputs: dict[str, Array], config: JobConfig, model: str, run_id: str
+    frame: Any,
+    outputs: dict[str, Array],
+    config: JobConfig,
+    model: str,
+    run_id: str,
+    contract: Contract | None = None,
 ) -> Any:
-    """Key columns, one column per output (scalars for [1], arrays otherwise), model and run."""
+    """Key columns, one column per output as record values (``str`` for text BYTES, ``bytes``
+    for binary, numbers for [1], arrays otherwise), model and run."""
     import pandas as pd
 
     columns: dict[str, Any] = {k: frame[k].to_numpy() for k in config.key}
-    for name, array in outputs.items():
+    values = output_values(outputs, contract)
+    for name, array in values.items():
         if config.outputs is not None and name not in config.outputs:
             continue
-        flat = array.reshape(len(array), -1)
-        columns[name] = flat[:, 0] if flat.shape[1] == 1 else list(flat)
+        columns[name] = array if array.ndim == 1 else list(array.reshape(len(array), -1))
     out = pd.DataFrame(columns)
     out["model_name"] = model
     out["model_version"] = config.model_version
     out["run_id"] = run_id
     return out
+
+
+def output_values(outputs: dict[str, Array], contract: Contract | None) -> dict[str, Array]:
+    """Outputs as record-value columns (see :meth:`Contract.to_columns`); rows whose text is
+    not UTF-8 must have been taken out first (:func:`unencodable`)."""
+    if contract is None:
+        return {
+            k: (v.reshape(len(v)) if v.reshape(len(v), -1).shape[1] == 1 else v)
+            for k, v in outputs.items()
+        }
+    rules = Contract([], [r for r in contract.outputs if r.name in outputs])
+    return rules.to_columns(outputs)[0]
+
+
+def unencodable(outputs: dict[str, Array], contract: Contract) -> list[BadRow]:
+    """Rows whose outputs cannot be stored as record values (text that is not UTF-8)."""
+    rules = Contract([], [r for r in contract.outputs if r.name in outputs and r.kind == "text"])
+    failures = rules.to_columns(outputs)[1] if rules.outputs else []
+    return [BadRow(position=f.row, column="", reason=f.reason) for f in failures]
 
 
 def _first_per_row(bad: list[BadRow]) -> list[BadRow]:
@@ -79,12 +105,12 @@ def _transform(config: JobConfig, frame: Any) -> tuple[dict[str, Array], list[Ba
 Prepared = tuple[Any, dict[str, Array], list[BadRow]]  # a unit's frame, input arrays, bad rows
 
 
-def prepare(config: JobConfig, inputs: Sequence[TensorSpec], unit: Unit) -> Prepared:
+def prepare(config: JobConfig, contract: Contract, unit: Unit) -> Prepared:
     """A unit's rows, their input arrays (zeros where bad) and its bad rows, one per row;
     under policy fail the first bad row raises, naming file, row and column."""
-    frame = read_unit(config.source, unit)
+    frame, table = read_unit_arrow(config.source, unit)
     given, bad = _transform(config, frame)
-    arrays, wrong = to_inputs(frame, inputs, config, unit.file, given)
+    arrays, wrong = to_inputs(frame, contract, config, unit.file, given, table)
     bad = _first_per_row(bad + wrong)
     if bad and config.bad_rows.policy == "fail":
         raise _fail(unit, frame, bad[0])
@@ -152,6 +178,23 @@ def _score(
     return joined, bad
 
 
+def log_records(out: Any) -> list[dict[str, Any]]:
+    """A committed unit's rows as prediction-log records: text as ``str``, vectors as lists,
+    binary outputs as base64 (as the Triton hook logs them)."""
+    import base64
+
+    columns: dict[str, list[Any]] = {}
+    for name in out.columns:
+        values = out[name].tolist()
+        if values and isinstance(values[0], np.ndarray):
+            values = [v.tolist() for v in values]
+        elif values and isinstance(values[0], bytes):
+            values = [base64.b64encode(v).decode() for v in values]
+        columns[name] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
 class BatchJob:
     """A job bound to an engine and an output store; ``run`` is resumable."""
 
@@ -161,12 +204,14 @@ class BatchJob:
             config.pipeline, config.model, batch_size=config.batch_size, threads=config.threads
         )
         self.run_id = uuid.uuid4().hex[:12]
+        self.contract = job_contract(config, self.engine.contract)
 
     def run(
         self, *, progress: bool = True, log: bool = False, engine_name: str = "in-process"
     ) -> Summary:
         config = self.config
         store = open_store(config.output)
+        store.declare(self.contract.outputs)
         logger = self._logger() if log else None
         start = time.perf_counter()
         try:
@@ -181,7 +226,7 @@ class BatchJob:
                 rejected += refused
                 bar.advance(unit.rows)
                 if logger is not None:
-                    logger.log(out.to_dict("records"))
+                    logger.log(log_records(out))
             bar.finish()
         finally:
             store.close()
@@ -205,11 +250,11 @@ class BatchJob:
         if not todo:
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-read") as reader:
-            pending = reader.submit(prepare, self.config, self.engine.inputs, todo[0])
+            pending = reader.submit(prepare, self.config, self.contract, todo[0])
             for i, unit in enumerate(todo):
                 prepared = pending.result()
                 if i + 1 < len(todo):
-                    pending = reader.submit(prepare, self.config, self.engine.inputs, todo[i + 1])
+                    pending = reader.submit(prepare, self.config, self.contract, todo[i + 1])
                 yield unit, prepared
 
     def _unit(self, unit: Unit, store: Any, prepared: Prepared) -> tuple[Any, int]:
@@ -232,9 +277,20 @@ class BatchJob:
             good_frame = good_frame[ok].reset_index(drop=True)
         else:
             rejects = [(frame, b) for b in bad]
+        failed = unencodable(outputs, self.contract) if len(good_frame) else []
+        if failed and policy == "fail":
+            raise _fail(unit, good_frame, failed[0])
+        if failed:
+            ok = np.ones(len(good_frame), dtype=bool)
+            ok[[b.position for b in failed]] = False
+            rejects += [(good_frame, b) for b in failed]
+            good_frame = good_frame[ok].reset_index(drop=True)
+            outputs = {k: v[ok] for k, v in outputs.items()}
         if rejects:
             write_rejects(config, unit, rejects)
-        out = output_frame(good_frame, outputs, config, self.engine.name, self.run_id)
+        out = output_frame(
+            good_frame, outputs, config, self.engine.name, self.run_id, self.contract
+        )
         store.commit(unit.id, out, self.run_id)
         return out, len(rejects)
 

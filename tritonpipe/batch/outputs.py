@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,21 @@ import numpy as np
 
 from tritonpipe.batch.config import OutputConfig
 from tritonpipe.errors import BatchError
+from tritonpipe.records import OutputRule
+from tritonpipe.records.schema import arrow_type, sql_type
 
 LEDGER = "_tritonpipe_units"
 
 
 class OutputStore(ABC):
-    """Where a job's predictions go, and which units are already there."""
+    """Where a job's predictions go, and which units are already there. ``declare`` names the
+    pipeline's outputs before the first commit, so each is stored as the records contract's
+    type for the sink (text BYTES as strings, binary ones as bytes)."""
+
+    outputs: dict[str, OutputRule] = {}  # noqa: RUF012 - replaced whole by declare, never mutated
+
+    def declare(self, outputs: Sequence[OutputRule]) -> None:
+        self.outputs = {r.name: r for r in outputs}
 
     @abstractmethod
     def done(self) -> set[str]:
@@ -55,7 +65,21 @@ class ParquetStore(OutputStore):
     def done(self) -> set[str]:
         return {p.stem for p in (self.root / "_ledger").glob("*.json")}
 
+    def _table(self, rows: Any) -> Any:
+        """The rows as Arrow, each declared output as its contract type (``string`` for text
+        even when a unit holds no rows)."""
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        declared = self.outputs
+        for i, name in enumerate(table.column_names):
+            if name in declared:
+                table = table.set_column(i, name, table.column(i).cast(arrow_type(declared[name])))
+        return table
+
     def commit(self, unit: str, frame: Any, run_id: str) -> None:
+        import pyarrow.parquet as pq
+
         groups = frame.groupby(self.partition_by, sort=True) if self.partition_by else [((), frame)]
         files = []
         for values, part in groups:
@@ -65,8 +89,8 @@ class ParquetStore(OutputStore):
             )
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"part-{unit}.parquet"
-            rows = part.drop(columns=self.partition_by)
-            _atomic_write(path, lambda tmp, rows=rows: rows.to_parquet(tmp, index=False))
+            table = self._table(part.drop(columns=self.partition_by))
+            _atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
             files.append(str(path.relative_to(self.root)))
         record = {"unit": unit, "run_id": run_id, "rows": len(frame), "files": files}
         _atomic_write(
@@ -110,8 +134,18 @@ class _SqlStore(OutputStore):
         self.db.commit()
         return units
 
+    dialect = "sqlite"
+
+    def _column_type(self, frame: Any, column: str) -> str:
+        rule = self.outputs.get(column)
+        if rule is None:
+            return _sql_type(frame[column])
+        if not rule.scalar:
+            return "TEXT"  # vectors as JSON arrays
+        return sql_type(rule, self.dialect)
+
     def _create(self, frame: Any) -> None:
-        cols = ", ".join(f'"{c}" {_sql_type(frame[c])}' for c in frame.columns)
+        cols = ", ".join(f'"{c}" {self._column_type(frame, c)}' for c in frame.columns)
         self.db.execute(f'CREATE TABLE IF NOT EXISTS "{self.table}" ({cols})')
         self._created = True
 
@@ -149,6 +183,7 @@ class SqliteStore(_SqlStore):
 
 class PostgresStore(_SqlStore):
     placeholder = "%s"
+    dialect = "postgresql"
 
     def __init__(self, config: OutputConfig) -> None:
         if not config.url:

@@ -1,21 +1,21 @@
-"""DataFrame columns to pipeline input arrays, finding the rows that cannot be converted.
+"""A unit's columns to pipeline input arrays through the records contract, and the rows that
+cannot be converted (:mod:`tritonpipe.records`: the same rules and reasons as every mode).
 
-A scalar column feeds an input of shape [1]; a column of lists or arrays feeds a vector input.
-A row is bad when a needed value is null, will not convert to the input's dtype, or has the
-wrong length; each bad row is reported with the column and input it failed.
+A scalar column feeds an input of shape [1]; a column of lists, arrays or CSV cells ("1,2,3")
+feeds a vector input. Each bad row is reported once, with its column and the contract's reason
+(``input 'amount': null``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tritonpipe.batch.config import JobConfig
-from tritonpipe.errors import BatchError
-from tritonpipe.tensors import Array, TensorSpec, dtype
+from tritonpipe.errors import BatchError, RecordError, TritonPipeError
+from tritonpipe.records import Contract
+from tritonpipe.tensors import Array, dtype
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,93 +25,74 @@ class BadRow:
     reason: str
 
 
-def _describe(spec: TensorSpec) -> str:
-    return f"{spec.dtype}{list(spec.shape)}"
-
-
-def _scalar(values: Any, spec: TensorSpec, column: str, bad: list[BadRow]) -> Array:
-    target = dtype(spec.dtype).numpy
-    series = values
-    nulls = series.isna().to_numpy()
-    for pos in np.flatnonzero(nulls):
-        bad.append(
-            BadRow(position=int(pos), column=column, reason=f"null, input wants {_describe(spec)}")
-        )
-    out = np.zeros(len(series), dtype=target)
-    ok = ~nulls
-    try:
-        out[ok] = series[ok].to_numpy().astype(target)
-    except (TypeError, ValueError):
-        for pos in np.flatnonzero(ok):
-            try:
-                out[pos] = np.asarray(series.iloc[pos]).astype(target)
-            except (TypeError, ValueError):
-                value = repr(series.iloc[pos])[:40]
-                reason = f"value {value} is not {spec.dtype} (input wants {_describe(spec)})"
-                bad.append(BadRow(position=int(pos), column=column, reason=reason))
-    return out.reshape(-1, 1)
-
-
-def _vector(values: Any, spec: TensorSpec, column: str, bad: list[BadRow]) -> Array:
-    target = dtype(spec.dtype).numpy
-    width = spec.shape[0]
-    rows: list[Any] = []
-    for pos, value in enumerate(values):
+def job_contract(config: JobConfig, contract: Contract) -> Contract:
+    """The engine's contract reading each input from the job's column for it, with the options
+    (ranges, categories, binary outputs) the job's pipeline spec declares when the engine could
+    not know them (a Triton server's model config does not carry them)."""
+    rules = contract
+    if not any(r.low is not None or r.categories for r in contract.inputs) and not any(
+        r.binary for r in contract.outputs
+    ):
         try:
-            if value is None:
-                raise ValueError(f"null, input wants {_describe(spec)}")
-            if isinstance(value, str):  # a CSV cell: "1,2,3" or "[1, 2, 3]"
-                value = [v for v in value.strip("[] ").replace(",", " ").split()]
-            array = np.asarray(value).astype(target).reshape(-1)
-            if width != -1 and array.shape[0] != width:
-                raise ValueError(f"{array.shape[0]} values, input wants {_describe(spec)}")
-            rows.append(array)
-        except (TypeError, ValueError) as exc:
-            reason = (
-                str(exc) if "input wants" in str(exc) else f"{exc} (input wants {_describe(spec)})"
+            from tritonpipe.pipeline.plans import from_spec
+
+            if not str(config.pipeline).endswith((".yaml", ".yml")):
+                raise TritonPipeError("not a spec")
+            options = from_spec(Path(config.pipeline), config.model).get("contract", {})
+            rules = Contract.from_specs(
+                [r.spec for r in contract.inputs], [r.spec for r in contract.outputs], **options
             )
-            bad.append(BadRow(position=pos, column=column, reason=reason))
-            rows.append(np.zeros(max(width, 1), dtype=target))
-    if width == -1 and len({r.shape[0] for r in rows}) > 1:
-        raise BatchError(f"column '{column}': ragged rows for input {spec.name} need equal lengths")
-    return np.stack(rows) if rows else np.zeros((0, max(width, 1)), dtype=target)
+        except (TritonPipeError, OSError):
+            rules = contract
+    return rules.with_fields({r.name: config.column_for(r.name) for r in rules.inputs})
 
 
 def to_inputs(
     frame: Any,
-    specs: Sequence[TensorSpec],
+    contract: Contract,
     config: JobConfig,
     file: str,
     given: dict[str, Array] | None = None,
+    table: Any = None,
 ) -> tuple[dict[str, Array], list[BadRow]]:
-    """Input arrays for every row (bad rows hold zeros) and the rows that were bad; inputs in
-    ``given`` (a transform's outputs) are taken as they are, cast to the input's dtype."""
-    bad: list[BadRow] = []
+    """Input arrays for every row (bad rows hold zeros) and the bad rows, one per row. Inputs in
+    ``given`` (a transform's outputs) are taken as they are, cast to the input's dtype. ``table``
+    (the unit as Arrow, when read from Parquet) keeps nulls apart from NaN."""
+    given = given or {}
     arrays: dict[str, Array] = {}
-    for spec in specs:
-        if given and spec.name in given:
-            array = given[spec.name].reshape(len(frame), -1)
-            if spec.shape[-1] != -1 and array.shape[1] != spec.shape[-1]:
+    for rule in contract.inputs:
+        if rule.name in given:
+            array = given[rule.name].reshape(len(frame), -1)
+            if rule.spec.shape[-1] != -1 and array.shape[1] != rule.spec.shape[-1]:
                 raise BatchError(
-                    f"transform output '{spec.name}' has {array.shape[1]} values per row, "
-                    f"pipeline input wants {_describe(spec)}"
+                    f"transform output '{rule.name}' has {array.shape[1]} values per row, "
+                    f"pipeline input wants {rule.spec.describe()}"
                 )
-            arrays[spec.name] = array.astype(dtype(spec.dtype).numpy)
-            continue
-        column = config.column_for(spec.name)
-        if column not in frame.columns:
-            have = ", ".join(str(c) for c in frame.columns if c != "_row")
+            arrays[rule.name] = array.astype(dtype(rule.spec.dtype).numpy)
+    rest = [r for r in contract.inputs if r.name not in given]
+    for rule in rest:
+        if len(rule.spec.shape) != 1:
             raise BatchError(
-                f"{file}: no column '{column}' for pipeline input {spec.name} "
-                f"({_describe(spec)}); columns: {have}"
+                f"input {rule.name} {rule.spec.describe()}: batch jobs take 1-D inputs"
             )
-        if len(spec.shape) != 1:
-            raise BatchError(f"input {spec.name} {_describe(spec)}: batch jobs take 1-D inputs")
-        if spec.shape == (1,):
-            arrays[spec.name] = _scalar(frame[column], spec, column, bad)
-        else:
-            arrays[spec.name] = _vector(frame[column], spec, column, bad)
+    source = (
+        table if table is not None and all(r.key in table.column_names for r in rest) else frame
+    )
+    try:
+        converted = Contract(rest, []).from_columns(source)
+    except RecordError:
+        missing = next(r for r in rest if r.key not in frame.columns)
+        have = ", ".join(str(c) for c in frame.columns if c != "_row")
+        raise BatchError(
+            f"{file}: no column '{missing.key}' for pipeline input {missing.name} "
+            f"({missing.spec.describe()}); columns: {have}"
+        ) from None
+    arrays.update(converted.inputs)
+    bad = [
+        BadRow(position=r.row, column=contract.input(r.input).key, reason=r.reason)
+        for r in converted.refusals
+    ]
     for name in config.key:
         if name not in frame.columns:
             raise BatchError(f"{file}: no key column '{name}'")
-    return arrays, bad
+    return {r.name: arrays[r.name] for r in contract.inputs}, bad

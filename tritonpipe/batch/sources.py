@@ -110,12 +110,19 @@ def list_units(source: SourceConfig) -> list[Unit]:
 
 def read_unit(source: SourceConfig, unit: Unit) -> Any:
     """The unit's rows as a pandas DataFrame, with their in-file index in column ``_row``."""
+    return read_unit_arrow(source, unit)[0]
+
+
+def read_unit_arrow(source: SourceConfig, unit: Unit) -> tuple[Any, Any]:
+    """The unit's rows as a pandas DataFrame (see :func:`read_unit`) and, read from Parquet,
+    the same rows as an Arrow table (which keeps a null apart from NaN); else None."""
     import pandas as pd
 
+    table = None
     if _is_latest(source):
         frame = _latest(source).iloc[unit.start : unit.stop].copy()
         frame[ROW] = range(unit.start, unit.start + len(frame))
-        return frame.reset_index(drop=True)
+        return frame.reset_index(drop=True), None
     try:
         if _suffix(source) == ".parquet":
             import pyarrow.parquet as pq
@@ -129,8 +136,8 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
                     groups.append(i)
                     first = offset if first is None else first
                 offset += size
-            table = parquet.read_row_groups(groups)
-            frame = table.slice(unit.start - (first or 0), unit.rows).to_pandas()
+            table = parquet.read_row_groups(groups).slice(unit.start - (first or 0), unit.rows)
+            frame = table.to_pandas()
         else:
             frame = pd.read_csv(
                 unit.file, skiprows=range(1, unit.start + 1), nrows=unit.rows, header=0
@@ -145,4 +152,5 @@ def read_unit(source: SourceConfig, unit: Unit) -> Any:
 
         assert source.repo and source.feature_service  # checked by SourceConfig
         frame = join_entities(source.repo, source.feature_service, frame, unit.file)
-    return frame.reset_index(drop=True)
+        table = None  # rows joined and reordered: the frame alone holds them
+    return frame.reset_index(drop=True), table

@@ -28,6 +28,8 @@ import numpy as np
 from tritonpipe.batch.config import JobConfig
 from tritonpipe.batch.progress import Summary
 from tritonpipe.errors import BatchError
+from tritonpipe.records import Contract, OutputRule
+from tritonpipe.records.outputs import column_values
 from tritonpipe.tensors import Array, TensorSpec, dtype
 
 ERROR = "_error"  # the pipeline's reason for refusing a row; empty when scored
@@ -54,19 +56,57 @@ def _ddl(spec: TensorSpec) -> str:
     return base if spec.shape == (1,) else f"array<{base}>"
 
 
-def _result(column: Any, spec: TensorSpec) -> Any:
-    if spec.dtype != "BOOL":
+def _result(column: Any, rule: OutputRule) -> Any:
+    """An output column as stored: booleans cast back from tinyint, binary unhexed (the UDF's
+    results have no boolean or binary type), text as it is (StringType)."""
+    from pyspark.sql import functions as F
+
+    if rule.kind == "binary":
+        return F.unhex(column) if rule.scalar else F.transform(column, F.unhex)
+    if rule.spec.dtype != "BOOL":
         return column
-    return column.cast("boolean" if spec.shape == (1,) else "array<boolean>")
+    return column.cast("boolean" if rule.scalar else "array<boolean>")
 
 
-def _struct(outputs: list[TensorSpec]) -> Any:
+def _out_ddl(rule: OutputRule) -> str:
+    """The UDF's result type for an output: text and (hex) binary as string, BOOL as tinyint."""
+    if rule.spec.dtype == "BYTES":
+        return "string" if rule.scalar else "array<string>"
+    return _ddl(rule.spec)
+
+
+def _struct(outputs: list[OutputRule]) -> Any:
     """predict_batch_udf takes a StructType object (not DDL text) for several outputs; the
     last field carries the reason a row was refused."""
     from pyspark.sql.types import StringType, StructField, StructType, _parse_datatype_string
 
-    fields = [StructField(o.name, _parse_datatype_string(_ddl(o)), True) for o in outputs]
+    fields = [StructField(o.name, _parse_datatype_string(_out_ddl(o)), True) for o in outputs]
     return StructType([*fields, StructField(ERROR, StringType(), True)])
+
+
+def _udf_column(rule: OutputRule, scored: Array, ok: Array, errors: Array) -> Array:
+    """One output for every row of a UDF batch, as its result type; refused rows hold zeros or
+    empty strings, and a row whose text is not UTF-8 gets its reason in ``errors``."""
+    rows = len(ok)
+    width = int(np.prod(rule.spec.shape))
+    shape: tuple[int, ...] = (rows,) if rule.scalar else (rows, width)
+    if rule.spec.dtype != "BYTES":
+        full = np.zeros(shape, dtype=dtype(rule.spec.dtype).numpy)
+        if ok.any():
+            full[ok] = scored.reshape(int(ok.sum()), *shape[1:])
+        return full.astype(np.int8) if full.dtype == np.bool_ else full
+    full = np.full(shape, "", dtype=object)
+    if ok.any():
+        failures: dict[int, str] = {}
+        values = column_values(rule, scored, failures)
+        if rule.kind == "binary":
+            values = np.vectorize(bytes.hex, otypes=[object])(values)
+        positions = np.flatnonzero(ok)
+        for i, reason in failures.items():
+            errors[positions[i]] = reason
+            values[i] = "" if rule.scalar else [""] * width
+        full[ok] = values.reshape(len(positions), *shape[1:])
+    return full
 
 
 def make_predict_fn(
@@ -74,7 +114,7 @@ def make_predict_fn(
     model: str | None,
     url: str | None,
     inputs: list[TensorSpec],
-    outputs: list[TensorSpec],
+    outputs: list[OutputRule],
     batch_size: int,
 ) -> Callable[[], Callable[..., dict[str, Array]]]:
     """A picklable factory: each Spark Python worker calls it once and keeps the result."""
@@ -103,15 +143,10 @@ def make_predict_fn(
             for bad in refused:
                 ok[bad.position] = False
                 errors[bad.position] = bad.reason
-            out: dict[str, Array] = {ERROR: errors}
-            for spec in outputs:
-                width = 1 if spec.shape == (1,) else int(np.prod(spec.shape))
-                full = np.zeros((rows, width), dtype=dtype(spec.dtype).numpy)
-                if ok.any():
-                    full[ok] = scored[spec.name].reshape(int(ok.sum()), width)
-                if full.dtype == np.bool_:
-                    full = full.astype(np.int8)
-                out[spec.name] = full[:, 0] if spec.shape == (1,) else full
+            out: dict[str, Array] = {}
+            for rule in outputs:
+                out[rule.name] = _udf_column(rule, scored.get(rule.name, np.zeros(0)), ok, errors)
+            out[ERROR] = errors
             return out
 
         # predict_batch_udf counts the function's parameters to pass one array per column.
@@ -143,7 +178,7 @@ def session(master: str = "local[*]", app: str = "tritonpipe-batch") -> Any:
 
 
 def _prepare_fn(
-    config: JobConfig, inputs: list[TensorSpec], keys: list[str]
+    config: JobConfig, contract: Contract, keys: list[str]
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """mapInPandas: unit descriptions in, their good rows out (unit, file, row, keys, inputs);
     bad rows fail the task or are written to the unit's rejects file, as in-process."""
@@ -158,7 +193,7 @@ def _prepare_fn(
         for units in batches:
             for file, start, stop in units.itertuples(index=False):
                 unit = Unit(file=file, start=int(start), stop=int(stop))
-                frame, arrays, bad = prepare(config, inputs, unit)
+                frame, arrays, bad = prepare(config, contract, unit)
                 # Always rewritten: a killed run's file for this unit is never merged twice.
                 write_rejects(config, unit, [(frame, b) for b in bad])
                 keep = np.ones(len(frame), dtype=bool)
@@ -169,7 +204,7 @@ def _prepare_fn(
                     ROW: frame[SOURCE_ROW].to_numpy()[keep],
                 }
                 columns.update({k: frame[k].to_numpy()[keep] for k in keys})
-                for spec in inputs:
+                for spec in (r.spec for r in contract.inputs):
                     array = arrays[spec.name][keep]
                     if array.dtype == np.bool_:
                         array = array.astype(np.int8)
@@ -179,7 +214,7 @@ def _prepare_fn(
     return prepare_units
 
 
-def _schema(spark: Any, config: JobConfig, inputs: list[TensorSpec], first: Any) -> Any:
+def _schema(spark: Any, config: JobConfig, contract: Contract, first: Any) -> Any:
     """The prepared rows' schema: unit, file and row, the key columns as Spark reads them from
     the first unit's first row (after the transform, which may add some), then one column per
     input."""
@@ -189,7 +224,8 @@ def _schema(spark: Any, config: JobConfig, inputs: list[TensorSpec], first: Any)
     from tritonpipe.batch.sources import Unit
 
     one_row = Unit(file=first.file, start=first.start, stop=min(first.start + 1, first.stop))
-    sample = prepare(config, inputs, one_row)[0].head(1)[config.key]  # the executors read it all
+    inputs = [r.spec for r in contract.inputs]
+    sample = prepare(config, contract, one_row)[0].head(1)[config.key]  # the executors read it all
     key_fields = list(spark.createDataFrame(sample).schema.fields) if config.key else []
     fields = [
         StructField(UNIT, _parse_datatype_string("string")),
@@ -218,19 +254,21 @@ def run_spark(
 
     from tritonpipe.batch.engines import InProcessEngine
     from tritonpipe.batch.outputs import ParquetStore
+    from tritonpipe.batch.rows import job_contract
     from tritonpipe.batch.sources import list_units
 
     if config.output.type != "parquet" or not config.output.path:
         raise BatchError("--engine spark writes Parquet: set output.type parquet and output.path")
     probe = InProcessEngine(config.pipeline, config.model, batch_size=1)  # specs, checked early
-    inputs, outputs, name = list(probe.inputs), list(probe.outputs), probe.name
+    contract = job_contract(config, probe.contract)
+    inputs, name = list(probe.inputs), probe.name
     probe.close()
-    if config.outputs is not None:
-        outputs = [o for o in outputs if o.name in config.outputs]
+    outputs = [o for o in contract.outputs if config.outputs is None or o.name in config.outputs]
     for spec in inputs:
         if len(spec.shape) != 1:
             raise BatchError(f"input {spec.name}: batch jobs take 1-D inputs")
     store = ParquetStore(config.output)
+    store.declare(outputs)
     start = time.perf_counter()
     units = list_units(config.source)
     done = store.done()
@@ -254,7 +292,7 @@ def run_spark(
             [(u.file, u.start, u.stop) for u in todo], "file string, start long, stop long"
         ).repartition(min(len(todo), spark.sparkContext.defaultParallelism * 4))
         prepared = described.mapInPandas(
-            _prepare_fn(config, inputs, config.key), _schema(spark, config, inputs, todo[0])
+            _prepare_fn(config, contract, config.key), _schema(spark, config, contract, todo[0])
         )
         udf = predict_batch_udf(
             make_predict_fn(config.pipeline, config.model, url, inputs, outputs, config.batch_size),

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from tritonpipe.cli.infer_files import FILES_HELP, build_requests
+from tritonpipe.cli.infer_records import RECORD_HELP, infer_records, read_records
 from tritonpipe.errors import TritonPipeError
 from tritonpipe.tensors import Array
 
@@ -169,9 +170,10 @@ def _to_json(value: Array) -> Any:
 def infer(
     model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
     inputs: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(help=FILES_HELP),
-    ],
+    ] = None,
+    record: Annotated[list[str] | None, typer.Option("--record", help=RECORD_HELP)] = None,
     url: Annotated[
         str, typer.Option(help="http://host:port or grpc://host:port.")
     ] = "http://127.0.0.1:8000",
@@ -180,12 +182,27 @@ def infer(
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 30.0,
 ) -> None:
-    """Send files to a model and print its outputs as JSON.
+    """Send JSON records (--record) or files to a model and print its outputs as JSON.
 
-    When the files went as several requests (their shapes differ), the JSON is a list with one
-    object per request."""
+    With records: one JSON object of outputs per record (an object for one record, a list for
+    several). With files: when they went as several requests (their shapes differ), the JSON is
+    a list with one object per request."""
     from tritonpipe.client import Client
 
+    if bool(record) == bool(inputs):
+        typer.secho("error: give --record JSON or input files (not both)", err=True, fg="red")
+        raise typer.Exit(2)
+    if record:
+        try:
+            records = read_records(record)
+            with Client(url, token=token, timeout_s=timeout) as client:
+                scored = infer_records(client, model, records)
+        except (TritonPipeError, OSError) as exc:
+            typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps(scored[0] if len(scored) == 1 else scored, indent=1))
+        return
+    inputs = inputs or []
     try:
         with Client(url, token=token, timeout_s=timeout) as client:
             info = client.model(model)

@@ -124,6 +124,13 @@ def _logging(
             "entity_keys": log.entity_keys,
             "features": log.features,
             "queue_size": log.queue_size,
+            # BYTES outputs that are raw bytes (logged as base64); the others are text.
+            "binary": sorted(
+                t.name
+                for name in {r.model for r in refs} & set(spec.stages)
+                for t in spec.stages[name].outputs
+                if t.binary
+            ),
         }
         plan.parameters.setdefault(model, {})["tritonpipe.predlog"] = json.dumps(config)
         wanted = list(log.entity_keys) + ([log.features] if log.features else [])

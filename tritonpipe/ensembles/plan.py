@@ -14,6 +14,7 @@ from tritonpipe.ensembles.wiring import EnsembleTensors
 from tritonpipe.errors import SpecError
 from tritonpipe.export.manifest import Manifest
 from tritonpipe.loading import load_function
+from tritonpipe.records.plan import contract_options
 from tritonpipe.tensors import TensorSpec, shapes_compatible
 
 # Export formats Triton serves without the Python backend (onnxruntime_onnx, pytorch_libtorch).
@@ -366,6 +367,7 @@ def plan_json(
         "max_batch_size": max_batch_size,
         "inputs": [{**_decl(t, t.name), **rules.get(t.name, {})} for t in inputs],
         "outputs": [_decl(t, t.name) for t in outputs],
+        "contract": contract_options(steps, inputs, outputs),
         "steps": [
             {
                 "name": b.step.name,

@@ -127,9 +127,11 @@ def from_repository(repo: Path, name: str) -> dict[str, Any]:
     if not model.is_ensemble:
         return _model_plan(repo, name)
     steps: list[dict[str, Any]] = []
+    contract: dict[str, Any] = {"ranges": {}, "allow_nan": [], "categories": {}, "binary": []}
     for step in model.config.ensemble_scheduling.step:
         sub = _model_plan(repo, step.model_name)
         outer = {**dict(step.input_map), **dict(step.output_map)}
+        _merge_contract(contract, sub.get("contract", {}), outer)
         # Tensors inside a fused model stay private to it: prefixed with the model's name.
         for part in sub["steps"]:
             for decl in part["inputs"] + part["outputs"]:
@@ -141,5 +143,16 @@ def from_repository(repo: Path, name: str) -> dict[str, Any]:
         "max_batch_size": config.max_batch_size,
         "inputs": _decls(config.input),
         "outputs": _decls(config.output),
+        "contract": contract,
         "steps": steps,
     }
+
+
+def _merge_contract(into: dict[str, Any], sub: dict[str, Any], outer: dict[str, str]) -> None:
+    """A step model's contract options under the ensemble's tensor names."""
+    for key in ("ranges", "categories"):
+        for name, value in sub.get(key, {}).items():
+            if name in outer:
+                into[key].setdefault(outer[name], value)
+    for key in ("allow_nan", "binary"):
+        into[key].extend(outer[n] for n in sub.get(key, []) if n in outer)

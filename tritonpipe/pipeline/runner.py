@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
-from tritonpipe.errors import InputError, PipelineError, TritonPipeError
+from tritonpipe.errors import InputError, PipelineError, RecordError, TritonPipeError
 from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
+from tritonpipe.records import Contract, Converted, Refusal
 from tritonpipe.tensors import Array, TensorSpec
 
 
@@ -37,7 +40,7 @@ class Pipeline:
     :class:`PipelineError` naming it (``invalid`` when the input was at fault).
     """
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, plan: Mapping[str, Any] | None = None) -> None:
         self._runner = runner
         self.name = runner.name
         self.inputs = _specs(runner.inputs)
@@ -53,6 +56,9 @@ class Pipeline:
         )
         self._times: dict[str, list[int]] = {s.name: [0, 0, 0] for s in runner.steps}
         self._built: tempfile.TemporaryDirectory[str] | None = None  # removed with the pipeline
+        # The records contract: options (ranges, categories, binary outputs) from the plan.
+        contract = plan.get("contract", {}) if plan is not None else {}
+        self.contract = Contract.from_specs(self.inputs, self.outputs, **contract)
 
     @classmethod
     def load(
@@ -80,7 +86,7 @@ class Pipeline:
         else:
             plan = from_spec(path, name)
         try:
-            pipe = cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads))
+            pipe = cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads), plan)
             pipe._built = built
             return pipe
         except TritonPipeError:
@@ -91,11 +97,64 @@ class Pipeline:
                 invalid=False,
             ) from exc
 
-    def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
-        """Run on one batch (any size: split by ``max_batch_size``); outputs by name."""
-        arrays, batch = check_inputs(self._info, inputs)
-        parts = [self._run(chunk) for chunk in chunks(arrays, batch, self.max_batch_size)]
-        return join(parts)
+    def __call__(self, inputs: Any) -> dict[str, Array]:
+        """Run on one batch (any size: split by ``max_batch_size``); outputs by name.
+
+        ``inputs``: arrays by input name, a dict of columns, a pandas DataFrame or a pyarrow
+        Table. Values convert to the pipeline's dtypes and shapes by the records contract
+        (:mod:`tritonpipe.records`: float64 to FP32, 1-D columns to [n, 1], lists to vectors);
+        a bad value raises :class:`PipelineError` (``invalid``, with ``refusals``) naming the
+        row and input, e.g. ``record 3: input 'temperature': null``.
+        """
+        if self.max_batch_size <= 0:  # unbatched: arrays exactly as the model takes them
+            arrays, batch = check_inputs(self._info, inputs)
+            return self._run(arrays)
+        converted = self._convert(inputs)
+        if converted.refusals:
+            error = RecordError(converted.refusals)
+            raise PipelineError(
+                f"pipeline '{self.name}': {error}", invalid=True, refusals=converted.refusals
+            )
+        arrays = converted.inputs
+        parts = [self._run(c) for c in chunks(arrays, converted.count, self.max_batch_size)]
+        return join(parts) if parts else {}
+
+    def _convert(self, inputs: Any) -> Converted:
+        try:
+            if isinstance(inputs, Mapping):
+                unknown = sorted(set(inputs) - {s.name for s in self.inputs})
+                if unknown:
+                    raise RecordError(
+                        [],
+                        message=f"model '{self.name}' has no input "
+                        f"{', '.join(map(repr, unknown))} (inputs: "
+                        f"{', '.join(s.name for s in self.inputs)})",
+                    )
+                return self.contract.check_arrays(inputs)
+            return self.contract.from_columns(inputs)
+        except RecordError as exc:
+            raise PipelineError(f"pipeline '{self.name}': {exc}", invalid=True) from None
+
+    def run_records(
+        self, records: Sequence[Any], id_field: str | None = None
+    ) -> list[dict[str, Any] | Refusal]:
+        """Score records (JSON/msgpack dicts): for each, its outputs as record values (``str``
+        for text, ``bytes`` for binary, numbers, lists) or the :class:`Refusal` that kept it
+        out (a bad value, or an output that cannot be encoded)."""
+        converted = self.contract.from_records(records, id_field=id_field)
+        results: list[dict[str, Any] | Refusal] = [*converted.refusals]
+        order = [r.row for r in converted.refusals]
+        accepted = np.flatnonzero(converted.accepted)
+        if len(accepted):
+            inputs = converted.accepted_inputs()
+            parts = [self._run(c) for c in chunks(inputs, len(accepted), self.max_batch_size)]
+            values, failures = self.contract.to_records(join(parts))
+            failed = {f.row: f for f in failures}
+            for i, row in enumerate(accepted):
+                results.append(failed[i] if i in failed else values[i])
+                order.append(int(row))
+        ranked = sorted(zip(order, range(len(order)), strict=True))
+        return [results[i] for _, i in ranked]
 
     def _run(self, arrays: dict[str, Array]) -> dict[str, Array]:
         try:

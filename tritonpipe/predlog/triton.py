@@ -12,6 +12,7 @@ by the writer thread (every batch, or every tick for a local sink) and at finali
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -27,12 +28,23 @@ from tritonpipe.predlog.sinks import Record, make_sink
 PARAMETER = "tritonpipe.predlog"
 
 
-def _column(array: np.ndarray[Any, Any], rows: int) -> list[Any]:
-    """Per row, its value: a scalar for one element per row, else a list (bytes decoded)."""
+def _value(value: Any, binary: bool) -> Any:
+    """A BYTES element as a log value: text as ``str`` (as the records contract stores it;
+    bytes that are not UTF-8 are replaced, a log never fails on them), binary as base64."""
+    if not isinstance(value, bytes):
+        return value
+    if binary:
+        return base64.b64encode(value).decode()
+    return value.decode(errors="replace")
+
+
+def _column(array: np.ndarray[Any, Any], rows: int, binary: bool = False) -> list[Any]:
+    """Per row, its value: a scalar for one element per row, else a list (bytes as text, or
+    base64 for a ``binary`` output)."""
     per_row = np.asarray(array).reshape(rows, -1)
     values = per_row.tolist()
     if per_row.dtype == np.object_:
-        values = [[v.decode() if isinstance(v, bytes) else v for v in row] for row in values]
+        values = [[_value(v, binary) for v in row] for row in values]
     return [v[0] for v in values] if per_row.shape[1] == 1 else values
 
 
@@ -46,7 +58,8 @@ def _records(config: dict[str, Any], entry: dict[str, Any]) -> list[Record]:
     if config.get("features"):
         features = np.asarray(inputs[config["features"]]).reshape(rows, -1).tolist()
         columns["features"] = features
-    columns.update({f"output_{n}": _column(v, rows) for n, v in outputs.items()})
+    binary = set(config.get("binary", []))
+    columns.update({f"output_{n}": _column(v, rows, n in binary) for n, v in outputs.items()})
     base = {
         "request_id": entry["request_id"],
         "timestamp": entry["timestamp"],

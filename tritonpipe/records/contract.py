@@ -124,10 +124,29 @@ class Contract:
         declare (a stage tensor's ``range``/``allow_nan``/``categories``, a model's manifest
         ``value_ranges``; the narrowest range wins, NaN only if every consumer allows it) and
         each output its producer's ``binary`` flag."""
-        from tritonpipe.records.plan import options_from_plan
+        from tritonpipe.records.plan import contract_options
 
-        opts = options_from_plan(plan)
+        opts = contract_options(plan.steps, plan.inputs, plan.outputs)
         return cls.from_specs(plan.inputs, plan.outputs, fields=fields, **opts)
+
+    @classmethod
+    def from_plan_json(
+        cls, plan: Mapping[str, Any], fields: Mapping[str, str] | None = None
+    ) -> Contract:
+        """Rules from a runtime plan (``plan.json``, what ``tritonpipe build`` writes into a
+        fused model and the in-process ``Pipeline`` runs): its ``inputs``/``outputs``
+        declarations and its ``contract`` options (absent in plans built before them)."""
+
+        def specs(key: str) -> list[TensorSpec]:
+            return [
+                TensorSpec(
+                    name=d.get("tensor", d["name"]), dtype=d["dtype"], shape=tuple(d["shape"])
+                )
+                for d in plan.get(key, [])
+            ]
+
+        opts = dict(plan.get("contract", {}))
+        return cls.from_specs(specs("inputs"), specs("outputs"), fields=fields, **opts)
 
     def with_fields(self, fields: Mapping[str, str]) -> Contract:
         """The same rules reading input ``name`` from record key / column ``fields[name]``."""
@@ -272,7 +291,11 @@ def _array_values(values: Any, rule: InputRule) -> Any:
             if rule.scalar:
                 return values.reshape(len(values))
             return values.reshape(len(values), -1) if values.ndim > 1 else values
-        return values.tolist() if rule.scalar or values.ndim == 1 else list(values)
+        if rule.scalar or values.ndim == 1:
+            return (
+                values.reshape(len(values)).tolist() if values.size == len(values) else list(values)
+            )
+        return list(values)
     return list(values)
 
 

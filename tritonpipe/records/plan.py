@@ -1,25 +1,33 @@
 """Input and output options of a compiled plan, gathered from the steps that consume each
-pipeline input and produce each output."""
+pipeline input and produce each output. Works on the plan's bound steps (duck-typed, so this
+module imports nothing of ``ensembles``); the result is JSON, stored in the runtime's plan."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from tritonpipe.ensembles.plan import EnsemblePlan
+from tritonpipe.tensors import TensorSpec
 
 
-def options_from_plan(plan: EnsemblePlan) -> dict[str, Any]:
-    """Keyword arguments for :meth:`Contract.from_specs`."""
-    wanted = {t.name for t in plan.inputs}
-    produced = {t.name for t in plan.outputs}
+def contract_options(
+    steps: Sequence[Any], inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> dict[str, Any]:
+    """Keyword arguments for :meth:`Contract.from_specs` (JSON: lists and dicts only).
+
+    A pipeline input takes its consumers' options: a stage tensor's ``range``, ``allow_nan``
+    and ``categories``, a model's manifest ``value_ranges`` (the narrowest range wins, NaN only
+    when every consumer allows it); an output its producer's ``binary`` flag."""
+    wanted = {t.name for t in inputs}
+    produced = {t.name for t in outputs}
     ranges: dict[str, list[float]] = {}
     nan: dict[str, bool] = {}
     categories: dict[str, list[str]] = {}
-    binary: set[str] = set()
-    for bound in plan.steps:
+    binary: list[str] = []
+    for bound in steps:
         step = bound.step
         declared = {t.name: t for t in getattr(step.options, "inputs", [])}
-        manifest_ranges = dict(step.value_ranges)
+        manifest_ranges = dict(getattr(step, "value_ranges", {}))
         for spec in step.inputs:
             tensor = bound.input_map.get(spec.name, spec.name)
             if tensor not in wanted:
@@ -45,10 +53,10 @@ def options_from_plan(plan: EnsemblePlan) -> dict[str, Any]:
             tensor = bound.output_map.get(spec.name, spec.name)
             options = produces.get(spec.name)
             if tensor in produced and options is not None and options.binary:
-                binary.add(tensor)
+                binary.append(tensor)
     return {
         "ranges": ranges,
-        "allow_nan": [t for t, ok in nan.items() if ok],
+        "allow_nan": sorted(t for t, ok in nan.items() if ok),
         "categories": categories,
-        "binary": binary,
+        "binary": sorted(set(binary)),
     }

@@ -154,6 +154,9 @@ def text_column(rule: InputRule, values: Sequence[Any], bad: Bad) -> Array:
     """A BYTES input: strings are UTF-8 encoded, bytes are taken as they are."""
     kinds = set(map(type, values))
     out = np.empty(len(values), dtype=object)
+    if kinds <= {bytes} and rule.categories is None:
+        out[:] = list(values)
+        return out
     if kinds <= {str}:
         out[:] = [v.encode() for v in values]
         if rule.categories is not None:

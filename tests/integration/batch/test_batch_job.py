@@ -63,7 +63,8 @@ def test_csv_source_and_column_errors(scorer: Path, tmp_path: Path) -> None:
     csv.to_csv(tmp_path / "in.csv", index=False)
     spec["output"]["path"] = str(tmp_path / "out2")
     with pytest.raises(
-        BatchError, match=r"in.csv: row 4: column 'history': 2 values, input wants FP64\[3\]"
+        BatchError,
+        match=r"in.csv: row 4: column 'history': input 'history': 2 values, wants FP64\[3\]",
     ):
         run_job(parse_config(spec), progress=False)
     spec["columns"] = {"amount": "amt", "history": "hist"}
@@ -93,9 +94,7 @@ def test_bad_rows_fail_or_reject(scorer: Path, tmp_path: Path) -> None:
     rows.loc[120, "amt"] = -1.0  # refused by the pipeline (invalid input)
     rows.to_parquet(tmp_path / "in.parquet")
     out = {"type": "parquet", "path": str(tmp_path / "out")}
-    with pytest.raises(
-        BatchError, match=r"in.parquet: row 7: column 'amt': null, input wants FP32\[1\]"
-    ):
+    with pytest.raises(BatchError, match=r"in.parquet: row 7: column 'amt': input 'amount': null"):
         run_job(parse_config(job(scorer, tmp_path / "in.parquet", out)), progress=False)
     reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
     summary = run_job(

@@ -75,7 +75,7 @@ def test_spark_bad_rows_and_rerun_match_in_process(
     with pytest.raises(BatchError) as spark_fail:
         run_spark(config("sf", "fail"), spark=spark)
     assert str(spark_fail.value) == str(local_fail.value)
-    assert "in-1.parquet: row 7: column 'amt': null" in str(spark_fail.value)
+    assert "in-1.parquet: row 7: column 'amt': input 'amount': null" in str(spark_fail.value)
 
     local = run_job(config("local"), progress=False)
     remote = run_spark(config("spark"), spark=spark)

@@ -43,10 +43,11 @@ def _request(cat: int, level: float) -> dict[str, np.ndarray]:
     return {"cat": np.array([[cat]], np.int64), "level": np.array([[level]], np.float32)}
 
 
-def test_plan_inputs_carry_the_declared_rules(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, {"range": [0, 49]}, {"allow_nan": True})
-    assert plan["inputs"][0]["range"] == [0, 49] and "allow_nan" not in plan["inputs"][0]
-    assert plan["inputs"][1]["allow_nan"] is True and "range" not in plan["inputs"][1]
+def test_the_runtime_takes_its_rules_from_the_plans_contract(tmp_path: Path) -> None:
+    runner = Runner(_plan(tmp_path, {"range": [0, 49]}, {"allow_nan": True}), tmp_path)
+    cat, level = runner.inputs
+    assert (cat.low, cat.high, cat.allow_nan) == (0, 49, False)
+    assert (level.low, level.high, level.allow_nan) == (None, None, True)
 
 
 @pytest.mark.parametrize(

@@ -79,13 +79,10 @@ def _python_model(
         "tritonpipe.plan": PLAN_FILE,
         "tritonpipe.steps": ",".join(b.step.name for b in steps),
     }
-    rules = {
-        d["name"]: {k: d[k] for k in ("range", "allow_nan") if k in d}
-        for d in plan["inputs"]
-        if "range" in d or "allow_nan" in d
-    }
-    if rules:  # what a client needs to judge values as the runtime does (stream --url)
-        params["tritonpipe.input_rules"] = json.dumps(rules, separators=(",", ":"))
+    if any(plan.get("contract", {}).values()):
+        # The records contract's options, for clients that judge values as the runtime does
+        # (a stream worker with --url).
+        params["tritonpipe.contract"] = json.dumps(plan["contract"], separators=(",", ":"))
     config = model_config(
         name,
         inputs=inputs,

@@ -324,32 +324,6 @@ def _decl(spec: TensorSpec, tensor: str) -> dict[str, Any]:
     return {"name": spec.name, "tensor": tensor, "dtype": spec.dtype, "shape": list(spec.shape)}
 
 
-def _input_rules(
-    name: str,
-    steps: list[Bound],
-    inputs: list[TensorSpec],
-    outputs: list[TensorSpec],
-    max_batch_size: int,
-) -> dict[str, dict[str, Any]]:
-    """Per input tensor, the non-default value rules of the records contract."""
-    from tritonpipe.records.plan import options_from_plan
-
-    plan = EnsemblePlan(name, steps, list(inputs), list(outputs), max_batch_size)
-    options = options_from_plan(plan)
-    rules: dict[str, dict[str, Any]] = {}
-    floats = {t.name for t in inputs if t.dtype in ("FP16", "FP32", "FP64", "BF16")}
-    for tensor, (low, high) in options["ranges"].items():
-        rules.setdefault(tensor, {})["range"] = [_number(low), _number(high)]
-    for tensor in options["allow_nan"]:
-        if tensor in floats:
-            rules.setdefault(tensor, {})["allow_nan"] = True
-    return rules
-
-
-def _number(value: float) -> float | int:
-    return int(value) if float(value).is_integer() else float(value)
-
-
 def plan_json(
     name: str,
     steps: list[Bound],
@@ -359,13 +333,12 @@ def plan_json(
     files: dict[str, str],
 ) -> dict[str, Any]:
     """The runtime's plan: ``files`` maps each step name to its file as the runtime finds it.
-    Each input carries the value rules the runtime checks before any step runs: ``range``
-    (inclusive, from a stage's tensor or a model's manifest) and ``allow_nan`` (when true)."""
-    rules = _input_rules(name, steps, inputs, outputs, max_batch_size)
+    ``contract`` holds the records contract's options; the runtime checks its ranges and NaN
+    rules before any step runs."""
     return {
         "name": name,
         "max_batch_size": max_batch_size,
-        "inputs": [{**_decl(t, t.name), **rules.get(t.name, {})} for t in inputs],
+        "inputs": [_decl(t, t.name) for t in inputs],
         "outputs": [_decl(t, t.name) for t in outputs],
         "contract": contract_options(steps, inputs, outputs),
         "steps": [

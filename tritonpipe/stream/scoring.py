@@ -21,9 +21,9 @@ class Scorer:
     # What the pipeline declares (decoding defaults to its dtypes and shapes); None: unknown.
     inputs: tuple[TensorSpec, ...] | None = None
     outputs: tuple[TensorSpec, ...] | None = None
-    # Value rules per input ({"range": [low, high], "allow_nan": bool}); None: unknown, the
-    # runtime that scores judges NaN and ranges alone.
-    rules: dict[str, dict[str, Any]] | None = None
+    # The records contract's options (ranges, allow_nan, categories, binary); None: unknown,
+    # the runtime that scores judges NaN and ranges alone.
+    options: dict[str, Any] | None = None
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         raise NotImplementedError
@@ -41,13 +41,16 @@ class EmbeddedScorer(Scorer):
         self.pipeline = Pipeline.load(source, name, threads=threads)
         self.name = self.pipeline.name
         self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
-        decls = self.pipeline._runner.inputs  # the plan's inputs, with their value rules
-        self.rules = {
-            d.tensor: {
-                **({"range": [d.low, d.high]} if d.low is not None or d.high is not None else {}),
-                **({"allow_nan": True} if d.allow_nan else {}),
-            }
-            for d in decls
+        contract = self.pipeline.contract
+        self.options = {
+            "ranges": {
+                r.name: [r.low, r.high]
+                for r in contract.inputs
+                if r.low is not None or r.high is not None
+            },
+            "allow_nan": [r.name for r in contract.inputs if r.allow_nan],
+            "categories": {r.name: list(r.categories) for r in contract.inputs if r.categories},
+            "binary": [r.name for r in contract.outputs if r.binary],
         }
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
@@ -65,7 +68,7 @@ class TritonScorer(Scorer):
         self.name = name
         info = self.client.model(name)
         self.inputs, self.outputs = info.inputs, info.outputs
-        self.rules = served_rules(info.config)
+        self.options = served_options(info.config)
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:
@@ -87,13 +90,13 @@ class TritonScorer(Scorer):
         self.client.close()
 
 
-def served_rules(config: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
-    """The value rules a tritonpipe-built Python model publishes in its config
-    (``tritonpipe.input_rules``); None for other models (native, ensembles)."""
+def served_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The records contract's options a tritonpipe-built Python model publishes in its config
+    (``tritonpipe.contract``); None for other models (native, ensembles)."""
     params = config.get("parameters") or {}
     if "tritonpipe.plan" not in params:
         return None
-    raw = params.get("tritonpipe.input_rules", {}).get("string_value")
+    raw = params.get("tritonpipe.contract", {}).get("string_value")
     return dict(json.loads(raw)) if raw else {}
 
 

@@ -58,7 +58,7 @@ def contract_for(
     config: JobConfig,
     declared: Sequence[TensorSpec] | None,
     outputs: Sequence[TensorSpec] | None = None,
-    rules: dict[str, dict[str, Any]] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Contract:
     """The records contract a job decodes events with: each mapped input reads its event field
     and takes the pipeline's dtype and shape unless the job config gives its own (without the
@@ -77,17 +77,20 @@ def contract_for(
         shape = tuple(entry.shape) if entry.shape is not None else default_shape
         specs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
     fields = {name: entry.field for name, entry in config.inputs.items()}
-    if rules is None:
-        # Rules unknown: types, lengths and ids are judged here, NaN and ranges by the runtime
+    if options is None:
+        # Options unknown: types, lengths and ids are judged here, NaN and ranges by the runtime
         # that scores (embedded or on the server), in the same words.
         floats = [s.name for s in specs if s.dtype in ("FP16", "FP32", "FP64", "BF16")]
         return Contract.from_specs(specs, outputs or (), fields=fields, allow_nan=floats)
+    mapped = set(config.inputs)
     return Contract.from_specs(
         specs,
         outputs or (),
         fields=fields,
-        ranges={n: r["range"] for n, r in rules.items() if "range" in r},
-        allow_nan=[n for n, r in rules.items() if r.get("allow_nan")],
+        ranges={n: r for n, r in (options.get("ranges") or {}).items() if n in mapped},
+        allow_nan=[n for n in options.get("allow_nan") or () if n in mapped],
+        categories={n: c for n, c in (options.get("categories") or {}).items() if n in mapped},
+        binary=options.get("binary") or (),
     )
 
 
@@ -145,7 +148,7 @@ class Worker:
         self.metrics = metrics
         self.predlog = predlog  # a tritonpipe.predlog.PredictionLogger, or None
         self.before_score = before_score  # e.g. fresh features: push events into windows
-        self.contract = contract_for(config, scorer.inputs, scorer.outputs, scorer.rules)
+        self.contract = contract_for(config, scorer.inputs, scorer.outputs, scorer.options)
         self.counts = Counts()
         self.bus_retry_s = 60.0
         self.stop = threading.Event()

@@ -76,16 +76,19 @@ class Decl:
     allow_nan: bool = False  # a float plan input that takes NaN and +/-Inf
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> Decl:
-        low, high = data.get("range") or (None, None)
+    def parse(cls, data: dict[str, Any], contract: dict[str, Any] | None = None) -> Decl:
+        """A declaration; for a plan input, with its value rules from the plan's ``contract``
+        (the records contract's options: ``ranges`` inclusive, ``allow_nan``)."""
+        tensor = data.get("tensor", data["name"])
+        low, high = ((contract or {}).get("ranges") or {}).get(tensor) or (None, None)
         return cls(
             data["name"],
-            data.get("tensor", data["name"]),
+            tensor,
             data["dtype"],
             tuple(data["shape"]),
             low,
             high,
-            bool(data.get("allow_nan", False)),
+            tensor in ((contract or {}).get("allow_nan") or ()),
         )
 
     def describe(self) -> str:
@@ -341,7 +344,7 @@ class Runner:
         self.name: str = plan["name"]
         self.batched: bool = plan["max_batch_size"] > 0
         self.max_batch_size: int = plan["max_batch_size"]
-        self.inputs = [Decl.parse(d) for d in plan["inputs"]]
+        self.inputs = [Decl.parse(d, plan.get("contract")) for d in plan["inputs"]]
         self.outputs = [Decl.parse(d) for d in plan["outputs"]]
         self.steps = [_load_step(folder, s, gpu, device_id, threads) for s in plan["steps"]]
         # Pipeline tensors returned besides the outputs (e.g. the feature vector a prediction log

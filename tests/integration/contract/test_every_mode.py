@@ -37,7 +37,7 @@ from tritonpipe.pipeline import Pipeline
 from tritonpipe.records import Contract
 from tritonpipe.server import TritonServer
 from tritonpipe.stream import build_worker, load_config
-from tritonpipe.stream.scoring import served_rules
+from tritonpipe.stream.scoring import served_options
 from tritonpipe.stream.worker import Worker
 from tritonpipe.tensors import TensorSpec
 
@@ -147,13 +147,8 @@ def online(
 ) -> list[Verdict]:
     """What a caller of the server sees: the contract as the served model publishes it (its
     config's input rules), one request per record."""
-    rules = served_rules(client.model(name).config) or {}
-    served = Contract.from_specs(
-        [r.spec for r in contract.inputs],
-        [],
-        ranges={n: r["range"] for n, r in rules.items() if "range" in r},
-        allow_nan=[n for n, r in rules.items() if r.get("allow_nan")],
-    )
+    options = served_options(client.model(name).config) or {}
+    served = Contract.from_specs([r.spec for r in contract.inputs], [], **options)
     converted = served.from_records(batch, id_field="id")
     refused = {r.row: r.reason for r in converted.refusals}
     verdicts: list[Verdict] = []

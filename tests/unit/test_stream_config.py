@@ -19,7 +19,7 @@ name: score
 bus: {type: redis, stream: in, output: out, dead_letter: dead}
 inputs:
   x: {field: x}
-  tag: {field: tag, dtype: BYTES}
+  tag: {field: tag, dtype: BYTES, shape: [1]}
 """
 
 
@@ -66,19 +66,40 @@ def test_decode_json_and_msgpack(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.inputs["x"], np.array([[1.5, 2.0]], dtype=np.float32))
     assert got.inputs["tag"].dtype == object and got.inputs["tag"].tolist() == [[b"a"]]
     packed = _config(tmp_path, format="msgpack")
-    again = decode(packed, Message(id="2-0", body=msgpack.packb({**event, "id": None})))
-    assert again.id == "None"
-    no_id = decode(packed, Message(id="3-0", body=msgpack.packb({"x": 1.0, "tag": "b"})))
-    assert no_id.id == "3-0" and no_id.inputs["x"].shape == (1, 1)  # the bus id keys it
+    again = decode(packed, Message(id="2-0", body=msgpack.packb({**event, "id": 7, "x": [1.0]})))
+    assert again.id == "7" and again.inputs["x"].shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({"x": 1.0, "tag": "b"}, "id 'id': missing"),
+        ({"id": None, "x": 1.0, "tag": "b"}, "id 'id': missing"),
+        ({"id": "", "x": 1.0, "tag": "b"}, "id 'id': missing"),
+    ],
+)
+def test_an_event_without_its_id_is_refused(tmp_path: Path, event: dict, reason: str) -> None:
+    """Not filed under the bus's entry id, which a republished event does not keep."""
+    packed = _config(tmp_path, format="msgpack")
+    with pytest.raises(Poison, match=reason):
+        decode(packed, Message(id="3-0", body=msgpack.packb(event)))
+
+
+def test_a_message_the_bus_refused_is_poison_with_its_reason(tmp_path: Path) -> None:
+    message = Message(id="1-0", body=b"", refused="no payload: the entry has no field 'data'")
+    with pytest.raises(Poison, match="no payload: the entry has no field 'data'"):
+        decode(_config(tmp_path), message)
 
 
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
         (b"{nope", "payload is not json: JSONDecodeError"),
-        (b"[1, 2]", "payload is a list, not a json object"),
-        (b'{"tag": "a"}', "field 'x' (input 'x') is missing"),
-        (b'{"x": "abc", "tag": "a"}', "field 'x' (input 'x') is not FP32"),
+        (b"[1, 2]", "record: not an object (list)"),
+        (b'{"id": "a", "tag": "a"}', "input 'x': missing"),
+        (b'{"id": "a", "x": ["abc"], "tag": "a"}', "input 'x': 'abc' is not FP32"),
+        (b'{"id": "a", "x": null, "tag": "a"}', "input 'x': null"),
+        (b'{"id": "a", "x": [1], "tag": 1234567}', "input 'tag': 1234567 is not a string"),
     ],
 )
 def test_poison_reasons(tmp_path: Path, body: bytes, reason: str) -> None:

@@ -94,7 +94,7 @@ def test_bus_errors_are_retried_and_every_event_scored_once(tmp_path: Path) -> N
     # The first batch was written, then its ack failed: delivered again, its outputs already
     # there, it counts as duplicates (written once: the sink is idempotent by event id).
     assert counts.scored == 6 and counts.duplicates == 4
-    assert json.loads(bus.outputs["e3"])["outputs"]["y"] == [8.0]  # 2 * (1 + 3)
+    assert json.loads(bus.outputs["e3"])["outputs"]["y"] == 8.0  # 2 * (1 + 3)
 
 
 def test_a_bus_that_keeps_failing_ends_the_run_naming_the_error(tmp_path: Path) -> None:

@@ -71,11 +71,24 @@ class Decl:
     tensor: str
     dtype: str
     shape: tuple[int, ...]
+    low: float | None = None  # a plan input's declared range, both ends inclusive
+    high: float | None = None
+    allow_nan: bool = False  # a float plan input that takes NaN and +/-Inf
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> Decl:
+    def parse(cls, data: dict[str, Any], contract: dict[str, Any] | None = None) -> Decl:
+        """A declaration; for a plan input, with its value rules from the plan's ``contract``
+        (the records contract's options: ``ranges`` inclusive, ``allow_nan``)."""
+        tensor = data.get("tensor", data["name"])
+        low, high = ((contract or {}).get("ranges") or {}).get(tensor) or (None, None)
         return cls(
-            data["name"], data.get("tensor", data["name"]), data["dtype"], tuple(data["shape"])
+            data["name"],
+            tensor,
+            data["dtype"],
+            tuple(data["shape"]),
+            low,
+            high,
+            tensor in ((contract or {}).get("allow_nan") or ()),
         )
 
     def describe(self) -> str:
@@ -268,6 +281,51 @@ def _fits(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:
     return bool(array.min() >= info.min and array.max() <= info.max)
 
 
+def refusal(decls: Sequence[Decl], arrays: Arrays) -> str | None:
+    """The records contract's verdict on a request's values, before any step runs: the first
+    NaN/Inf of a float input that does not take them, or value outside an input's declared
+    range, as the contract words it (``input 'cat': 50 is outside [0, 49]``). None: all good.
+    Vectorised: one pass over each checked array."""
+    for decl in decls:
+        array = arrays.get(decl.tensor)
+        if array is None or array.size == 0 or array.dtype.kind not in "fiu":
+            continue
+        if array.dtype.kind == "f" and not decl.allow_nan:
+            finite = np.isfinite(array)
+            if not finite.all():
+                value = array[~finite].flat[0]
+                return f"input '{decl.tensor}': {_show(value)} is not a finite number"
+        if decl.low is None and decl.high is None:
+            continue
+        low = -np.inf if decl.low is None else decl.low
+        high = np.inf if decl.high is None else decl.high
+        outside = (array < low) | (array > high)
+        if outside.any():
+            value = array[outside].flat[0]
+            return (
+                f"input '{decl.tensor}': {_show(value)} is outside "
+                f"[{_bound(decl.low)}, {_bound(decl.high)}]"
+            )
+    return None
+
+
+def _show(value: Any) -> str:
+    """A value as the records contract shows it (tritonpipe.records.rules.show)."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _bound(value: float | None) -> str:
+    if value is None:
+        return "-inf"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 class Runner:
     """Runs a plan on batches: ``run`` for one batch, ``run_requests`` for a dynamic batch.
 
@@ -286,7 +344,7 @@ class Runner:
         self.name: str = plan["name"]
         self.batched: bool = plan["max_batch_size"] > 0
         self.max_batch_size: int = plan["max_batch_size"]
-        self.inputs = [Decl.parse(d) for d in plan["inputs"]]
+        self.inputs = [Decl.parse(d, plan.get("contract")) for d in plan["inputs"]]
         self.outputs = [Decl.parse(d) for d in plan["outputs"]]
         self.steps = [_load_step(folder, s, gpu, device_id, threads) for s in plan["steps"]]
         # Pipeline tensors returned besides the outputs (e.g. the feature vector a prediction log
@@ -298,8 +356,11 @@ class Runner:
         """The runner for a generated model's version folder (its ``plan.json``)."""
         return cls(json.loads((folder / PLAN_FILE).read_text()), folder, **options)
 
-    def run(self, arrays: Arrays, requests: int = 1) -> Arrays:
-        """Every step in order on one batch; the plan's outputs. Raises :class:`StepFailed`."""
+    def run(self, arrays: Arrays, requests: int = 1, *, checked: bool = False) -> Arrays:
+        """Every step in order on one batch; the plan's outputs. Raises :class:`StepFailed`
+        (invalid, before any step runs, for a value the plan's input rules refuse)."""
+        if not checked:
+            self._check(arrays)
         rows = _rows(arrays) if self.batched else None
         tensors = dict(arrays)
         for step in self.steps:
@@ -320,6 +381,11 @@ class Runner:
             if name in tensors:
                 out[name] = tensors[name]
         return out
+
+    def _check(self, arrays: Arrays) -> None:
+        reason = refusal(self.inputs, arrays)
+        if reason is not None:
+            raise StepFailed(reason, invalid=True)
 
     @staticmethod
     def _call(step: Step, args: Arrays) -> Arrays:
@@ -342,7 +408,14 @@ class Runner:
         When a merged run fails, its requests run alone, so one bad request fails alone.
         """
         results: list[Arrays | StepFailed | None] = [None] * len(requests)
-        for members in self._groups(requests):
+        valid = []
+        for i, request in enumerate(requests):  # a refused value fails its request alone
+            try:
+                self._check(request)
+                valid.append(i)
+            except StepFailed as exc:
+                results[i] = exc
+        for members in self._groups(requests, valid):
             if len(members) > 1:
                 try:
                     for i, out in zip(
@@ -354,16 +427,17 @@ class Runner:
                     pass  # each request runs alone below and gets its own error
             for i in members:
                 try:
-                    results[i] = self.run(requests[i])
+                    results[i] = self.run(requests[i], checked=True)
                 except StepFailed as exc:
                     results[i] = exc
         return [r for r in results if r is not None]
 
-    def _groups(self, requests: Sequence[Arrays]) -> list[list[int]]:
+    def _groups(self, requests: Sequence[Arrays], members: list[int]) -> list[list[int]]:
         if not self.batched:
-            return [[i] for i in range(len(requests))]
+            return [[i] for i in members]
         groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, arrays in enumerate(requests):
+        for i in members:
+            arrays = requests[i]
             key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(arrays.items()))
             groups.setdefault(key, []).append(i)
         return list(groups.values())
@@ -371,7 +445,7 @@ class Runner:
     def _run_merged(self, requests: list[Arrays]) -> list[Arrays]:
         sizes = [_rows(a) for a in requests]
         merged = {n: np.concatenate([a[n] for a in requests]) for n in requests[0]}
-        out = self.run(merged, requests=len(requests))
+        out = self.run(merged, requests=len(requests), checked=True)
         bounds = np.cumsum(sizes)[:-1]
         split = {n: np.split(v, bounds) for n, v in out.items()}
         return [{n: split[n][i] for n in split} for i in range(len(requests))]

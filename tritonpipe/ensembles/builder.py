@@ -79,6 +79,10 @@ def _python_model(
         "tritonpipe.plan": PLAN_FILE,
         "tritonpipe.steps": ",".join(b.step.name for b in steps),
     }
+    if any(plan.get("contract", {}).values()):
+        # The records contract's options, for clients that judge values as the runtime does
+        # (a stream worker with --url).
+        params["tritonpipe.contract"] = json.dumps(plan["contract"], separators=(",", ":"))
     config = model_config(
         name,
         inputs=inputs,

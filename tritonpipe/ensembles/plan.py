@@ -332,7 +332,9 @@ def plan_json(
     max_batch_size: int,
     files: dict[str, str],
 ) -> dict[str, Any]:
-    """The runtime's plan: ``files`` maps each step name to its file as the runtime finds it."""
+    """The runtime's plan: ``files`` maps each step name to its file as the runtime finds it.
+    ``contract`` holds the records contract's options; the runtime checks its ranges and NaN
+    rules before any step runs."""
     return {
         "name": name,
         "max_batch_size": max_batch_size,

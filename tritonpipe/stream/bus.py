@@ -16,11 +16,15 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, kw_only=True)
 class Message:
-    """One event as delivered: the bus's own id (for acks), its payload and delivery count."""
+    """One event as delivered: the bus's own id (for acks), its payload and delivery count.
+
+    ``refused`` says why the bus entry holds no payload to decode (a Redis entry without the
+    job's payload field); the worker dead-letters such a message with that reason."""
 
     id: str
     body: bytes
     deliveries: int = 1
+    refused: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -43,13 +43,20 @@ class NatsBus(_Strict):
 
 class InputField(_Strict):
     field: str = Field(description="key of the value in the decoded event")
-    dtype: str = Field("FP32", description="Triton dtype of the pipeline input")
+    dtype: str | None = Field(
+        None, description="Triton dtype of the pipeline input (default: the pipeline's)"
+    )
+    shape: list[int] | None = Field(
+        None, description="dims of one event's value, without the batch (default: the pipeline's)"
+    )
 
     @field_validator("dtype")
     @classmethod
-    def _known(cls, value: str) -> str:
+    def _known(cls, value: str | None) -> str | None:
         from tritonpipe.tensors import dtype
 
+        if value is None:
+            return None
         try:
             return dtype(value).triton
         except SpecError as exc:  # pydantic reports ValueErrors with the field's location

@@ -123,12 +123,12 @@ class NatsSource(Source):
         self._inflight: dict[str, Any] = {}
 
     def read(self, max_events: int, wait_ms: int) -> list[Message]:
-        import nats.errors
-
         async def fetch() -> list[Any]:
             try:
                 return list(await self._sub.fetch(max_events, timeout=max(wait_ms, 1) / 1000))
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # No messages within the wait. nats-py says so with its own TimeoutError, or a
+                # plain asyncio one when the wait ran out between its two pull requests.
                 return []
 
         out = []

@@ -51,8 +51,16 @@ class RedisSource(Source):
             raise TritonPipeError(f"redis at {bus.url}: {exc}") from exc
 
     def _message(self, entry_id: bytes, fields: dict[bytes, bytes], deliveries: int) -> Message:
+        body = fields.get(self.field)
+        refused = None
+        if body is None:
+            names = ", ".join(repr(k.decode(errors="replace")) for k in fields) or "none"
+            refused = (
+                f"no payload: the entry has no field '{self.field.decode()}' (the job's "
+                f"payload_field); it has {names}"
+            )
         return Message(
-            id=entry_id.decode(), body=fields.get(self.field, b""), deliveries=deliveries
+            id=entry_id.decode(), body=body or b"", deliveries=deliveries, refused=refused
         )
 
     def _claim(self, count: int) -> list[Message]:

@@ -45,15 +45,46 @@ def read_events(path: Path) -> Iterator[dict[str, Any]]:
                     except json.JSONDecodeError as exc:
                         raise SpecError(f"{path}:{n}: not JSON: {exc}") from exc
         return
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        # Arrow keeps null apart from NaN, and timestamps to the nanosecond.
+        for row in pq.read_table(path).to_pylist():
+            yield {str(k): _plain(v) for k, v in row.items()}
+        return
+    if path.suffix != ".csv":
+        raise SpecError(f"{path}: events are read from .jsonl, .parquet or .csv")
     import pandas as pd
 
-    if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        frame = pd.read_csv(path)
-    else:
-        raise SpecError(f"{path}: events are read from .jsonl, .parquet or .csv")
-    yield from json.loads(frame.to_json(orient="records", date_format="epoch", date_unit="s"))
+    frame = pd.read_csv(path, float_precision="round_trip")  # every digit, as written
+    columns = [str(c) for c in frame.columns]
+    for cells in frame.itertuples(index=False, name=None):
+        row = {c: _plain(v) for c, v in zip(columns, cells, strict=True)}
+        yield {c: None if isinstance(v, float) and v != v else v for c, v in row.items()}
+
+
+def _plain(value: Any) -> Any:
+    """A cell as the JSON / msgpack value it stands for, without loss: floats keep every digit,
+    timestamps become epoch seconds with their fraction (UTC when naive), nulls stay null."""
+    import datetime
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.Timestamp | np.datetime64 | datetime.datetime):
+        stamp = pd.Timestamp(value)
+        if pd.isna(stamp):
+            return None
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        return stamp.value / 1e9  # nanoseconds since the epoch
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_plain(v) for v in list(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def replay(

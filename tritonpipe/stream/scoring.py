@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tritonpipe.errors import InputError, InvalidArgument, PipelineError
-from tritonpipe.tensors import Array
+from tritonpipe.tensors import Array, TensorSpec
 
 Result = dict[str, Array] | PipelineError
 
@@ -17,6 +18,12 @@ class Scorer:
     """Scores requests (one event each); a failing request fails alone (returned, not raised)."""
 
     name: str
+    # What the pipeline declares (decoding defaults to its dtypes and shapes); None: unknown.
+    inputs: tuple[TensorSpec, ...] | None = None
+    outputs: tuple[TensorSpec, ...] | None = None
+    # The records contract's options (ranges, allow_nan, categories, binary); None: unknown,
+    # the runtime that scores judges NaN and ranges alone.
+    options: dict[str, Any] | None = None
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         raise NotImplementedError
@@ -33,6 +40,18 @@ class EmbeddedScorer(Scorer):
 
         self.pipeline = Pipeline.load(source, name, threads=threads)
         self.name = self.pipeline.name
+        self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
+        contract = self.pipeline.contract
+        self.options = {
+            "ranges": {
+                r.name: [r.low, r.high]
+                for r in contract.inputs
+                if r.low is not None or r.high is not None
+            },
+            "allow_nan": [r.name for r in contract.inputs if r.allow_nan],
+            "categories": {r.name: list(r.categories) for r in contract.inputs if r.categories},
+            "binary": [r.name for r in contract.outputs if r.binary],
+        }
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         return self.pipeline.run_requests(requests)
@@ -47,6 +66,9 @@ class TritonScorer(Scorer):
 
         self.client = Client(url)
         self.name = name
+        info = self.client.model(name)
+        self.inputs, self.outputs = info.inputs, info.outputs
+        self.options = served_options(info.config)
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:
@@ -66,6 +88,16 @@ class TritonScorer(Scorer):
 
     def close(self) -> None:
         self.client.close()
+
+
+def served_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The records contract's options a tritonpipe-built Python model publishes in its config
+    (``tritonpipe.contract``); None for other models (native, ensembles)."""
+    params = config.get("parameters") or {}
+    if "tritonpipe.plan" not in params:
+        return None
+    raw = params.get("tritonpipe.contract", {}).get("string_value")
+    return dict(json.loads(raw)) if raw else {}
 
 
 def make_scorer(source: str, name: str | None, url: str | None, **options: Any) -> Scorer:

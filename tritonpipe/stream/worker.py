@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from tritonpipe.errors import PipelineError, TritonPipeError
+from tritonpipe.errors import PipelineError, SpecError, TritonPipeError
+from tritonpipe.records import Contract, OutputRule
 from tritonpipe.stream.bus import Message, Output, Sink, Source
 from tritonpipe.stream.config import JobConfig
 from tritonpipe.stream.metrics import Metrics
 from tritonpipe.stream.scoring import Result, Scorer
-from tritonpipe.tensors import Array
-from tritonpipe.tensors import dtype as tensor_dtype
+from tritonpipe.tensors import Array, TensorSpec, from_numpy
 
 log = logging.getLogger("tritonpipe.stream")
 Hook = Callable[[list[dict[str, Any]]], None]
@@ -54,8 +54,51 @@ class Counts:
     bus_errors: int = 0  # steps a bus error failed (retried; see Worker.run)
 
 
-def decode(config: JobConfig, message: Message) -> Event:
-    """Payload -> event fields -> one-row pipeline inputs; Poison names what is wrong."""
+def contract_for(
+    config: JobConfig,
+    declared: Sequence[TensorSpec] | None,
+    outputs: Sequence[TensorSpec] | None = None,
+    options: dict[str, Any] | None = None,
+) -> Contract:
+    """The records contract a job decodes events with: each mapped input reads its event field
+    and takes the pipeline's dtype and shape unless the job config gives its own (without the
+    pipeline's signature, FP32 and any length)."""
+    known = {s.name: s for s in declared} if declared is not None else None
+    specs = []
+    for name, entry in config.inputs.items():
+        spec = known.get(name) if known is not None else None
+        if known is not None and spec is None:
+            raise SpecError(
+                f"stream job inputs.{name}: the pipeline has no input '{name}' "
+                f"(it has {', '.join(known) or 'none'})"
+            )
+        dtype = entry.dtype or (spec.dtype if spec is not None else "FP32")
+        default_shape = spec.shape if spec is not None else (-1,)
+        shape = tuple(entry.shape) if entry.shape is not None else default_shape
+        specs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
+    fields = {name: entry.field for name, entry in config.inputs.items()}
+    if options is None:
+        # Options unknown: types, lengths and ids are judged here, NaN and ranges by the runtime
+        # that scores (embedded or on the server), in the same words.
+        floats = [s.name for s in specs if s.dtype in ("FP16", "FP32", "FP64", "BF16")]
+        return Contract.from_specs(specs, outputs or (), fields=fields, allow_nan=floats)
+    mapped = set(config.inputs)
+    return Contract.from_specs(
+        specs,
+        outputs or (),
+        fields=fields,
+        ranges={n: r for n, r in (options.get("ranges") or {}).items() if n in mapped},
+        allow_nan=[n for n in options.get("allow_nan") or () if n in mapped],
+        categories={n: c for n, c in (options.get("categories") or {}).items() if n in mapped},
+        binary=options.get("binary") or (),
+    )
+
+
+def decode(config: JobConfig, message: Message, contract: Contract | None = None) -> Event:
+    """Payload -> event fields -> one-row pipeline inputs, by the records contract; Poison
+    holds the contract's reason (``input 'x': null``, ``id 'id': missing``)."""
+    if message.refused is not None:
+        raise Poison(message.refused)
     try:
         if config.format == "json":
             fields = json.loads(message.body)
@@ -65,34 +108,24 @@ def decode(config: JobConfig, message: Message) -> Event:
             fields = msgpack.unpackb(message.body, raw=False)
     except Exception as exc:  # every decoder error means the same: not this format
         raise Poison(f"payload is not {config.format}: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(fields, dict):
-        raise Poison(f"payload is a {type(fields).__name__}, not a {config.format} object")
-    event_id = str(fields.get(config.id_field, message.id))
+    contract = contract if contract is not None else contract_for(config, None)
+    converted = contract.from_records([fields], id_field=config.id_field)
+    if converted.refusals:
+        refusal = converted.refusals[0]
+        reason = refusal.reason
+        where = next((r.key for r in contract.inputs if r.name == refusal.input), None)
+        if where is not None and where != refusal.input:
+            reason += f" (event field '{where}')"
+        raise Poison(reason)
+    assert converted.ids is not None  # given an id_field, from_records lists the ids
     stamp = fields.get(config.time_field) if config.time_field else None
-    event = Event(
+    return Event(
         message=message,
-        id=event_id,
+        id=str(converted.ids[0]),
         time=float(stamp) if isinstance(stamp, int | float) else None,
         fields=fields,
+        inputs=converted.inputs,
     )
-    for name, spec in config.inputs.items():
-        if spec.field not in fields:
-            raise Poison(f"field '{spec.field}' (input '{name}') is missing")
-        value = fields[spec.field]
-        try:
-            dtype = np.dtype(tensor_dtype(spec.dtype).numpy)
-            if dtype == np.dtype(object):
-                value = value.encode() if isinstance(value, str) else bytes(value)
-                array = np.array([value], dtype=object).reshape(1, -1)
-            else:
-                array = np.asarray(value, dtype=dtype)[None, ...]
-                array = array.reshape(1, -1) if array.ndim == 1 else array
-        except (TypeError, ValueError) as exc:
-            raise Poison(
-                f"field '{spec.field}' (input '{name}') is not {spec.dtype}: {exc}"
-            ) from exc
-        event.inputs[name] = array
-    return event
 
 
 class Worker:
@@ -115,6 +148,7 @@ class Worker:
         self.metrics = metrics
         self.predlog = predlog  # a tritonpipe.predlog.PredictionLogger, or None
         self.before_score = before_score  # e.g. fresh features: push events into windows
+        self.contract = contract_for(config, scorer.inputs, scorer.outputs, scorer.options)
         self.counts = Counts()
         self.bus_retry_s = 60.0
         self.stop = threading.Event()
@@ -148,27 +182,31 @@ class Worker:
         dead: list[tuple[Message, str]] = []
         for message in messages:
             try:
-                events.append(decode(self.config, message))
+                events.append(decode(self.config, message, self.contract))
             except Poison as exc:
                 dead.append((message, f"decode: {exc}"))
         results = self._score(events)
-        outputs: list[tuple[Event, dict[str, Any]]] = []
+        outputs: list[tuple[Event, dict[str, Any], bytes]] = []
         retry: list[Message] = []
         for event, result in zip(events, results, strict=True):
             if not isinstance(result, PipelineError):
-                outputs.append((event, self._record(event, result)))
+                try:  # an output that cannot be written fails its event, not the bus
+                    record = self._record(event, result)
+                    outputs.append((event, record, encode_record(record)))
+                except Poison as exc:
+                    dead.append((event.message, f"encode: {exc}"))
             elif result.invalid or event.message.deliveries >= self.config.max_attempts:
                 dead.append(
                     (event.message, f"pipeline (attempt {event.message.deliveries}): {result}")
                 )
             else:
                 retry.append(event.message)
-        new = self.sink.write([Output(key=e.id, body=json.dumps(r).encode()) for e, r in outputs])
+        new = self.sink.write([Output(key=e.id, body=body) for e, _, body in outputs])
         for message, reason in dead:
             self.sink.dead_letter(message, reason)
-        done = [e.message for e, _ in outputs] + [m for m, _ in dead]
+        done = [e.message for e, _, _ in outputs] + [m for m, _ in dead]
         self.source.ack(done)  # only now: outputs and dead letters are written
-        self._account(outputs, new, len(dead), len(retry), len(messages))
+        self._account([(e, r) for e, r, _ in outputs], new, len(dead), len(retry), len(messages))
 
     def _score(self, events: list[Event]) -> list[Result]:
         """Run the hook and the scorer; if either fails outright (a store or server is down),
@@ -186,13 +224,26 @@ class Worker:
 
     def _record(self, event: Event, result: dict[str, Array]) -> dict[str, Any]:
         keep = self.config.outputs or list(result)
+        missing = [k for k in keep if k not in result]
+        if missing:
+            raise Poison(
+                f"the pipeline returned no output '{missing[0]}' (it returned {', '.join(result)})"
+            )
+        rules = {r.name: r for r in self.contract.outputs}
+        rows = {k: np.asarray(result[k]) for k in keep}
+        outputs = Contract(
+            [], [rules.get(k) or OutputRule(spec=_spec_of(k, a)) for k, a in rows.items()]
+        )
+        values, failures = outputs.to_records(rows)
+        if failures:
+            raise Poison(failures[0].reason)
         return {
             "id": event.id,
             "event_time": event.time,
             "scored_at": time.time(),
             "pipeline": self.scorer.name,
             "consumer": self.consumer,
-            "outputs": {k: np.asarray(result[k])[0].tolist() for k in keep},
+            "outputs": values[0],
         }
 
     def _account(
@@ -256,6 +307,20 @@ class Worker:
             self.predlog.close()
         if self.metrics is not None:
             self.metrics.close()
+
+
+def _spec_of(name: str, array: Array) -> TensorSpec:
+    """An output the pipeline's signature does not list: its spec from the array itself."""
+    kind = "BYTES" if array.dtype.kind in "OSU" else from_numpy(array.dtype).triton
+    return TensorSpec(name=name, dtype=kind, shape=tuple(array.shape[1:]))
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """The output record as JSON; Poison (this event's failure) when it cannot be encoded."""
+    try:
+        return json.dumps(record).encode()
+    except (TypeError, ValueError) as exc:
+        raise Poison(f"the output record cannot be written as JSON: {exc}") from exc
 
 
 def _jsonable(inputs: dict[str, Array]) -> dict[str, Any]:

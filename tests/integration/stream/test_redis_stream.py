@@ -79,7 +79,7 @@ def test_kill_and_sigterm_leave_one_record_per_event(
     ids = [rec["id"] for rec in records]
     assert len(ids) == n and sorted(set(ids)) == sorted(e["id"] for e in sent)  # 0 lost, 0 dup
     by_id = {rec["id"]: rec for rec in records}
-    assert by_id["e7"]["outputs"]["y"] == [16.0]  # 2 * (7 + 1)
+    assert by_id["e7"]["outputs"]["y"] == 16.0  # 2 * (7 + 1)
     assert held_by_a == 0 or {rec["consumer"] for rec in records} >= {"c"}
 
 
@@ -109,9 +109,9 @@ def test_poison_events_are_dead_lettered_with_reason(
     dead = {f[b"reason"].decode() for _, f in r.xrange(f"{tag}:dead")}
     assert len(dead) == 4
     assert any("payload is not json" in d for d in dead)
-    assert any("field 'x' (input 'x') is missing" in d for d in dead)
+    assert "decode: input 'x': missing" in dead
     assert any("input 'x' is negative" in d for d in dead)
-    assert any("'x'" in d and "shape" in d.lower() for d in dead), dead
+    assert "decode: input 'x': 1 values, wants FP32[2]" in dead, dead
     assert sorted(rec["id"] for rec in _outputs(r, f"{tag}:out")) == sorted(e["id"] for e in good)
     assert sum(_pending(r, f"{tag}:in").values()) == 0
     assert (

@@ -32,6 +32,33 @@ from tritonpipe.stream.kafka_client import Loop, Offsets, client_options, ensure
 log = logging.getLogger("tritonpipe.stream")
 
 
+class _Quiet(logging.Filter):
+    """aiokafka logs every failed attempt while a broker is away (dozens a second): let one
+    line through every few seconds, prefixed so that it reads as the bus's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        now = time.monotonic()
+        if now - self._last < 5.0:
+            return False
+        self._last = now
+        record.msg = f"kafka: the broker is not answering: {record.msg}"
+        return True
+
+
+def _quiet_aiokafka() -> None:
+    for name in ("aiokafka", "aiokafka.consumer.group_coordinator", "aiokafka.producer.sender",
+                 "aiokafka.consumer.fetcher"):  # fmt: skip
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Quiet) for f in logger.filters):
+            logger.addFilter(_Quiet())
+
+
 class KafkaConnection:
     """The consumer (group member), the producer and an output-topic reader of one worker, on
     one event loop; the source and the sink are two views of it."""
@@ -46,6 +73,7 @@ class KafkaConnection:
         self._lags: tuple[float, dict[int, int]] = (0.0, {})
         self._users = 0
         self._ready: asyncio.Event | None = None  # cleared while partitions are being assigned
+        _quiet_aiokafka()
         self.loop = Loop()
         try:
             self.loop.call(self._start())
@@ -427,9 +455,9 @@ def _records(bus: KafkaBus, topic: str, loop: Loop) -> list[Any]:
     return loop.call(read(), timeout=300)
 
 
-def read_outputs(bus: KafkaBus) -> Iterator[tuple[str, bytes]]:
-    """(event id, output) for every event in the output topic, the first record of each id only
-    (a consumer-side helper: the topic itself may hold a rare second record of an id)."""
+def read_outputs(bus: KafkaBus, *, unique: bool = True) -> Iterator[tuple[str, bytes]]:
+    """(event id, output) for every event in the output topic; with ``unique`` the first record
+    of each id only (a consumer-side helper: the topic may hold a rare second record of an id)."""
     loop = Loop()
     try:
         records = _records(bus, bus.output, loop)
@@ -438,7 +466,7 @@ def read_outputs(bus: KafkaBus) -> Iterator[tuple[str, bytes]]:
     seen: set[str] = set()
     for record in records:
         key = record.key.decode(errors="replace") if record.key is not None else ""
-        if key not in seen:
+        if not unique or key not in seen:
             seen.add(key)
             yield key, record.value
 

@@ -53,8 +53,8 @@ def client_options(bus: KafkaBus) -> dict[str, Any]:
                 certfile=tls.get("ssl_certfile"),
                 keyfile=tls.get("ssl_keyfile"),
                 password=tls.get("ssl_password"),
-                check_hostname=bool(tls.get("ssl_check_hostname", True)),
             )
+            options["ssl_context"].check_hostname = bool(tls.get("ssl_check_hostname", True))
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             raise SpecError(f"bus.client: cannot build the TLS context: {exc}") from exc
         options.setdefault("security_protocol", "SSL")

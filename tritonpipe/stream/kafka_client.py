@@ -169,7 +169,7 @@ class Offsets:
         return state.take(offset, message, time.monotonic())
 
     def redeliveries(self, limit: int) -> list[Message]:
-        now, out = time.monotonic(), []
+        now, out = time.monotonic(), list[Message]()
         for state in self.partitions.values():
             for held in state.due(self.retry_after_s, now):
                 if len(out) >= limit:

@@ -156,7 +156,9 @@ def test_poison_events_are_dead_lettered_with_reason_in_a_header(
     assert {body for _, body in dead} >= {b"{not json"}
     assert all(h["tritonpipe-source"].startswith(f"{tag}.in:") for h, _ in dead)
     assert sorted(_ids(bus)) == sorted(e["id"] for e in good)
-    assert f'tritonpipe_stream_events_total{{outcome="dead_letter",stream="{tag}.in"}} 4.0' in metrics
+    assert (
+        f'tritonpipe_stream_events_total{{outcome="dead_letter",stream="{tag}.in"}} 4.0' in metrics
+    )
     for p in range(4):
         line = f'tritonpipe_stream_partition_lag_records{{partition="{p}",stream="{tag}.in"}} 0.0'
         assert line in metrics, metrics

@@ -20,7 +20,7 @@ import numpy as np
 
 from tritonpipe.errors import PerfError
 from tritonpipe.perf.stream_watch import Watch, watch
-from tritonpipe.stream.config import JobConfig
+from tritonpipe.stream.config import JobConfig, KafkaBus
 from tritonpipe.stream.replay import replay
 
 
@@ -57,14 +57,18 @@ def start_workers(
     return procs
 
 
-def _ready(procs: list[subprocess.Popen[bytes]], logs: Path, timeout_s: float) -> None:
-    """Wait until every worker has loaded its pipeline (it prints ``worker w<i>: ...``)."""
+def _ready(
+    procs: list[subprocess.Popen[bytes]], logs: Path, timeout_s: float, joined: str = ""
+) -> None:
+    """Wait until every worker has loaded its pipeline (it prints ``worker w<i>: ...``) and, with
+    ``joined``, has logged that line too (Kafka: its partitions were assigned, so the group's
+    first rebalances are not in the measured window)."""
     deadline = time.monotonic() + timeout_s
     waiting = set(range(len(procs)))
     while waiting and time.monotonic() < deadline:
         for i in sorted(waiting):
             text = (logs / f"w{i}.log").read_text(errors="replace")
-            if f"worker w{i}:" in text:
+            if f"worker w{i}:" in text and joined in text:
                 waiting.discard(i)
             elif procs[i].poll() is not None:
                 raise PerfError(f"worker w{i} exited {procs[i].returncode}: {text[-2000:]}")
@@ -89,7 +93,8 @@ def drive(
     procs = start_workers(job, workers, logs, url=url)
     outputs = None
     try:
-        _ready(procs, logs, 300)
+        kafka = isinstance(config.bus, KafkaBus)
+        _ready(procs, logs, 300, "kafka: partitions" if kafka else "")
         outputs = watch(config)
         producer = threading.Thread(target=replay, args=(config, events), kwargs={"rate": rate})
         start = time.time()

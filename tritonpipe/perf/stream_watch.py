@@ -53,15 +53,15 @@ class KafkaWatch(Watch):
     def __init__(self, bus: KafkaBus) -> None:
         from aiokafka import TopicPartition
 
-        from tritonpipe.stream.kafka_bus import _partitions, reader
         from tritonpipe.stream.kafka_client import Loop, client_options
+        from tritonpipe.stream.kafka_topics import partitions, reader
 
         self.bus, self.loop = bus, Loop()
 
         async def start() -> Any:
             consumer = reader(client_options(bus))
             await consumer.start()
-            parts = await _partitions(consumer, bus.output)
+            parts = await partitions(consumer, bus.output)
             consumer.assign([TopicPartition(bus.output, p) for p in parts])
             return consumer
 
@@ -72,13 +72,13 @@ class KafkaWatch(Watch):
         return [json.loads(r.value) for records in batch.values() for r in records]
 
     def lag(self) -> int:
-        from tritonpipe.stream.kafka_bus import status
+        from tritonpipe.stream.kafka_topics import status
 
         self._status = status(self.bus)
         return int(self._status["lag"])
 
     def dead(self) -> int:
-        from tritonpipe.stream.kafka_bus import status
+        from tritonpipe.stream.kafka_topics import status
 
         info = getattr(self, "_status", None) or status(self.bus)
         return int(info["dead_letters"])

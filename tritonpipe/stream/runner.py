@@ -39,9 +39,9 @@ def open_bus(config: JobConfig, consumer: str) -> tuple[Source, Sink]:
 def status(config: JobConfig) -> dict[str, Any]:
     bus = config.bus
     if isinstance(bus, KafkaBus):
-        from tritonpipe.stream import kafka_bus
+        from tritonpipe.stream import kafka_topics
 
-        return kafka_bus.status(bus)
+        return kafka_topics.status(bus)
     if isinstance(bus, NatsBus):
         from tritonpipe.stream import nats_bus
 

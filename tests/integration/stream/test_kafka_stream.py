@@ -30,7 +30,8 @@ from tests.integration.stream.conftest import (
 from tritonpipe.perf.kafka_server import KafkaServer, S3Server
 from tritonpipe.stream import Output, build_worker, load_config, status
 from tritonpipe.stream.config import KafkaBus
-from tritonpipe.stream.kafka_bus import KafkaPublisher, read_dead_letters, read_outputs
+from tritonpipe.stream.kafka_bus import KafkaPublisher
+from tritonpipe.stream.kafka_topics import read_dead_letters, read_outputs
 from tritonpipe.stream.replay import replay
 
 
@@ -54,7 +55,7 @@ def _ids(bus: KafkaBus) -> Counter[str]:
 
 
 def _done(bus: KafkaBus, n: int) -> bool:
-    from tritonpipe.stream.kafka_bus import status as kafka_status
+    from tritonpipe.stream.kafka_topics import status as kafka_status
 
     info = kafka_status(bus)
     return bool(info["outputs"] >= n and info["lag"] == 0)

@@ -55,6 +55,17 @@ def triton_for(folder: Path, job: Path, events: list) -> Iterator[str]:
         yield triton.http_url
 
 
+def with_bus(job: Path, bus: dict) -> Path:
+    """The job file with another ``bus:`` (written beside it)."""
+    import yaml
+
+    raw = yaml.safe_load(job.read_text())
+    raw["bus"] = bus
+    path = job.with_name(f"job-{bus.get('topic') or bus['stream']}.yaml")
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 def setting(
     scorer: str, online: str, events: list, rate: float, fresh: bool, repeats: int,
     bus: str = "redis",
@@ -77,9 +88,8 @@ def setting(
                     for n, workers in enumerate((1, 2) * repeats):
                         for db in (0, 1):  # the stream and the windows; Feast's (db 2) stays
                             redis.Redis.from_url(server.url.rsplit("/", 1)[0] + f"/{db}").flushdb()
-                        if address:
-                            job = job_for(server.url, folder, fresh=fresh, online=online,
-                                          bus=bus_for(bus, address, f"run{n}"))  # fmt: skip
+                        if address:  # streams / topics of its own for each run
+                            job = with_bus(job, bus_for(bus, address, f"run{n}"))
                         logs = folder / f"workers{n}"
                         run = drive(load_config(job), job, events, workers=workers, rate=rate,
                                     url=url, report=None, logs=logs)  # fmt: skip

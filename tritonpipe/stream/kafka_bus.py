@@ -35,7 +35,7 @@ log = logging.getLogger("tritonpipe.stream")
 
 class _Quiet(logging.Filter):
     """aiokafka logs every failed attempt while a broker is away (dozens a second): let one
-    line through every few seconds, prefixed so that it reads as the bus's."""
+    warning through every few seconds, prefixed so that it reads as the bus's."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -48,7 +48,7 @@ class _Quiet(logging.Filter):
         if now - self._last < 5.0:
             return False
         self._last = now
-        record.msg = f"kafka: the broker is not answering: {record.msg}"
+        record.msg = f"kafka client (one line in 5 s): {record.msg}"
         return True
 
 
@@ -166,8 +166,8 @@ class KafkaConnection:
 
     async def read(self, max_events: int, wait_ms: int) -> list[Message]:
         out = self.offsets.redeliveries(max_events)
-        if self.offsets.to_commit():  # a commit that failed earlier (a rebalance, a restart)
-            await self._commit()
+        if self.offsets.to_commit():  # a commit that was deferred (a rebalance)
+            await self._commit_between_rebalances()
         if len(out) < max_events:
             batch = await self.consumer.getmany(
                 timeout_ms=0 if out else max(wait_ms, 1), max_records=max_events - len(out)
@@ -185,9 +185,14 @@ class KafkaConnection:
         return out
 
     async def ack(self, ids: list[str]) -> None:
+        self.offsets.ack(ids)
+        await self._commit_between_rebalances()
+
+    async def _commit_between_rebalances(self) -> None:
+        """Commit; while the group rebalances, leave it for the revoke callback or the next
+        read (the commit points only move forward, so a later commit covers this one)."""
         from aiokafka.errors import CommitFailedError, RebalanceInProgressError
 
-        self.offsets.ack(ids)
         try:
             await self._commit()
         except (CommitFailedError, RebalanceInProgressError) as exc:

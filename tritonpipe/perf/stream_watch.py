@@ -107,11 +107,11 @@ class NatsWatch(Watch):
 
         async def fetch() -> list[Any]:
             try:
-                return list(await self.sub.fetch(5000, timeout=0.5))
+                return list(await self.sub.fetch(1000, timeout=0.5))
             except nats.errors.TimeoutError:
                 return []
 
-        msgs = self.conn.call(fetch())
+        msgs = self.conn.call(fetch(), timeout=120.0)  # a loaded machine: slow, not stuck
         return [json.loads(m.data) for m in msgs]
 
     def lag(self) -> int:

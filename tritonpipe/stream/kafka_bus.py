@@ -227,10 +227,11 @@ class KafkaConnection:
             }
         for tp in parts:
             reader.seek(tp, self._scan_from.get(tp.partition, 0))
-        seen, todo = 0, set(parts)
+        seen, todo, idle = 0, set(parts), 0
         deadline = time.monotonic() + 120
-        while todo:
+        while todo and idle < 3:  # 3 empty fetches: at the end (an offset never written)
             batch = await reader.getmany(*todo, timeout_ms=500, max_records=10_000)
+            idle = 0 if any(batch.values()) else idle + 1
             now = time.monotonic()
             for records in batch.values():
                 for record in records:

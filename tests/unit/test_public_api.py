@@ -56,6 +56,7 @@ def test_public_api() -> None:
     assert tritonpipe.stream.__all__ == [
         "Counts",
         "JobConfig",
+        "KafkaBus",
         "Message",
         "NatsBus",
         "Output",
@@ -93,7 +94,7 @@ def test_one_exception_root() -> None:
 def test_cli_and_client_stay_light() -> None:
     code = (
         "import sys, tritonpipe.cli.main, tritonpipe.client, tritonpipe.stream; "
-        "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx', 'redis', 'nats') if m in sys.modules))"
+        "print(','.join(m for m in ('torch', 'onnxruntime', 'onnx', 'redis', 'nats', 'aiokafka') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -12,7 +12,7 @@ import typer
 from tritonpipe.errors import TritonPipeError
 
 app = typer.Typer(
-    help="Stream inference: workers that score events from Redis Streams or NATS JetStream.",
+    help="Stream inference: workers that score events from Redis Streams, NATS JetStream or Kafka.",
     no_args_is_help=True,
 )
 Config = Annotated[Path, typer.Argument(help="Stream job config (YAML).")]
@@ -87,6 +87,8 @@ def status(
     typer.echo(f"  pending       {info['pending']}")
     for name, pending in info["consumers"].items():
         typer.echo(f"    {name:<24} {pending}")
+    for partition, lag in info.get("partitions", {}).items():  # Kafka: lag per partition
+        typer.echo(f"    partition {partition:<14} lag {lag}")
     typer.echo(f"  outputs       {info['outputs']}")
     typer.echo(f"  dead letters  {info['dead_letters']}")
 

@@ -16,6 +16,7 @@ DATASOURCE_UID = "tritonpipe-prometheus"
 PENDING = {
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
+    "kafka": "per-partition lag (tritonpipe_stream_partition_lag_records) comes from Kafka workers",
 }
 
 
@@ -126,6 +127,11 @@ PANELS = (
         expr="max by (stream) (tritonpipe_stream_lag_records)",
     ),
     Query(
+        title="Stream lag per partition (Kafka, records)",
+        expr="max by (stream, partition) (tritonpipe_stream_partition_lag_records)",
+        pending="kafka",
+    ),
+    Query(
         title="Stream events per second, by outcome",
         expr="sum by (stream, outcome) (rate(tritonpipe_stream_events_total[1m]))",
         unit="ops",
@@ -153,6 +159,14 @@ class Alert:
     summary: str
     pending: str | None = None
 
+
+# Per partition where the bus has partitions (Kafka: one slow partition is enough to page),
+# the whole stream's lag elsewhere (Redis, NATS).
+STREAM_LAG = (
+    "max by (stream, partition) (tritonpipe_stream_partition_lag_records) or "
+    "(max by (stream) (tritonpipe_stream_lag_records) unless on (stream) "
+    "max by (stream) (tritonpipe_stream_partition_lag_records))"
+)
 
 QUEUE_5M = per_request("nv_inference_queue_duration_us", "5m")
 QUEUE_1H = per_request("nv_inference_queue_duration_us", "1h")
@@ -219,11 +233,14 @@ ALERTS = (
     ),
     Alert(
         name="StreamLagHigh",
-        query="max by (stream) (tritonpipe_stream_lag_records)",
+        query=STREAM_LAG,
         condition="> {stream_lag}",
         for_="10m",
         severity="warn",
-        summary="stream {{ $labels.stream }} is {{ $value }} records behind",
+        summary=(
+            "stream {{ $labels.stream }}{{ if $labels.partition }} partition "
+            "{{ $labels.partition }}{{ end }} is {{ $value }} records behind"
+        ),
     ),
 )
 

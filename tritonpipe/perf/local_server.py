@@ -33,9 +33,14 @@ class LocalServer:
     def arguments(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment (None: this process's)."""
+        return None
+
     def start(self: S, timeout_s: float = 10.0) -> S:
         self.process = spawn_tied(
             [self.binary, *self.arguments()],
+            env=self.environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -1,4 +1,5 @@
-"""Drive stream workers: replay events into a job's Redis Stream at a rate, run N workers, and
+"""Drive stream workers: replay events into a job's bus (Redis, NATS or Kafka) at a rate, run N
+workers, and
 report events/s, lag and end-to-end p50/p99 (producer stamp -> prediction written) until every
 event is scored. `make fraud-stream` and the stream benchmark use it."""
 
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.errors import PerfError
-from tritonpipe.stream.config import JobConfig, RedisBus
+from tritonpipe.perf.stream_watch import Watch, watch
+from tritonpipe.stream.config import JobConfig, KafkaBus
 from tritonpipe.stream.replay import replay
 
 
@@ -55,14 +57,18 @@ def start_workers(
     return procs
 
 
-def _ready(procs: list[subprocess.Popen[bytes]], logs: Path, timeout_s: float) -> None:
-    """Wait until every worker has loaded its pipeline (it prints ``worker w<i>: ...``)."""
+def _ready(
+    procs: list[subprocess.Popen[bytes]], logs: Path, timeout_s: float, joined: str = ""
+) -> None:
+    """Wait until every worker has loaded its pipeline (it prints ``worker w<i>: ...``) and, with
+    ``joined``, has logged that line too (Kafka: its partitions were assigned, so the group's
+    first rebalances are not in the measured window)."""
     deadline = time.monotonic() + timeout_s
     waiting = set(range(len(procs)))
     while waiting and time.monotonic() < deadline:
         for i in sorted(waiting):
             text = (logs / f"w{i}.log").read_text(errors="replace")
-            if f"worker w{i}:" in text:
+            if f"worker w{i}:" in text and joined in text:
                 waiting.discard(i)
             elif procs[i].poll() is not None:
                 raise PerfError(f"worker w{i} exited {procs[i].returncode}: {text[-2000:]}")
@@ -84,27 +90,26 @@ def drive(
     logs: Path,
 ) -> StreamRun:
     """Replay ``events`` at ``rate``/s to ``workers`` fresh workers; measure until all scored."""
-    import redis
-
-    bus = config.bus
-    if not isinstance(bus, RedisBus):
-        raise PerfError("the stream driver replays into Redis Streams")
-    r = redis.Redis.from_url(bus.url)
     procs = start_workers(job, workers, logs, url=url)
+    outputs = None
     try:
-        _ready(procs, logs, 300)
+        kafka = isinstance(config.bus, KafkaBus)
+        _ready(procs, logs, 300, "kafka: partitions" if kafka else "")
+        outputs = watch(config)
         producer = threading.Thread(target=replay, args=(config, events), kwargs={"rate": rate})
         start = time.time()
         producer.start()
-        latencies, last_id, max_lag, done_at = _watch(r, bus, len(events), start, report, timeout_s)
+        latencies, max_lag, done_at = _watch(outputs, len(events), start, report, timeout_s)
         producer.join()
+        dead = outputs.dead()
     finally:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         codes = tuple(p.wait(60) for p in procs)
+        if outputs is not None:
+            outputs.close()
     scored = len(latencies)
-    dead = int(r.xlen(bus.dead_letter))
     seconds = max(done_at - start, 1e-9)
     lat = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return StreamRun(
@@ -123,43 +128,41 @@ def drive(
 
 
 def _watch(
-    r: Any,
-    bus: RedisBus,
+    outputs: Watch,
     n: int,
     start: float,
     report: Callable[[str], None] | None,
     timeout_s: float,
-) -> tuple[list[float], str, int, float]:
-    """Read predictions as they are written; print progress every 2 s until ``n`` are handled."""
-    import json
-
+) -> tuple[list[float], int, float]:
+    """Read predictions as they are written; print progress every 2 s until ``n`` are handled
+    (an event id seen twice counts once)."""
     latencies: list[float] = []
-    last_id, max_lag, shown, seen_at = "0-0", 0, time.monotonic(), 0
+    ids: set[str] = set()
+    max_lag, shown, seen_at, checked, lag, dead = 0, time.monotonic(), 0, 0.0, 0, 0
     done_at = time.time()
     while True:
-        for _, entries in r.xread({bus.output: last_id}, count=5000, block=500) or []:
-            for entry_id, fields in entries:
-                last_id = entry_id.decode()
-                rec = json.loads(fields[b"body"])
-                if rec.get("event_time") is not None:
-                    latencies.append(rec["scored_at"] - rec["event_time"])
-                done_at = max(done_at, rec["scored_at"])
-        groups = {g["name"].decode(): g for g in r.xinfo_groups(bus.stream)}
-        group = groups.get(bus.group, {})
-        lag = int(group.get("lag") or 0)
-        max_lag = max(max_lag, lag)
-        handled = len(latencies) + int(r.xlen(bus.dead_letter))
+        for rec in outputs.poll():
+            if rec["id"] in ids:
+                continue
+            ids.add(rec["id"])
+            if rec.get("event_time") is not None:
+                latencies.append(rec["scored_at"] - rec["event_time"])
+            done_at = max(done_at, rec["scored_at"])
+        if time.monotonic() - checked >= 1.0 or len(ids) + dead >= n:
+            lag, dead, checked = outputs.lag(), outputs.dead(), time.monotonic()
+            max_lag = max(max_lag, lag)
+        handled = len(ids) + dead
         if report and (time.monotonic() - shown >= 2 or handled >= n):
             window = np.array(latencies[seen_at:]) * 1000
             rate = (len(latencies) - seen_at) / max(time.monotonic() - shown, 1e-9)
             p50, p99 = np.percentile(window, [50, 99]) if len(window) else (np.nan, np.nan)
             report(
                 f"{time.time() - start:6.1f} s  scored {len(latencies):>7,}/{n:,}  "
-                f"{rate:7.0f} events/s  lag {lag:>6,}  pending {int(group.get('pending', 0)):>5,}  "
+                f"{rate:7.0f} events/s  lag {lag:>6,}  "
                 f"e2e p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
             )
             shown, seen_at = time.monotonic(), len(latencies)
         if handled >= n:
-            return latencies, last_id, max_lag, done_at
+            return latencies, max_lag, done_at
         if time.time() - start > timeout_s:
             raise PerfError(f"only {handled:,} of {n:,} events handled after {timeout_s:.0f} s")

@@ -2,9 +2,7 @@
 
 Neither is shaped like one bus. A Source hands out messages, says how often each was delivered
 and acknowledges them; a Sink writes outputs keyed by event id (a second write of the same id is
-a no-op) and dead letters. Redis Streams and NATS JetStream implement both; a Kafka adapter
-would be one more pair (consumer group offsets for ``ack``, a compacted topic or a keyed store
-for idempotent output).
+a no-op) and dead letters. Redis Streams, NATS JetStream and Kafka implement both.
 """
 
 from __future__ import annotations
@@ -50,6 +48,10 @@ class Source(ABC):
     @abstractmethod
     def lag(self) -> int | None:
         """Events not yet delivered to the group (None when the bus cannot say)."""
+
+    def partition_lag(self) -> dict[str, int]:
+        """Lag per partition, on a bus that has partitions (Kafka); empty elsewhere."""
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections."""

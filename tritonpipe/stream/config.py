@@ -41,6 +41,72 @@ class NatsBus(_Strict):
     )
 
 
+# Connection options passed to aiokafka as they are (SASL, TLS, client id, timeouts); the
+# ``ssl_*`` files become an SSL context. A ``${VAR}`` in a value is read from the environment.
+KAFKA_CLIENT_OPTIONS = frozenset(
+    {
+        "security_protocol",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "client_id",
+        "request_timeout_ms",
+        "retry_backoff_ms",
+        "metadata_max_age_ms",
+        "connections_max_idle_ms",
+        "api_version",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_check_hostname",
+    }
+)
+
+
+class KafkaBus(_Strict):
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="comma-separated host:port of the Kafka brokers"
+    )
+    topic: str = Field(description="input topic the events are produced to")
+    group: str = Field("tritonpipe", description="consumer group the workers join")
+    output: str = Field(description="output topic of predictions (keyed by event id)")
+    dead_letter: str = Field(description="topic of events that could not be scored")
+    partitions: int = Field(
+        4, gt=0, description="partitions of the topics a worker creates when they are missing"
+    )
+    replication_factor: int = Field(1, gt=0, description="... and their replication factor")
+    create_topics: bool = Field(True, description="create missing topics at start-up")
+    session_timeout_ms: int = Field(
+        10_000, gt=0, description="no heartbeat this long (a dead worker) -> its partitions move"
+    )
+    retry_after_ms: int = Field(
+        30_000, gt=0, description="handed out, not acknowledged this long -> delivered again"
+    )
+    dedupe_window_s: float = Field(
+        3600.0, gt=0, description="how far back a worker reads the output topic for event ids"
+    )
+    client: dict[str, Any] = Field(
+        default_factory=dict, description="aiokafka connection options (SASL, TLS, client_id)"
+    )
+
+    @field_validator("client")
+    @classmethod
+    def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - KAFKA_CLIENT_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown option(s) {unknown}; known: {sorted(KAFKA_CLIENT_OPTIONS)}")
+        return value
+
+    @property
+    def stream(self) -> str:
+        """The input topic (named ``stream`` like the other buses' input)."""
+        return self.topic
+
+
 class InputField(_Strict):
     field: str = Field(description="key of the value in the decoded event")
     dtype: str | None = Field(
@@ -73,7 +139,7 @@ class JobConfig(_Strict):
 
     pipeline: str = Field(description="pipeline spec (YAML) or built model repository")
     name: str | None = Field(None, description="ensemble, stage or model to run")
-    bus: Annotated[RedisBus | NatsBus, Field(discriminator="type")]
+    bus: Annotated[RedisBus | NatsBus | KafkaBus, Field(discriminator="type")]
     format: Literal["json", "msgpack"] = Field("json", description="encoding of the payload")
     payload_field: str = Field("data", description="Redis entry field holding the payload")
     id_field: str = Field("id", description="event key with its id (outputs are keyed by it)")

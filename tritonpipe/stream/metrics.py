@@ -19,6 +19,12 @@ class Metrics:
             ["stream"],
             registry=self.registry,
         )
+        self._partition_lag = Gauge(
+            "tritonpipe_stream_partition_lag_records",
+            "Per partition (Kafka): end offset minus the consumer group's committed offset",
+            ["stream", "partition"],
+            registry=self.registry,
+        )
         self._events = Counter(
             "tritonpipe_stream_events",
             "Events handled, by outcome (scored, duplicate, dead_letter, retry)",
@@ -52,6 +58,10 @@ class Metrics:
     def lag(self, value: int | None) -> None:
         if value is not None:
             self._lag.labels(self.stream).set(value)
+
+    def partition_lag(self, lags: dict[str, int]) -> None:
+        for partition, value in lags.items():
+            self._partition_lag.labels(self.stream, partition).set(value)
 
     def events(self, outcome: str, count: int) -> None:
         if count:

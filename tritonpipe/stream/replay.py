@@ -10,11 +10,15 @@ from typing import Any
 
 from tritonpipe.errors import SpecError
 from tritonpipe.stream.bus import Publisher
-from tritonpipe.stream.config import JobConfig, NatsBus
+from tritonpipe.stream.config import JobConfig, KafkaBus, NatsBus
 
 
 def publisher(config: JobConfig) -> Publisher:
     bus = config.bus
+    if isinstance(bus, KafkaBus):
+        from tritonpipe.stream.kafka_bus import KafkaPublisher
+
+        return KafkaPublisher(bus)
     if isinstance(bus, NatsBus):
         from tritonpipe.stream.nats_bus import NatsPublisher
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from tritonpipe.errors import SpecError
 from tritonpipe.stream.bus import Sink, Source
-from tritonpipe.stream.config import JobConfig, NatsBus
+from tritonpipe.stream.config import JobConfig, KafkaBus, NatsBus
 from tritonpipe.stream.metrics import Metrics
 from tritonpipe.stream.scoring import make_scorer
 from tritonpipe.stream.worker import Counts, Hook, Worker
@@ -23,6 +23,10 @@ def default_consumer() -> str:
 def open_bus(config: JobConfig, consumer: str) -> tuple[Source, Sink]:
     """The job's source and sink; one adapter pair per bus type."""
     bus = config.bus
+    if isinstance(bus, KafkaBus):
+        from tritonpipe.stream.kafka_bus import open_kafka
+
+        return open_kafka(bus)
     if isinstance(bus, NatsBus):
         from tritonpipe.stream.nats_bus import NatsSink, NatsSource
 
@@ -34,6 +38,10 @@ def open_bus(config: JobConfig, consumer: str) -> tuple[Source, Sink]:
 
 def status(config: JobConfig) -> dict[str, Any]:
     bus = config.bus
+    if isinstance(bus, KafkaBus):
+        from tritonpipe.stream import kafka_topics
+
+        return kafka_topics.status(bus)
     if isinstance(bus, NatsBus):
         from tritonpipe.stream import nats_bus
 

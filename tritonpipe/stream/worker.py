@@ -175,6 +175,7 @@ class Worker:
         if self.metrics is not None and now - self._lag_at > 1.0:
             self._lag_at = now
             self.metrics.lag(self.source.lag())
+            self.metrics.partition_lag(self.source.partition_lag())
         return len(messages)
 
     def handle(self, messages: Sequence[Message]) -> None:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tritonpipe.perf.kafka_server import KafkaServer
 from tritonpipe.perf.nats_server import NatsServer
 from tritonpipe.perf.redis_server import RedisServer
 
@@ -64,6 +65,14 @@ def redis_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]
 @pytest.fixture(scope="session")
 def nats_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path_factory.mktemp("nats_store")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    """Tansu, a Kafka-protocol broker, storage in memory (topics are named after each test)."""
+    server = KafkaServer(tmp_path_factory.mktemp("kafka")).start()
     yield server
     server.stop()
 

@@ -16,7 +16,8 @@ TritonPipeError
 │   ├── Unauthorized       a restricted endpoint was called without its token
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
-├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
+├── PipelineError          a pipeline failed while running in-process (``invalid``: bad input)
+│   └── PipelineInputError inputs fail the pipeline's signature (also an InputError)
 ├── BatchError             a batch job failed: a bad row (file, row, column), a source, a store
 ├── PerfError              a profile or load test could not be run or read
 └── DeployError            a model update was refused and rolled back (the old build serves)
@@ -101,6 +102,17 @@ class PipelineError(TritonPipeError):
     def __init__(self, message: str, *, invalid: bool) -> None:
         super().__init__(message)
         self.invalid = invalid
+
+
+class PipelineInputError(PipelineError, InputError):
+    """In-process inputs that fail the pipeline's signature, found before any step runs.
+
+    Both a :class:`PipelineError` (``invalid`` is True), so ``except PipelineError`` catches
+    every in-process failure, and an :class:`InputError`, as the clients raise for the same
+    inputs."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, invalid=True)
 
 
 class PerfError(TritonPipeError):

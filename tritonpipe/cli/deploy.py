@@ -39,6 +39,7 @@ def serve_replicas(
     tls_key: Path | None,
     workdir: Path,
     exit_timeout: int,
+    open_inference: bool = False,
 ) -> None:
     """N supervised replicas behind HAProxy until SIGINT/SIGTERM (called by `serve --replicas`)."""
     from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
@@ -58,6 +59,7 @@ def serve_replicas(
                 tls_cert=tls_cert,
                 tls_key=tls_key,
                 exit_timeout_s=exit_timeout,
+                open_inference=open_inference,
             )
         ).start()
     except TritonPipeError as exc:
@@ -71,6 +73,7 @@ def serve_replicas(
         f"gRPC {fleet.balancer.grpc_url}  balancer metrics {fleet.balancer.metrics_url}\n"
         f"state, logs, prometheus.yml: {fleet.workdir}  (Ctrl-C stops)"
     )
+    typer.echo(fleet.servers[0].options.token_banner())
     stop.wait()
     typer.echo("stopping: letting in-flight requests finish")
     fleet.stop()

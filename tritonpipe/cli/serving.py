@@ -32,13 +32,17 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            help="Protect repository, shared-memory, statistics, trace and logging endpoints with this token (header tritonpipe-token).",
+            help="Require this token (header tritonpipe-token) for inference and the repository, shared-memory, statistics, trace and logging endpoints; health stays open.",
             envvar="TRITONPIPE_TOKEN",
         ),
     ] = None,
     protect_inference: Annotated[
-        bool, typer.Option(help="With --token: inference needs the token too.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--protect-inference/--open-inference",
+            help="With --token: inference needs the token (default); --open-inference answers inference without it, the token then guards only the admin endpoints.",
+        ),
+    ] = True,
     log_file: Annotated[
         Path | None,
         typer.Option(
@@ -86,14 +90,20 @@ def serve(
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer
+    from tritonpipe.server.options import check_repository
 
+    try:
+        check_repository(repository)
+    except TritonPipeError as exc:
+        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(1) from None
     if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
 
         serve_replicas(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
-            workdir=workdir, exit_timeout=exit_timeout,
+            workdir=workdir, exit_timeout=exit_timeout, open_inference=not protect_inference,
         )  # fmt: skip
         return
 
@@ -129,6 +139,7 @@ def serve(
         f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
     )
+    typer.echo(options.token_banner())
     while not stop.wait(0.5) and server.failure is None:
         pass
     _stop(server, exit_timeout)

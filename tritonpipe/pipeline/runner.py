@@ -10,7 +10,7 @@ from typing import Any
 
 from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
-from tritonpipe.errors import InputError, PipelineError, TritonPipeError
+from tritonpipe.errors import InputError, PipelineError, PipelineInputError, TritonPipeError
 from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
 from tritonpipe.tensors import Array, TensorSpec
 
@@ -26,6 +26,13 @@ class StepTime:
 
 def _specs(decls: Sequence[Any]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(name=d.tensor, dtype=d.dtype, shape=d.shape) for d in decls)
+
+
+def _error(name: str, failed: StepFailed) -> PipelineError:
+    """In the caller's process there is no server log: what the library said goes into the
+    message (its traceback is the exception's cause)."""
+    detail = f": {failed.detail}" if failed.detail else ""
+    return PipelineError(f"pipeline '{name}': {failed}{detail}", invalid=failed.invalid)
 
 
 class Pipeline:
@@ -93,7 +100,10 @@ class Pipeline:
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, Array]:
         """Run on one batch (any size: split by ``max_batch_size``); outputs by name."""
-        arrays, batch = check_inputs(self._info, inputs)
+        try:
+            arrays, batch = check_inputs(self._info, inputs)
+        except InputError as exc:
+            raise PipelineInputError(f"pipeline '{self.name}': {exc}") from exc
         parts = [self._run(chunk) for chunk in chunks(arrays, batch, self.max_batch_size)]
         return join(parts)
 
@@ -101,7 +111,7 @@ class Pipeline:
         try:
             out = self._runner.run(arrays)
         except StepFailed as exc:
-            raise PipelineError(f"pipeline '{self.name}': {exc}", invalid=exc.invalid) from exc
+            raise _error(self.name, exc) from exc
         finally:
             self._collect()
         return out
@@ -119,13 +129,9 @@ class Pipeline:
                 checked.append(check_inputs(self._info, request)[0])
                 valid.append(i)
             except InputError as exc:
-                results[i] = PipelineError(f"pipeline '{self.name}': {exc}", invalid=True)
+                results[i] = PipelineInputError(f"pipeline '{self.name}': {exc}")
         for i, result in zip(valid, self._runner.run_requests(checked), strict=True):
-            results[i] = (
-                PipelineError(f"pipeline '{self.name}': {result}", invalid=result.invalid)
-                if isinstance(result, StepFailed)
-                else result
-            )
+            results[i] = _error(self.name, result) if isinstance(result, StepFailed) else result
         self._collect()
         return [r for r in results if r is not None]
 

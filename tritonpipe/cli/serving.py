@@ -89,7 +89,7 @@ def serve(
     ] = Path("replicas"),
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
-    from tritonpipe.server import ServerOptions, TritonServer
+    from tritonpipe.server import ServerOptions, TritonServer, running
     from tritonpipe.server.options import check_repository
 
     try:
@@ -140,8 +140,12 @@ def serve(
         f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
     )
     typer.echo(options.token_banner())
-    while not stop.wait(0.5) and server.failure is None:
-        pass
+    running.record(server.http_url, server.grpc_url, server.metrics_url)
+    try:
+        while not stop.wait(0.5) and server.failure is None:
+            pass
+    finally:
+        running.forget(server.http_url)
     _stop(server, exit_timeout)
     if server.failure is not None:
         typer.secho(f"error: {server.failure}", err=True, fg=typer.colors.RED)

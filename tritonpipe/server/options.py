@@ -110,7 +110,10 @@ class ServerOptions:
         if not self.token:
             return "no token: every endpoint is open (--token or TRITONPIPE_TOKEN protects them)"
         if self.protect_inference:
-            return f"token required (header {TOKEN_HEADER}) for inference and admin endpoints"
+            return (
+                f"token required (header {TOKEN_HEADER}) for inference and the admin endpoints; "
+                "--open-inference would answer inference without it"
+            )
         return (
             f"inference is OPEN (--open-inference); the token (header {TOKEN_HEADER}) protects "
             "only the repository, shared-memory, statistics, trace and logging endpoints"

@@ -48,3 +48,23 @@ class ConstantInTrace(nn.Module):
 
 def constant_in_trace() -> nn.Module:
     return ConstantInTrace().eval()
+
+
+class Lookup(nn.Module):
+    """x: FP32[2] -> FP32[6]: table rows at |x| (clamped to the table), except where |x| is 100
+    or more, which indexes past the table: an error inside the model that no range check of
+    the inputs can see (x is a float)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Embedding(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.abs()
+        index = torch.where(size < 100, size.clamp(max=9.0), size).long()
+        return self.table(index).flatten(1)
+
+
+def lookup() -> nn.Module:
+    torch.manual_seed(0)
+    return Lookup().eval()

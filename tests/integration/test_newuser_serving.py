@@ -79,7 +79,8 @@ def served(spec: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
     )  # fmt: skip
     lines = Lines(serve)
     try:
-        seen = lines.wait_for("token required", 180)
+        lines.wait_for("serving", 180)
+        seen = lines.wait_for("", 10)  # the line after: what the token protects
         yield Served(
             spec, root / "repo", f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}", log,
             env, "".join(seen),
@@ -108,7 +109,9 @@ def test_a_token_protects_inference_by_default(served: Served, url: str) -> None
 
 
 @pytest.mark.parametrize("model", ["look_onnx", "look_ts"])
-def test_a_model_failure_is_one_line_with_a_request_id(served: Served, url: str, model: str) -> None:
+def test_a_model_failure_is_one_line_with_a_request_id(
+    served: Served, url: str, model: str
+) -> None:
     with Client(url, token=TOKEN, retries=0) as client:
         with pytest.raises(ClientError) as info:
             client.infer(model, {"x": BAD_X})

@@ -43,25 +43,26 @@ def serve_replicas(
 ) -> None:
     """N supervised replicas behind HAProxy until SIGINT/SIGTERM (called by `serve --replicas`)."""
     from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
+    from tritonpipe.server.options import check_repository
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        fleet = ReplicaSet(
-            ReplicaSetOptions(
-                repository=repository,
-                replicas=replicas,
-                workdir=workdir,
-                host=host,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                metrics_port=metrics_port,
-                token=token,
-                tls_cert=tls_cert,
-                tls_key=tls_key,
-                exit_timeout_s=exit_timeout,
-                open_inference=open_inference,
-            )
-        ).start()
+        options = ReplicaSetOptions(
+            repository=repository,
+            replicas=replicas,
+            workdir=workdir,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            token=token,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            exit_timeout_s=exit_timeout,
+            open_inference=open_inference,
+        )
+        check_repository(repository)
+        fleet = ReplicaSet(options).start()
     except TritonPipeError as exc:
         raise _fail(exc) from None
     stop = threading.Event()

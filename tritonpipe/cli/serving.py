@@ -92,11 +92,6 @@ def serve(
     from tritonpipe.server import ServerOptions, TritonServer, running
     from tritonpipe.server.options import check_repository
 
-    try:
-        check_repository(repository)
-    except TritonPipeError as exc:
-        typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
-        raise typer.Exit(1) from None
     if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
 
@@ -120,6 +115,7 @@ def serve(
             protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
         )
+        check_repository(repository)
         if docker:
             typer.echo(options.docker_command())
             return

@@ -282,6 +282,14 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _problem(path: Path, loc: tuple[int | str, ...], message: str) -> str:
+    """``file: field: what``; a whole-spec check's message already names its field, so
+    pydantic's ``(top level): Value error,`` prefix is dropped."""
+    message = message.removeprefix("Value error, ")
+    where = _location(loc)
+    return f"{path}: {message}" if where == "(top level)" else f"{path}: {where}: {message}"
+
+
 def load_spec(path: Path) -> PipelineSpec:
     """Read and validate a pipeline spec; :class:`SpecError` names the file and each bad field."""
     try:
@@ -295,5 +303,5 @@ def load_spec(path: Path) -> PipelineSpec:
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [_problem(path, e["loc"], e["msg"]) for e in exc.errors()]
         raise SpecError("\n".join(dict.fromkeys(lines))) from None

@@ -54,13 +54,16 @@ class StepFailed(Exception):
     """A step could not produce its outputs for a batch.
 
     ``invalid`` marks the caller's fault (bad input: invalid-argument), otherwise the step itself
-    failed (internal). ``trace`` holds the full traceback for the server log.
+    failed (internal). ``trace`` holds the full traceback for the server log; ``detail`` what
+    the failing library said, which the served model logs but never sends to the client (it
+    may name the exporting machine's files and the graph's nodes).
     """
 
-    def __init__(self, message: str, *, invalid: bool, trace: str = "") -> None:
+    def __init__(self, message: str, *, invalid: bool, trace: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.invalid = invalid
         self.trace = trace
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,17 @@ def _fits(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:
     return bool(array.min() >= info.min and array.max() <= info.max)
 
 
+def model_failure(step: Step, exc: BaseException, trace: str) -> StepFailed:
+    """An unexpected error inside an exported model (onnxruntime's, a TorchScript traceback):
+    one line for the caller; what the library said and the traceback only in ``detail`` and
+    ``trace``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = lines[-1] if lines else ""
+    detail = f"{type(exc).__name__}: {said[:500]}" if said else type(exc).__name__
+    message = f"{step.what} failed ({type(exc).__name__}) on this request"
+    return StepFailed(message, invalid=False, trace=trace, detail=detail)
+
+
 class Runner:
     """Runs a plan on batches: ``run`` for one batch, ``run_requests`` for a dynamic batch.
 
@@ -333,6 +347,8 @@ class Runner:
             if step.kind == "stage" and isinstance(exc, CALLER_ERRORS):
                 message = f"{step.what} rejected the request: {exc} (at {where})"
                 raise StepFailed(message, invalid=True, trace=trace) from exc
+            if step.kind != "stage":
+                raise model_failure(step, exc, trace) from exc
             message = f"{step.what} failed: {type(exc).__name__}: {exc} (at {where})"
             raise StepFailed(message, invalid=False, trace=trace) from exc
 

@@ -5,6 +5,7 @@ defaults work on it. Also `serve` refusing what is not a repository."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from tests.integration.lines import Lines
 from tritonpipe.client import Client
 from tritonpipe.deploy.balancer import Backend, Balancer, BalancerOptions
 from tritonpipe.ensembles import build_repository
-from tritonpipe.errors import ClientError, InvalidArgument, Unauthorized
+from tritonpipe.errors import ClientError, InvalidArgument, ModelNotFound, Unauthorized, Unavailable
 from tritonpipe.export import export
 from tritonpipe.pipeline import Pipeline, PipelineError
 from tritonpipe.server import ServerOptions, TritonServer
@@ -218,3 +219,38 @@ def test_serve_refuses_what_is_not_a_repository(tmp_path: Path, what: str, messa
     assert result.returncode == 1
     assert message in result.stderr, result.stderr
     assert "starting tritonserver" not in result.stdout
+
+
+def test_infer_prints_each_output_on_one_line(served: Served, tmp_path: Path) -> None:
+    np.save(tmp_path / "num.npy", ROWS["num"])
+    np.save(tmp_path / "cat.npy", ROWS["cat"])
+    result = subprocess.run(
+        [*CLI, "infer", "tab_ts", f"num={tmp_path / 'num.npy'}", f"cat={tmp_path / 'cat.npy'}",
+         "--url", served.grpc, "--token", TOKEN],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4, result.stdout  # {, score, embedding, }
+    out = json.loads(result.stdout)
+    assert np.array(out["score"]).shape == (5, 1) and np.array(out["embedding"]).shape == (5, 16)
+
+
+def test_a_misspelled_model_or_input_gets_a_suggestion(served: Served, tmp_path: Path) -> None:
+    client = Client(served.http, token=TOKEN, retries=0)
+    with client, pytest.raises(ModelNotFound, match="did you mean 'tab_ts'"):
+        client.model("tab_tss")
+    np.save(tmp_path / "num.npy", ROWS["num"])
+    result = subprocess.run(
+        [*CLI, "infer", "tab_ts", f"nums={tmp_path / 'num.npy'}", "--url", served.http,
+         "--token", TOKEN],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "did you mean 'num'" in result.stderr
+
+
+def test_an_unreachable_server_is_named() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(Unavailable, match=re.escape(url)):
+        Client(url, retries=0).model("anything")

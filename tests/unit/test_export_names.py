@@ -152,3 +152,12 @@ def test_parity_names_the_one_output_that_is_wrong(tmp_path: Path) -> None:
     assert "output 'first'" not in message
     parity = json.loads((tmp_path / "manifest.json").read_text())["parity"]["torchscript"]
     assert parity["first"]["passed"] and not parity["second"]["passed"]
+
+
+def test_a_failing_capture_prints_one_error_line(tmp_path: Path) -> None:
+    """torch's fake-tensor logger prints a traceback of its own when a capture fails; the
+    user sees only the error."""
+    result = cli("export", f"{TABULAR}:mismatched", "-i", "x:FP32:3", "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the eager model fails"), result.stderr

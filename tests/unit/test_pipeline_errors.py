@@ -108,3 +108,26 @@ def test_the_tree_in_errors_py_is_the_class_hierarchy() -> None:
         if isinstance(value, type) and issubclass(value, errors.TritonPipeError)
     }
     assert drawn == defined, defined ^ drawn
+
+
+def test_client_options_are_in_its_signature() -> None:
+    import inspect
+
+    from tritonpipe.client import AsyncClient, Client
+
+    for cls in (Client, AsyncClient):
+        params = inspect.signature(cls).parameters
+        assert {"token", "timeout_s", "retries", "shared_memory"} <= set(params)
+        assert not any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def test_a_misspelled_step_gets_a_suggestion(spec: Path) -> None:
+    from tritonpipe.ensembles import load_spec
+    from tritonpipe.errors import SpecError
+
+    spec.write_text(SPEC + "ensembles:\n  e:\n    steps: [doubel]\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert str(info.value) == (
+        f"{spec}: ensembles.e.steps[0]: 'doubel' is not defined; did you mean 'double'?"
+    )

@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from tritonpipe.cli.infer_files import FILES_HELP, build_requests
-from tritonpipe.errors import TritonPipeError
+from tritonpipe.errors import TritonPipeError, did_you_mean
 from tritonpipe.tensors import Array
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -177,6 +177,15 @@ def _to_json(value: Array) -> Any:
     return value.tolist()
 
 
+def _as_lines(outputs: dict[str, Any]) -> str:
+    """One JSON object with each output on its own line (its rows compact, not one number per
+    line): still valid JSON, and readable."""
+    body = ",\n".join(
+        f"  {json.dumps(name)}: {json.dumps(value)}" for name, value in outputs.items()
+    )
+    return "{\n" + body + "\n}"
+
+
 def infer(
     model: Annotated[str, typer.Argument(help="Model or ensemble name.")],
     inputs: Annotated[
@@ -213,6 +222,7 @@ def infer(
                 if name not in specs:
                     raise typer.BadParameter(
                         f"model '{model}' has no input '{name}' (inputs: {', '.join(specs)})"
+                        + did_you_mean(name, specs)
                     )
                 if not Path(path).is_file():
                     raise typer.BadParameter(f"input '{name}': file {path} not found")
@@ -225,4 +235,7 @@ def infer(
     results = [{name: _to_json(value) for name, value in out.items()} for out in answers]
     if len(results) > 1:
         typer.echo(f"files of different shapes: sent {len(results)} requests", err=True)
-    typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=1))
+    if len(results) == 1:
+        typer.echo(_as_lines(results[0]))
+    else:  # a JSON list, one object per request
+        typer.echo("[\n" + ",\n".join(_as_lines(r) for r in results) + "\n]")

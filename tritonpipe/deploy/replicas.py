@@ -17,6 +17,7 @@ from types import TracebackType
 from tritonpipe.deploy.balancer import Backend, Balancer, BalancerOptions
 from tritonpipe.errors import ServerError
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.options import check_repository
 
 log = logging.getLogger("tritonpipe.deploy")
 
@@ -51,7 +52,7 @@ class ReplicaSetOptions:
         if self.replicas < 1:
             raise ServerError(f"--replicas {self.replicas}: give 1 or more")
         if not self.repository.is_dir():
-            raise ServerError(f"{self.repository}: model repository not found")
+            check_repository(self.repository)  # says why: missing, or a file (a spec?)
         # The balancer's checks (token characters, TLS files) before any replica starts.
         BalancerOptions(
             backends=(Backend(name="check", http_port=1, grpc_port=1),),

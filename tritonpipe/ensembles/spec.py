@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tritonpipe.errors import SpecError
+from tritonpipe.errors import SpecError, did_you_mean
 from tritonpipe.repository.config import Batching, Instances, Serving
 from tritonpipe.tensors import DTYPES, TensorSpec, dtype
 
@@ -268,7 +268,10 @@ class PipelineSpec(_Strict):
         for name, ensemble in self.ensembles.items():
             for i, step in enumerate(ensemble.step_refs()):
                 if step.model not in seen:
-                    raise ValueError(f"ensembles.{name}.steps[{i}]: '{step.model}' is not defined")
+                    raise ValueError(
+                        f"ensembles.{name}.steps[{i}]: '{step.model}' is not defined"
+                        + did_you_mean(step.model, seen)
+                    )
         return self
 
 

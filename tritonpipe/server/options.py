@@ -63,7 +63,7 @@ class ServerOptions:
         if self.model_control not in ("none", "explicit"):
             raise ServerError(f"model control mode {self.model_control!r}: use none or explicit")
         if not self.repository.is_dir():
-            raise ServerError(f"{self.repository}: model repository not found")
+            check_repository(self.repository)  # says why: missing, or a file (a spec?)
 
     def with_ports(self) -> ServerOptions:
         """A copy with every 0 port replaced by a free one."""

@@ -68,3 +68,14 @@ class Lookup(nn.Module):
 def lookup() -> nn.Module:
     torch.manual_seed(0)
     return Lookup().eval()
+
+
+class Mismatched(nn.Module):
+    """Its matmul cannot take the declared input: torch.export's fake tensors fail first."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ torch.ones(4, 2)
+
+
+def mismatched() -> nn.Module:
+    return Mismatched()

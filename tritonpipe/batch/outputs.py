@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.batch.config import OutputConfig
+from tritonpipe.batch.faults import commit_started, fault_point
 from tritonpipe.errors import BatchError
 
 LEDGER = "_tritonpipe_units"
@@ -56,6 +57,7 @@ class ParquetStore(OutputStore):
         return {p.stem for p in (self.root / "_ledger").glob("*.json")}
 
     def commit(self, unit: str, frame: Any, run_id: str) -> None:
+        commit_started()
         groups = frame.groupby(self.partition_by, sort=True) if self.partition_by else [((), frame)]
         files = []
         for values, part in groups:
@@ -68,6 +70,8 @@ class ParquetStore(OutputStore):
             rows = part.drop(columns=self.partition_by)
             _atomic_write(path, lambda tmp, rows=rows: rows.to_parquet(tmp, index=False))
             files.append(str(path.relative_to(self.root)))
+            fault_point("file")
+        fault_point("ledger")
         record = {"unit": unit, "run_id": run_id, "rows": len(frame), "files": files}
         _atomic_write(
             self.root / "_ledger" / f"{unit}.json", lambda t: t.write_text(json.dumps(record))

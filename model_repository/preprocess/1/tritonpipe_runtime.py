@@ -271,6 +271,14 @@ def _fits(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:
     return bool(array.min() >= info.min and array.max() <= info.max)
 
 
+def missing_output(step: Step, decl: Decl, out: Arrays) -> StepFailed:
+    """A declared output the step did not return, naming what it did return."""
+    got = ", ".join(f"'{n}'" for n in out) or "nothing"
+    return StepFailed(
+        f"{step.what} produced no output '{decl.name}' (it returned {got})", invalid=False
+    )
+
+
 def model_failure(step: Step, exc: BaseException, trace: str) -> StepFailed:
     """An unexpected error inside an exported model (onnxruntime's, a TorchScript traceback):
     one line for the caller; what the library said and the traceback only in ``detail`` and
@@ -327,7 +335,7 @@ class Runner:
                 step.requests += requests
             for decl in step.outputs:
                 if decl.name not in out:
-                    raise StepFailed(f"{step.what} produced no output '{decl.name}'", invalid=False)
+                    raise missing_output(step, decl, out)
                 tensors[decl.tensor] = _conform(step, decl, out[decl.name], rows)
         out = {d.tensor: tensors[d.tensor] for d in self.outputs}
         for name in self.keep:

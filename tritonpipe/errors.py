@@ -17,7 +17,8 @@ TritonPipeError
 │   ├── Unavailable        the server is down, not ready or overloaded (retried)
 │   └── RequestTimeout     no answer within the client's timeout
 ├── RecordError            records do not fit the pipeline's inputs (``refusals``: one per record)
-├── PipelineError          a pipeline step failed while running in-process (``invalid``: bad input)
+├── PipelineError          a pipeline failed while running in-process (``invalid``: bad input)
+│   └── PipelineInputError inputs fail the pipeline's signature (also an InputError)
 ├── BatchError             a batch job failed: a bad row (file, row, column), a source, a store
 ├── PerfError              a profile or load test could not be run or read
 └── DeployError            a model update was refused and rolled back (the old build serves)
@@ -25,8 +26,15 @@ TritonPipeError
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """``; did you mean 'x'?`` for the closest candidate, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 class TritonPipeError(Exception):
@@ -122,6 +130,17 @@ class PipelineError(TritonPipeError):
         super().__init__(message)
         self.invalid = invalid
         self.refusals = list(refusals)  # records.Refusal per refused row, when inputs were
+
+
+class PipelineInputError(PipelineError, InputError):
+    """In-process inputs that fail the pipeline's signature, found before any step runs.
+
+    Both a :class:`PipelineError` (``invalid`` is True), so ``except PipelineError`` catches
+    every in-process failure, and an :class:`InputError`, as the clients raise for the same
+    inputs."""
+
+    def __init__(self, message: str, *, refusals: Sequence[Any] = ()) -> None:
+        super().__init__(message, invalid=True, refusals=refusals)
 
 
 class PerfError(TritonPipeError):

@@ -30,7 +30,7 @@ def test_serve_with_token_and_explicit_model_control(repository: Path, tmp_path:
             str(repository),
             *("--http-port", str(http), "--grpc-port", str(grpc)),
             *("--metrics-port", str(metrics), "--log-file", str(tmp_path / "log")),
-            *("--token", "s3cret", "--model-control-mode", "explicit"),
+            *("--token", "s3cret", "--open-inference", "--model-control-mode", "explicit"),
             *("--load-model", "digits_onnx", "--exit-timeout", "5"),
         ],
         stdout=subprocess.PIPE,
@@ -40,10 +40,11 @@ def test_serve_with_token_and_explicit_model_control(repository: Path, tmp_path:
     lines = Lines(serve)
     try:
         lines.wait_for("serving", 120)
+        assert lines.wait_for("", 10)[-1].startswith("inference is OPEN (--open-inference)")
         url = f"http://127.0.0.1:{http}"
         pixels = np.zeros((1, 1, 8, 8), np.float32)
         with Client(url, retries=0) as anonymous:
-            # Inference is open; only the named model is loaded.
+            # Inference was opened; only the named model is loaded.
             assert anonymous.infer("digits_onnx", {"pixels": pixels})["logits"].shape == (1, 10)
             assert not anonymous.is_model_ready("preprocess")
             with pytest.raises(Unauthorized):

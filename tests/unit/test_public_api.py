@@ -23,6 +23,7 @@ def test_public_api() -> None:
         "ParityError",
         "PerfError",
         "PipelineError",
+        "PipelineInputError",
         "RepositoryError",
         "RequestTimeout",
         "ServerError",
@@ -42,7 +43,12 @@ def test_public_api() -> None:
         "export",
         "parse_export_input",
     ]
-    assert tritonpipe.pipeline.__all__ == ["Pipeline", "StepTime"]
+    assert tritonpipe.pipeline.__all__ == [
+        "Pipeline",
+        "PipelineError",
+        "PipelineInputError",
+        "StepTime",
+    ]
     assert tritonpipe.ensembles.__all__ == ["PipelineSpec", "build_repository", "load_spec"]
     assert "validate_repository" in tritonpipe.repository.__all__
     assert tritonpipe.server.__all__ == [

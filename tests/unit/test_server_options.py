@@ -15,8 +15,10 @@ def test_docker_command_uses_ngc_image(tmp_path: Path) -> None:
         "nvcr.io/nvidia/tritonserver:24.10-py3 tritonserver --model-repository=/models" in command
     )
     assert "-p 8000:8000" in command and "--http-address" not in command
+    # A token protects inference by default; opened, only the admin endpoints.
     token = ServerOptions(repository=tmp_path, token="t").arguments()
-    assert (
-        "--http-restricted-api=model-repository,shared-memory,statistics,trace,logging:tritonpipe-token=t"
-        in token
-    )
+    restricted = "model-repository,shared-memory,statistics,trace,logging"
+    assert f"--http-restricted-api={restricted},inference:tritonpipe-token=t" in token
+    assert f"--grpc-restricted-protocol={restricted},inference:tritonpipe-token=t" in token
+    opened = ServerOptions(repository=tmp_path, token="t", protect_inference=False).arguments()
+    assert f"--http-restricted-api={restricted}:tritonpipe-token=t" in opened

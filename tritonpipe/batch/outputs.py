@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.batch.config import OutputConfig
+from tritonpipe.batch.faults import commit_started, fault_point
 from tritonpipe.errors import BatchError
 from tritonpipe.records import OutputRule
 from tritonpipe.records.schema import arrow_type, sql_type
@@ -80,6 +81,7 @@ class ParquetStore(OutputStore):
     def commit(self, unit: str, frame: Any, run_id: str) -> None:
         import pyarrow.parquet as pq
 
+        commit_started()
         groups = frame.groupby(self.partition_by, sort=True) if self.partition_by else [((), frame)]
         files = []
         for values, part in groups:
@@ -92,6 +94,8 @@ class ParquetStore(OutputStore):
             table = self._table(part.drop(columns=self.partition_by))
             _atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
             files.append(str(path.relative_to(self.root)))
+            fault_point("file")
+        fault_point("ledger")
         record = {"unit": unit, "run_id": run_id, "rows": len(frame), "files": files}
         _atomic_write(
             self.root / "_ledger" / f"{unit}.json", lambda t: t.write_text(json.dumps(record))

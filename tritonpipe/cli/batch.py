@@ -76,6 +76,10 @@ def batch(
             raise fail(f"--engine {engine}: choose inprocess, triton or spark")
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:  # a write that failed (disk full, a folder gone): the unit is not done
+        raise fail(
+            f"writing the output failed: {exc}; committed units stay, rerun to finish"
+        ) from None
     typer.echo(summary.text())
 
 

@@ -39,27 +39,30 @@ def serve_replicas(
     tls_key: Path | None,
     workdir: Path,
     exit_timeout: int,
+    open_inference: bool = False,
 ) -> None:
     """N supervised replicas behind HAProxy until SIGINT/SIGTERM (called by `serve --replicas`)."""
     from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
+    from tritonpipe.server.options import check_repository
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        fleet = ReplicaSet(
-            ReplicaSetOptions(
-                repository=repository,
-                replicas=replicas,
-                workdir=workdir,
-                host=host,
-                http_port=http_port,
-                grpc_port=grpc_port,
-                metrics_port=metrics_port,
-                token=token,
-                tls_cert=tls_cert,
-                tls_key=tls_key,
-                exit_timeout_s=exit_timeout,
-            )
-        ).start()
+        options = ReplicaSetOptions(
+            repository=repository,
+            replicas=replicas,
+            workdir=workdir,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            token=token,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            exit_timeout_s=exit_timeout,
+            open_inference=open_inference,
+        )
+        check_repository(repository)
+        fleet = ReplicaSet(options).start()
     except TritonPipeError as exc:
         raise _fail(exc) from None
     stop = threading.Event()
@@ -71,6 +74,7 @@ def serve_replicas(
         f"gRPC {fleet.balancer.grpc_url}  balancer metrics {fleet.balancer.metrics_url}\n"
         f"state, logs, prometheus.yml: {fleet.workdir}  (Ctrl-C stops)"
     )
+    typer.echo(fleet.servers[0].options.token_banner())
     stop.wait()
     typer.echo("stopping: letting in-flight requests finish")
     fleet.stop()

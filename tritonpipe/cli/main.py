@@ -5,11 +5,14 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tritonpipe.errors import RepositoryError, TritonPipeError
+
+if TYPE_CHECKING:
+    from tritonpipe.export import Manifest
 
 app = typer.Typer(
     help="From a trained PyTorch model to a measured Triton inference pipeline.",
@@ -100,6 +103,7 @@ def export(
             rtol=rtol,
             opset=opset,
             exporter=exporter,
+            progress=lambda line: typer.echo(line, err=True),
         )
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
@@ -109,10 +113,30 @@ def export(
                 f"{fmt:<12} {name:<16} max abs {p.max_abs_error:.2e}  "
                 f"max rel {p.max_rel_error:.2e}  batches {list(p.batch_sizes)}  ok"
             )
-    typer.echo(f"parity ran on {len(manifest.shapes)} input shapes ({manifest.exporter} exporter)")
+    typer.echo(
+        f"parity ran on {len(manifest.shapes)} input shapes ({manifest.exporter} exporter): "
+        + tried_shapes(manifest)
+    )
     typer.echo(
         f"wrote {', '.join(a['file'] for a in manifest.artifacts.values())} and manifest.json to {out}"
     )
+
+
+def tried_shapes(manifest: Manifest) -> str:
+    """The batches and each dynamic dim's sizes parity ran at: ``batch 1, 7, 64; tokens dim 1
+    at 1, 24, 37``."""
+    batches = sorted({shape[0] for c in manifest.shapes for shape in c.values()})
+    parts = [f"batch {', '.join(map(str, batches))}"]
+    for spec in manifest.inputs:
+        for dim, size in enumerate(spec.shape, start=1):
+            if size == -1:
+                sizes = sorted({c[spec.name][dim] for c in manifest.shapes if spec.name in c})
+                parts.append(f"{spec.name} dim {dim} at {', '.join(map(str, sizes))}")
+    return "; ".join(parts)
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @app.command()
@@ -151,7 +175,7 @@ def build(
         )
         fused = f"  runs {steps.replace(',', ' -> ')}" if "," in steps else ""
         typer.echo(f"  {name:<24} {kind:<18} max_batch_size {model.config.max_batch_size}{fused}")
-    typer.echo(f"wrote {len(models)} models to {out} (validated)")
+    typer.echo(f"wrote {plural(len(models), 'model')} to {out} (validated)")
 
 
 @app.command()
@@ -167,7 +191,7 @@ def validate(
         for problem in exc.problems:
             typer.secho(problem, err=True, fg=typer.colors.RED)
         raise fail(f"{len(exc.problems)} problem(s) in {repository}") from None
-    typer.echo(f"{repository}: {len(models)} models, all valid")
+    typer.echo(f"{repository}: {plural(len(models), 'model')}, all valid")
 
 
 def main() -> None:

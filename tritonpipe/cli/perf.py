@@ -22,12 +22,16 @@ def _fail(exc: Exception) -> typer.Exit:
 
 
 def _metrics_url(given: str | None, address: str) -> str | None:
+    """--metrics-url; else that of the server `tritonpipe serve` started at ``address``; else
+    the server's host on Triton's default port 8002."""
+    from tritonpipe.server.running import metrics_url_for
+
     if given == "none":
         return None
     if given:
         return given if "://" in given else f"http://{given}"
     host = address.split("://")[-1].rpartition(":")[0] or "localhost"
-    return f"http://{host}:8002/metrics"
+    return metrics_url_for(address) or f"http://{host}:8002/metrics"
 
 
 @app.command()
@@ -91,7 +95,7 @@ def profile(
     metrics_url: Annotated[
         str | None,
         typer.Option(
-            help="Triton's metrics endpoint (default: the server's host, port 8002, /metrics); per-step times of tritonpipe models are read from it into <file>_steps.csv. 'none' turns it off."
+            help="Triton's metrics endpoint (default: that of the server `tritonpipe serve` started at --url, else the server's host, port 8002, /metrics); per-step times of tritonpipe models are read from it into <file>_steps.csv. 'none' turns it off."
         ),
     ] = None,
 ) -> None:

@@ -14,7 +14,7 @@ import typer
 
 from tritonpipe.cli.infer_files import FILES_HELP, build_requests
 from tritonpipe.cli.infer_records import RECORD_HELP, infer_records, read_records
-from tritonpipe.errors import TritonPipeError
+from tritonpipe.errors import TritonPipeError, did_you_mean
 from tritonpipe.tensors import Array
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -33,13 +33,17 @@ def serve(
     token: Annotated[
         str | None,
         typer.Option(
-            help="Protect repository, shared-memory, statistics, trace and logging endpoints with this token (header tritonpipe-token).",
+            help="Require this token (header tritonpipe-token) for inference and the repository, shared-memory, statistics, trace and logging endpoints; health stays open.",
             envvar="TRITONPIPE_TOKEN",
         ),
     ] = None,
     protect_inference: Annotated[
-        bool, typer.Option(help="With --token: inference needs the token too.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--protect-inference/--open-inference",
+            help="With --token: inference needs the token (default); --open-inference answers inference without it, the token then guards only the admin endpoints.",
+        ),
+    ] = True,
     log_file: Annotated[
         Path | None,
         typer.Option(
@@ -86,7 +90,8 @@ def serve(
     ] = Path("replicas"),
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
-    from tritonpipe.server import ServerOptions, TritonServer
+    from tritonpipe.server import ServerOptions, TritonServer, running
+    from tritonpipe.server.options import check_repository
 
     if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
@@ -94,7 +99,7 @@ def serve(
         serve_replicas(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
-            workdir=workdir, exit_timeout=exit_timeout,
+            workdir=workdir, exit_timeout=exit_timeout, open_inference=not protect_inference,
         )  # fmt: skip
         return
 
@@ -111,6 +116,7 @@ def serve(
             protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
         )
+        check_repository(repository)
         if docker:
             typer.echo(options.docker_command())
             return
@@ -130,8 +136,13 @@ def serve(
         f"serving {repository}: HTTP {server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.metrics_url}  log {server.log_path}  (Ctrl-C stops)"
     )
-    while not stop.wait(0.5) and server.failure is None:
-        pass
+    typer.echo(options.token_banner())
+    running.record(server.http_url, server.grpc_url, server.metrics_url)
+    try:
+        while not stop.wait(0.5) and server.failure is None:
+            pass
+    finally:
+        running.forget(server.http_url)
     _stop(server, exit_timeout)
     if server.failure is not None:
         typer.secho(f"error: {server.failure}", err=True, fg=typer.colors.RED)
@@ -165,6 +176,15 @@ def _to_json(value: Array) -> Any:
             for v in value
         ]
     return value.tolist()
+
+
+def _as_lines(outputs: dict[str, Any]) -> str:
+    """One JSON object with each output on its own line (its rows compact, not one number per
+    line): still valid JSON, and readable."""
+    body = ",\n".join(
+        f"  {json.dumps(name)}: {json.dumps(value)}" for name, value in outputs.items()
+    )
+    return "{\n" + body + "\n}"
 
 
 def infer(
@@ -219,6 +239,7 @@ def infer(
                 if name not in specs:
                     raise typer.BadParameter(
                         f"model '{model}' has no input '{name}' (inputs: {', '.join(specs)})"
+                        + did_you_mean(name, specs)
                     )
                 if not Path(path).is_file():
                     raise typer.BadParameter(f"input '{name}': file {path} not found")
@@ -231,4 +252,7 @@ def infer(
     results = [{name: _to_json(value) for name, value in out.items()} for out in answers]
     if len(results) > 1:
         typer.echo(f"files of different shapes: sent {len(results)} requests", err=True)
-    typer.echo(json.dumps(results[0] if len(results) == 1 else results, indent=1))
+    if len(results) == 1:
+        typer.echo(_as_lines(results[0]))
+    else:  # a JSON list, one object per request
+        typer.echo("[\n" + ",\n".join(_as_lines(r) for r in results) + "\n]")

@@ -21,8 +21,31 @@ T = TypeVar("T")
 class AsyncClient:
     """``async with AsyncClient("grpc://127.0.0.1:8001") as client: await client.infer(...)``."""
 
-    def __init__(self, url: str, *, protocol: str | None = None, **options: Any) -> None:
-        self.core = ClientCore(url, protocol, ClientOptions(**options), asyncio=True)
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocol: str | None = None,
+        token: str | None = None,
+        timeout_s: float = ClientOptions.timeout_s,
+        retries: int = ClientOptions.retries,
+        backoff_s: float = ClientOptions.backoff_s,
+        shared_memory: bool = False,
+        shm_threshold_bytes: int = ClientOptions.shm_threshold_bytes,
+        split_batches: bool = True,
+    ) -> None:
+        """``token``: the server's (``serve --token``); the other options are
+        :class:`ClientOptions`'s."""
+        options = ClientOptions(
+            token=token,
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            shared_memory=shared_memory,
+            shm_threshold_bytes=shm_threshold_bytes,
+            split_batches=split_batches,
+        )
+        self.core = ClientCore(url, protocol, options, asyncio=True)
         if self.core.protocol == "http":
             self._raw = self.core.mod.InferenceServerClient(
                 self.core.endpoint.address, conn_timeout=self.core.options.timeout_s
@@ -42,7 +65,7 @@ class AsyncClient:
                 # HTTP's aio client has no per-call timeout; bound every call here.
                 return await asyncio.wait_for(func(), self.core.options.timeout_s)
             except Exception as exc:  # noqa: BLE001 - mapped into the project's tree
-                error = map_error(exc, context)
+                error = self.core.located(map_error(exc, context))
                 delay = next(delays, None) if self.core.retryable(error) else None
                 if delay is None:
                     raise error from exc

@@ -59,6 +59,15 @@ class ClientCore:
         for attempt in range(self.options.retries):
             yield self.options.backoff_s * (2**attempt)
 
+    def located(self, error: ClientError) -> ClientError:
+        """An unreachable server's error names the URL that was tried."""
+        url = f"{self.protocol}://{self.endpoint.address}"
+        if isinstance(error, Unavailable) and self.endpoint.address not in str(error):
+            located = Unavailable(f"{error} (server {url})")
+            located.__cause__ = error.__cause__
+            return located
+        return error
+
     def retryable(self, exc: ClientError) -> bool:
         return isinstance(exc, Unavailable)
 

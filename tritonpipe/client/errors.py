@@ -12,6 +12,7 @@ from tritonpipe.errors import (
     Unauthorized,
     Unavailable,
 )
+from tritonpipe.server.options import TOKEN_HINT
 
 _BY_STATUS: dict[str, type[ClientError]] = {
     "400": InvalidArgument,
@@ -54,6 +55,8 @@ def map_error(exc: BaseException, context: str) -> ClientError:
             or "not ready" in lowered
         ):
             kind = Unavailable
+        if kind is Unauthorized and "TRITONPIPE_TOKEN" not in message:
+            message += f"; {TOKEN_HINT}"
         return kind(f"{context}: {message}")
     if isinstance(exc, TimeoutError):
         return RequestTimeout(f"{context}: no answer within the timeout")

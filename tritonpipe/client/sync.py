@@ -14,7 +14,7 @@ from tritonpipe.client.base import ClientCore, ClientOptions
 from tritonpipe.client.checks import ModelInfo, join
 from tritonpipe.client.errors import map_error
 from tritonpipe.client.protocol import unwrap_config
-from tritonpipe.errors import ClientError
+from tritonpipe.errors import ClientError, ModelNotFound, did_you_mean
 from tritonpipe.tensors import Array
 
 T = TypeVar("T")
@@ -30,8 +30,31 @@ class Client:
     (tritonclient's HTTP client runs on gevent, whose connections cannot cross threads).
     """
 
-    def __init__(self, url: str, *, protocol: str | None = None, **options: Any) -> None:
-        self.core = ClientCore(url, protocol, ClientOptions(**options), asyncio=False)
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocol: str | None = None,
+        token: str | None = None,
+        timeout_s: float = ClientOptions.timeout_s,
+        retries: int = ClientOptions.retries,
+        backoff_s: float = ClientOptions.backoff_s,
+        shared_memory: bool = False,
+        shm_threshold_bytes: int = ClientOptions.shm_threshold_bytes,
+        split_batches: bool = True,
+    ) -> None:
+        """``token``: the server's (``serve --token``); the other options are
+        :class:`ClientOptions`'s."""
+        options = ClientOptions(
+            token=token,
+            timeout_s=timeout_s,
+            retries=retries,
+            backoff_s=backoff_s,
+            shared_memory=shared_memory,
+            shm_threshold_bytes=shm_threshold_bytes,
+            split_batches=split_batches,
+        )
+        self.core = ClientCore(url, protocol, options, asyncio=False)
         self._local = threading.local()
         self._all: list[Any] = []  # every thread's connection, closed by close()
         self._all_lock = threading.Lock()
@@ -71,7 +94,7 @@ class Client:
             try:
                 return func()
             except Exception as exc:  # noqa: BLE001 - mapped into the project's tree
-                error = map_error(exc, context)
+                error = self.core.located(map_error(exc, context))
                 delay = next(delays, None) if self.core.retryable(error) else None
                 if delay is None:
                     raise error from exc
@@ -82,13 +105,30 @@ class Client:
         """The model's config, fetched on first use and kept."""
         info = self.core.infos.get(name)
         if info is None:
-            raw = self._call(
-                f"model '{name}' config",
-                lambda: self._raw.get_model_config(name, **self._json(), **self.core.call_kwargs()),
-            )
+            try:
+                raw = self._call(
+                    f"model '{name}' config",
+                    lambda: self._raw.get_model_config(
+                        name, **self._json(), **self.core.call_kwargs()
+                    ),
+                )
+            except ModelNotFound as exc:
+                hint = did_you_mean(name, self._model_names())
+                if not hint:
+                    raise
+                raise ModelNotFound(f"{exc}{hint}") from exc
             info = ModelInfo.from_config(name, unwrap_config(self.protocol, raw))
             self.core.infos[name] = info
         return info
+
+    def _model_names(self) -> list[str]:
+        """The repository's model names, or [] when the index is not ours to read."""
+        try:
+            index = self._raw.get_model_repository_index(**self._json(), **self.core.call_kwargs())
+        except Exception:  # noqa: BLE001 - only a hint: a restricted index gives none
+            return []
+        entries = index.get("models", []) if isinstance(index, dict) else index
+        return [str(e["name"]) for e in entries if isinstance(e, dict) and "name" in e]
 
     def metadata(self, name: str) -> dict[str, Any]:
         raw = self._call(

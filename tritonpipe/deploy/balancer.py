@@ -54,6 +54,7 @@ class BalancerOptions:
     metrics_port: int = 0
     token: str | None = None
     token_env: str | None = None  # instead of token: HAProxy reads it from this variable
+    open_inference: bool = False  # the token guards only the admin endpoints, as on Triton
     tls_cert: Path | None = None
     tls_key: Path | None = None
     dns: str | None = None  # a resolver for backend host names (in Docker: 127.0.0.11:53)
@@ -92,6 +93,26 @@ class BalancerOptions:
         )
 
 
+# With open inference, what the token still guards: Triton's restricted APIs other than
+# inference (model-repository, shared-memory, statistics, trace, logging).
+ADMIN_HTTP = (
+    "    acl admin path_beg /v2/repository /v2/systemsharedmemory /v2/cudasharedmemory "
+    "/v2/logging /v2/trace /v2/models/stats",
+    "    acl admin path_reg ^/v2/models/[^/]+(/versions/[^/]+)?/(stats|trace)",
+)
+ADMIN_GRPC = tuple(
+    f"    acl admin path_beg /inference.GRPCInferenceService/{method}"
+    for method in (
+        "Repository",
+        "SystemSharedMemory",
+        "CudaSharedMemory",
+        "ModelStatistics",
+        "TraceSetting",
+        "LogSettings",
+    )
+)
+
+
 def _token_rule(header: str, options: BalancerOptions, grpc: bool) -> list[str]:
     if options.token_env:
         token = f'"${{{options.token_env}}}"'
@@ -109,13 +130,20 @@ def _token_rule(header: str, options: BalancerOptions, grpc: bool) -> list[str]:
         f"    acl health path_beg {health}",
         f"    acl token_ok req.hdr({header}) -m str {token}",
     ]
+    refuse = "if !token_ok !health"
+    if options.open_inference:
+        rule += list(ADMIN_GRPC if grpc else ADMIN_HTTP)
+        refuse = "if !token_ok admin"
     if grpc:  # HTTP/2 status 401 reaches a gRPC client as UNAUTHENTICATED
-        return [*rule, "    http-request deny deny_status 401 if !token_ok !health"]
-    body = f'{{"error":"missing or wrong {header} header (refused by the balancer)"}}'
+        return [*rule, f"    http-request deny deny_status 401 {refuse}"]
+    body = (
+        f'{{"error":"missing or wrong {header} header (refused by the balancer): pass the '
+        'token the servers were started with (--token or TRITONPIPE_TOKEN)"}'
+    )
     return [
         *rule,
         f"    http-request return status 401 content-type application/json string '{body}' "
-        "if !token_ok !health",
+        f"{refuse}",
     ]
 
 

@@ -17,6 +17,7 @@ from types import TracebackType
 from tritonpipe.deploy.balancer import Backend, Balancer, BalancerOptions
 from tritonpipe.errors import ServerError
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.options import check_repository
 
 log = logging.getLogger("tritonpipe.deploy")
 
@@ -28,7 +29,8 @@ METRICS_ARGS = ("--metrics-config=summary_latencies=true", "--metrics-interval-m
 @dataclass(frozen=True, kw_only=True)
 class ReplicaSetOptions:
     """What ``serve --replicas`` starts. The balancer listens on ``host``; replicas only on
-    127.0.0.1. With a token, the servers require it too (every endpoint, inference included)."""
+    127.0.0.1. With a token, the balancer and the servers require it for every endpoint but
+    health, inference included unless ``open_inference``."""
 
     repository: Path
     replicas: int = 2
@@ -38,6 +40,7 @@ class ReplicaSetOptions:
     grpc_port: int = 0
     metrics_port: int = 0
     token: str | None = None
+    open_inference: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
     check_interval_ms: int = 500
@@ -49,7 +52,7 @@ class ReplicaSetOptions:
         if self.replicas < 1:
             raise ServerError(f"--replicas {self.replicas}: give 1 or more")
         if not self.repository.is_dir():
-            raise ServerError(f"{self.repository}: model repository not found")
+            check_repository(self.repository)  # says why: missing, or a file (a spec?)
         # The balancer's checks (token characters, TLS files) before any replica starts.
         BalancerOptions(
             backends=(Backend(name="check", http_port=1, grpc_port=1),),
@@ -97,7 +100,7 @@ class ReplicaSet:
             model_control="explicit",
             models=models,
             token=self.options.token,
-            protect_inference=self.options.token is not None,
+            protect_inference=not self.options.open_inference,
             exit_timeout_s=self.options.exit_timeout_s,
             extra_args=METRICS_ARGS,
         )
@@ -129,6 +132,7 @@ class ReplicaSet:
                     grpc_port=self.options.grpc_port,
                     metrics_port=self.options.metrics_port,
                     token=self.options.token,
+                    open_inference=self.options.open_inference,
                     tls_cert=self.options.tls_cert,
                     tls_key=self.options.tls_key,
                     check_interval_ms=self.options.check_interval_ms,

@@ -27,13 +27,31 @@ from tritonpipe.ensembles.plan import (
 )
 from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
 from tritonpipe.errors import RepositoryError, SpecError
-from tritonpipe.export.manifest import FORMATS
+from tritonpipe.export.manifest import FORMATS, MANIFEST
 from tritonpipe.repository.config import Step, ensemble_config, model_config, to_pbtxt
 from tritonpipe.repository.validate import CONFIG, LoadedModel, validate_repository
 from tritonpipe.tensors import TensorSpec
 
 NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
+# Config parameter: {input: [low, high)} of integer inputs, from the scoring models' manifests.
+VALUE_RANGES = "tritonpipe.value_ranges"
 SUFFIXES = {fmt: Path(file).suffix for fmt, file in FORMATS.items()}
+
+
+def _value_ranges(steps: list[Bound], inputs: list[TensorSpec]) -> dict[str, list[int]]:
+    """The integer ranges a scoring model's export was checked on (``value_ranges`` of its
+    manifest), for the inputs that reach it unchanged: what a profiler draws random ids from."""
+    names = {t.name for t in inputs}
+    ranges: dict[str, list[int]] = {}
+    for b in steps:
+        manifest = b.step.source.parent / MANIFEST
+        if b.step.kind == "stage" or not manifest.is_file():
+            continue
+        known = json.loads(manifest.read_text()).get("value_ranges", {})
+        for own, tensor in b.input_map.items():
+            if tensor in names and own in known:
+                ranges[tensor] = [int(v) for v in known[own]]
+    return ranges
 
 
 def _write(folder: Path, config: pb.ModelConfig) -> None:
@@ -83,6 +101,8 @@ def _python_model(
         # The records contract's options, for clients that judge values as the runtime does
         # (a stream worker with --url).
         params["tritonpipe.contract"] = json.dumps(plan["contract"], separators=(",", ":"))
+    if ranges := _value_ranges(steps, inputs):
+        params[VALUE_RANGES] = json.dumps(ranges, sort_keys=True)
     config = model_config(
         name,
         inputs=inputs,
@@ -171,6 +191,8 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
         max_batch_size=plan.max_batch_size,
         steps=steps,
     )
+    if ranges := _value_ranges(plan.steps, plan.inputs):
+        config.parameters[VALUE_RANGES].string_value = json.dumps(ranges, sort_keys=True)
     _write(out / plan.name, config)
     (out / plan.name / "1").mkdir()
     (out / plan.name / "1" / ".gitkeep").write_text("")

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from tritonpipe.errors import SpecError
+from tritonpipe.errors import SpecError, did_you_mean
 from tritonpipe.repository.config import Batching, Instances, Serving
 from tritonpipe.tensors import DTYPES, TensorSpec, dtype
 
@@ -299,7 +299,10 @@ class PipelineSpec(_Strict):
         for name, ensemble in self.ensembles.items():
             for i, step in enumerate(ensemble.step_refs()):
                 if step.model not in seen:
-                    raise ValueError(f"ensembles.{name}.steps[{i}]: '{step.model}' is not defined")
+                    raise ValueError(
+                        f"ensembles.{name}.steps[{i}]: '{step.model}' is not defined"
+                        + did_you_mean(step.model, seen)
+                    )
         return self
 
 
@@ -311,6 +314,14 @@ def _location(loc: tuple[int | str, ...]) -> str:
         elif item not in ("StepRef", "str"):
             parts.append(str(item))
     return ".".join(parts) or "(top level)"
+
+
+def _problem(path: Path, loc: tuple[int | str, ...], message: str) -> str:
+    """``file: field: what``; a whole-spec check's message already names its field, so
+    pydantic's ``(top level): Value error,`` prefix is dropped."""
+    message = message.removeprefix("Value error, ")
+    where = _location(loc)
+    return f"{path}: {message}" if where == "(top level)" else f"{path}: {where}: {message}"
 
 
 def load_spec(path: Path) -> PipelineSpec:
@@ -326,5 +337,5 @@ def load_spec(path: Path) -> PipelineSpec:
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{path}: {_location(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        lines = [_problem(path, e["loc"], e["msg"]) for e in exc.errors()]
         raise SpecError("\n".join(dict.fromkeys(lines))) from None

@@ -112,6 +112,23 @@ def _guards() -> Iterator[_GuardLog]:
         logger.propagate, logger.handlers = saved[1], saved[2]
 
 
+# Loggers that print a traceback of their own when a capture fails; the ExportError says it once.
+_NOISY_LOGGERS = ("torch._subclasses.fake_tensor",)
+
+
+@contextmanager
+def _silenced() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    saved = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
+    try:
+        yield
+    finally:
+        for logger, disabled in zip(loggers, saved, strict=True):
+            logger.disabled = disabled
+
+
 def export_program(
     model: Any, example: tuple[Any, ...], inputs: Sequence[ExportInput], max_batch_size: int
 ) -> tuple[Any, list[list[Dim]], ExportError | None]:
@@ -125,7 +142,7 @@ def export_program(
         groups = dim_groups(inputs, equal)
         shapes = dynamic_shapes(inputs, max_batch_size, groups)
         # torch prints the partial graph to stderr when it gives up; the message says what matters.
-        with _guards() as guards, contextlib.redirect_stderr(io.StringIO()):
+        with _guards() as guards, _silenced(), contextlib.redirect_stderr(io.StringIO()):
             try:
                 return torch.export.export(model, example, dynamic_shapes=shapes.spec), groups, None
             except Exception as exc:

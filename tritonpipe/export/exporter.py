@@ -10,6 +10,7 @@ keeps the tracing exporters (``torch.onnx.export(dynamo=False)``, plain ``torch.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from tritonpipe.export.inputs import (
     parity_cases,
     with_ranges,
 )
-from tritonpipe.export.manifest import FORMATS, Manifest, OutputParity, sha256
+from tritonpipe.export.manifest import FORMATS, MANIFEST, Manifest, OutputParity, sha256
 from tritonpipe.export.parity import measure, parity_batch_sizes, run_cases
 from tritonpipe.loading import load_function
 from tritonpipe.tensors import Array, TensorSpec, from_torch
@@ -144,14 +145,17 @@ def export(
     rtol: float = 1e-3,
     opset: int | None = None,
     exporter: str = "dynamo",
+    progress: Callable[[str], None] = lambda _: None,
 ) -> Manifest:
     """Export ``factory()``'s model, check parity and write ``manifest.json`` into ``out_dir``.
 
     Parity runs every dynamic dim at 1, its sample size and a larger size (see
     :func:`~tritonpipe.export.inputs.parity_cases`) at batch sizes 1, 7 and the max. A dim the
     model or an export cannot vary raises :class:`ExportError`; outputs out of tolerance raise
-    :class:`ParityError` after the manifest is written. ``opset`` defaults to 18 for the dynamo
-    exporter and 17 for the legacy one.
+    :class:`ParityError` after the files and manifest are written. Any other failure writes
+    nothing: each format is written under a temporary name, and all are renamed into place
+    once every format exported and ran. ``opset`` defaults to 18 for the dynamo exporter and 17
+    for the legacy one; ``progress`` hears what runs (an AOTInductor compile takes a while).
     """
     import torch
 
@@ -179,7 +183,6 @@ def export(
         {n: t.detach().numpy() for n, t in zip(names, fmts.as_tuple(r), strict=True)}
         for r in results
     ]
-    out_dir.mkdir(parents=True, exist_ok=True)
     shapes = dynamic_shapes(specs, max_batch_size, groups)
     manifest = Manifest(
         inputs=tuple(i.spec for i in specs),
@@ -194,20 +197,63 @@ def export(
         shapes=[c.to_dict() for c in cases],
         value_ranges={i.spec.name: list(i.value_range) for i in specs if i.value_range},
     )
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: dict[str, Path] = {}
+    failures: list[str] = []
     for fmt in formats:
-        path = out_dir / FORMATS[fmt]
-        tool = _write(fmt, model, (program, shapes), example, specs, outputs, path, opset, exporter)
-        manifest.artifacts[fmt] = {"file": path.name, "sha256": sha256(path), "exporter": tool}
+        # A temporary name (same suffix: AOTInductor wants .pt2) until every format passed.
+        path = out_dir / f".partial-{os.getpid()}-{FORMATS[fmt]}"
+        progress(f"{fmt}: exporting and checking parity at {len(cases)} input shapes")
+        try:
+            tool = _write(
+                fmt, model, (program, shapes), example, specs, outputs, path, opset, exporter
+            )
+            try:
+                run = fmts.runner(fmt, path, manifest.inputs, outputs)
+            except Exception as exc:  # a file its own runtime cannot load
+                raise ExportError(
+                    f"{fmt} export failed: its runtime cannot load it: {exc}"
+                ) from exc
+            actual = run_cases(f"the {fmt} export", run, cases, arrays, specs)
+        except ExportError as exc:
+            path.unlink(missing_ok=True)
+            failures.append(str(exc))
+            continue
+        staged[fmt] = path
+        manifest.artifacts[fmt] = {"file": FORMATS[fmt], "sha256": sha256(path), "exporter": tool}
         if fmt == "onnx":
             manifest.opset = _onnx_opset(path)
-        run = fmts.runner(fmt, path, manifest.inputs, outputs)
-        actual = run_cases(f"the {fmt} export", run, cases, arrays, specs)
         manifest.parity[fmt] = measure(expected, actual, cases, names, atol=atol, rtol=rtol)
         if fmt == "aoti":
             manifest.artifacts[fmt]["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    _commit(out_dir, staged, failures, created, formats)
     manifest.write(out_dir)
     _raise_on_failure(manifest)
     return manifest
+
+
+def _commit(
+    out_dir: Path,
+    staged: dict[str, Path],
+    failures: list[str],
+    created: bool,
+    formats: Sequence[str],
+) -> None:
+    """All formats into place, or none: a failure removes the staged files (and a folder this
+    export made) and says which formats failed and why."""
+    if failures:
+        for path in staged.values():
+            path.unlink()
+        if created:
+            out_dir.rmdir()
+        done = [f for f in formats if f in staged]
+        passed = f" ({', '.join(done)} exported fine)" if done else ""
+        raise ExportError("\n".join(failures) + f"\nnothing was written to {out_dir}{passed}")
+    # An old manifest goes first: files without one are refused by build, never mismatched.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    for fmt, path in staged.items():
+        path.replace(out_dir / FORMATS[fmt])
 
 
 def _write(

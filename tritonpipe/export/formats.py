@@ -53,23 +53,26 @@ def write_onnx(
     opset: int | None,
     exporter: str,
 ) -> str:
-    """Write ``model.onnx`` with the dynamo exporter (from ``program``) or the legacy one."""
+    """Write ``model.onnx`` with the dynamo exporter (from ``program``) or the legacy one, with
+    the user's tensor names, checked by the ONNX checker and an onnxruntime load."""
     import torch
+
+    from tritonpipe.export.onnx_graph import check, name_and_check
 
     in_names, out_names = [s.name for s in inputs], [s.name for s in outputs]
     with _quiet():
         if exporter == "dynamo":
+            # The exporter's own names first: given the user's, it can define one twice.
             torch.onnx.export(
                 program,
                 example,
                 str(path),
-                input_names=in_names,
-                output_names=out_names,
                 opset_version=opset or DYNAMO_OPSET,
                 dynamo=True,
                 external_data=False,
                 verbose=False,
             )
+            name_and_check(path, in_names, out_names)
             return "torch.onnx.export(dynamo=True)"
         axes = {
             spec.name: {0: "batch"}
@@ -86,6 +89,7 @@ def write_onnx(
             opset_version=opset or LEGACY_OPSET,
             dynamo=False,
         )
+    check(path)
     return "torch.onnx.export(dynamo=False)"
 
 

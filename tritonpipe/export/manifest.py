@@ -73,8 +73,11 @@ class Manifest:
         }
 
     def write(self, folder: Path) -> Path:
+        """Write ``manifest.json`` under a temporary name, then rename it into place."""
         path = folder / MANIFEST
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        partial = path.with_name(f".{MANIFEST}.partial")
+        partial.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        partial.replace(path)
         return path
 
     @classmethod

@@ -142,7 +142,7 @@ class Profiler:
         try:
             return await asyncio.to_thread(scrape, self.metrics_url, model)
         except PerfError as exc:
-            progress(f"  no per-step times: {exc}")
+            progress(f"  no per-step times: {exc} (--metrics-url names the endpoint)")
             self.metrics_url = None
             return {}
 

@@ -56,11 +56,29 @@ def _shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int
     return shape
 
 
+# Integer inputs without a recorded range: perf_analyzer's default.
+DEFAULT_INT_RANGE = (0, 100)
+
+
+def value_ranges(info: ModelInfo) -> dict[str, tuple[int, int]]:
+    """``[low, high)`` per integer input, as ``tritonpipe build`` records them in the config
+    (``tritonpipe.value_ranges``) from the scoring models' export manifests."""
+    raw = info.config.get("parameters", {}).get("tritonpipe.value_ranges", {})
+    text = raw.get("string_value", "") if isinstance(raw, Mapping) else ""
+    try:
+        ranges = json.loads(text) if text else {}
+        return {str(k): (int(v[0]), int(v[1])) for k, v in ranges.items()}
+    except (ValueError, TypeError, IndexError, AttributeError):
+        return {}  # a hand-written parameter that does not parse: the default range
+
+
 def synthetic(
     info: ModelInfo, kind: str, shapes: Mapping[str, tuple[int, ...]], seed: int = 0
 ) -> list[Sample]:
-    """One sample of zeros or random values per input (perf_analyzer's zero/random)."""
+    """One sample of zeros or random values per input (perf_analyzer's zero/random); random
+    integers come from the model's recorded value range, else ``[0, 100)``."""
     rng = np.random.default_rng(seed)
+    ranges = value_ranges(info)
     sample: Sample = {}
     for spec in info.inputs:
         shape = _shape(spec, shapes)
@@ -75,7 +93,8 @@ def synthetic(
         elif np_type.kind == "f":
             sample[spec.name] = rng.random(shape).astype(np_type)
         else:
-            sample[spec.name] = rng.integers(0, 100, shape).astype(np_type)
+            low, high = ranges.get(spec.name, DEFAULT_INT_RANGE)
+            sample[spec.name] = rng.integers(low, high, shape).astype(np_type)
     return [sample]
 
 

@@ -12,7 +12,13 @@ import numpy as np
 
 from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
-from tritonpipe.errors import InputError, PipelineError, RecordError, TritonPipeError
+from tritonpipe.errors import (
+    InputError,
+    PipelineError,
+    PipelineInputError,
+    RecordError,
+    TritonPipeError,
+)
 from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
 from tritonpipe.records import Contract, Converted, Refusal
 from tritonpipe.tensors import Array, TensorSpec
@@ -29,6 +35,13 @@ class StepTime:
 
 def _specs(decls: Sequence[Any]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(name=d.tensor, dtype=d.dtype, shape=d.shape) for d in decls)
+
+
+def _error(name: str, failed: StepFailed) -> PipelineError:
+    """In the caller's process there is no server log: what the library said goes into the
+    message (its traceback is the exception's cause)."""
+    detail = f": {failed.detail}" if failed.detail else ""
+    return PipelineError(f"pipeline '{name}': {failed}{detail}", invalid=failed.invalid)
 
 
 class Pipeline:
@@ -107,13 +120,16 @@ class Pipeline:
         row and input, e.g. ``record 3: input 'temperature': null``.
         """
         if self.max_batch_size <= 0:  # unbatched: arrays exactly as the model takes them
-            arrays, batch = check_inputs(self._info, inputs)
+            try:
+                arrays, batch = check_inputs(self._info, inputs)
+            except InputError as exc:
+                raise PipelineInputError(f"pipeline '{self.name}': {exc}") from exc
             return self._run(arrays)
         converted = self._convert(inputs)
         if converted.refusals:
             error = RecordError(converted.refusals)
-            raise PipelineError(
-                f"pipeline '{self.name}': {error}", invalid=True, refusals=converted.refusals
+            raise PipelineInputError(
+                f"pipeline '{self.name}': {error}", refusals=converted.refusals
             )
         arrays = converted.inputs
         parts = [self._run(c) for c in chunks(arrays, converted.count, self.max_batch_size)]
@@ -133,7 +149,7 @@ class Pipeline:
                 return self.contract.check_arrays(inputs)
             return self.contract.from_columns(inputs)
         except RecordError as exc:
-            raise PipelineError(f"pipeline '{self.name}': {exc}", invalid=True) from None
+            raise PipelineInputError(f"pipeline '{self.name}': {exc}") from None
 
     def run_records(
         self, records: Sequence[Any], id_field: str | None = None
@@ -160,7 +176,7 @@ class Pipeline:
         try:
             out = self._runner.run(arrays)
         except StepFailed as exc:
-            raise PipelineError(f"pipeline '{self.name}': {exc}", invalid=exc.invalid) from exc
+            raise _error(self.name, exc) from exc
         finally:
             self._collect()
         return out
@@ -178,13 +194,9 @@ class Pipeline:
                 checked.append(check_inputs(self._info, request)[0])
                 valid.append(i)
             except InputError as exc:
-                results[i] = PipelineError(f"pipeline '{self.name}': {exc}", invalid=True)
+                results[i] = PipelineInputError(f"pipeline '{self.name}': {exc}")
         for i, result in zip(valid, self._runner.run_requests(checked), strict=True):
-            results[i] = (
-                PipelineError(f"pipeline '{self.name}': {result}", invalid=result.invalid)
-                if isinstance(result, StepFailed)
-                else result
-            )
+            results[i] = _error(self.name, result) if isinstance(result, StepFailed) else result
         self._collect()
         return [r for r in results if r is not None]
 

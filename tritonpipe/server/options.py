@@ -9,8 +9,10 @@ from pathlib import Path
 from tritonpipe.errors import ServerError
 
 TOKEN_HEADER = "tritonpipe-token"
-# Endpoints a token protects; "inference" joins them with protect_inference.
+# Endpoints a token always protects; "inference" joins them unless inference is opened.
 RESTRICTED = ("model-repository", "shared-memory", "statistics", "trace", "logging")
+# What a refusal tells the caller to do.
+TOKEN_HINT = f"pass the server's token (--token or TRITONPIPE_TOKEN; header {TOKEN_HEADER})"
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as in the wheel
 
 
@@ -18,6 +20,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def check_repository(path: Path) -> None:
+    """Refuse what is not a model repository before a server starts: it would serve nothing,
+    forever. A pipeline spec or an export folder says what to run first."""
+    build = "run `tritonpipe build SPEC.yaml --out DIR`, then serve DIR"
+    if path.is_file():
+        hint = build.replace("SPEC.yaml", str(path)) if path.suffix in (".yaml", ".yml") else build
+        raise ServerError(f"{path}: is a file, not a model repository; {hint}")
+    if not path.is_dir():
+        raise ServerError(f"{path}: model repository not found")
+    if any((p / "config.pbtxt").is_file() for p in path.iterdir()):
+        return
+    what = ""
+    if (path / "manifest.json").is_file():
+        what = " (it is an export folder: name it under `models:` of a pipeline spec)"
+    elif specs := sorted(p.name for p in path.glob("*.y*ml")):
+        what = f" (it holds {', '.join(specs[:3])}: a pipeline spec is built, not served)"
+    raise ServerError(f"{path}: holds no model folders{what}; {build}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +54,7 @@ class ServerOptions:
     model_control: str = "none"  # or "explicit"
     models: tuple[str, ...] = ()
     token: str | None = None
-    protect_inference: bool = False
+    protect_inference: bool = True  # with a token; False opens inference (serve --open-inference)
     log_verbose: int = 0
     exit_timeout_s: int = 30
     extra_args: tuple[str, ...] = field(default_factory=tuple)
@@ -42,7 +63,7 @@ class ServerOptions:
         if self.model_control not in ("none", "explicit"):
             raise ServerError(f"model control mode {self.model_control!r}: use none or explicit")
         if not self.repository.is_dir():
-            raise ServerError(f"{self.repository}: model repository not found")
+            check_repository(self.repository)  # says why: missing, or a file (a spec?)
 
     def with_ports(self) -> ServerOptions:
         """A copy with every 0 port replaced by a free one."""
@@ -83,6 +104,20 @@ class ServerOptions:
             rule = f"{apis}:{TOKEN_HEADER}={self.token}"
             args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
         return args + list(self.extra_args)
+
+    def token_banner(self) -> str:
+        """What the token protects, for the line ``serve`` prints once it is up."""
+        if not self.token:
+            return "no token: every endpoint is open (--token or TRITONPIPE_TOKEN protects them)"
+        if self.protect_inference:
+            return (
+                f"token required (header {TOKEN_HEADER}) for inference and the admin endpoints; "
+                "--open-inference would answer inference without it"
+            )
+        return (
+            f"inference is OPEN (--open-inference); the token (header {TOKEN_HEADER}) protects "
+            "only the repository, shared-memory, statistics, trace and logging endpoints"
+        )
 
     def docker_command(self) -> str:
         """The equivalent run of NVIDIA's NGC image (build the repository with --runtime native)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,7 @@ class TritonPythonModel:
         arrays = [self._read(r) for r in requests]
         results = self.runner.run_requests(arrays)
         self.metrics.report(self.runner.take_timings())
-        responses = [self._respond(r) for r in results]
+        responses = [self._respond(q, r) for q, r in zip(requests, results, strict=True)]
         if self.predlog is not None:  # a local sink has the records before the answers leave
             kept = [
                 {**a, **{t: r[t] for t in self.runner.keep}} if isinstance(r, dict) else a
@@ -123,11 +124,22 @@ class TritonPythonModel:
                 result[name] = tensor.as_numpy()
         return result
 
-    def _respond(self, result: Arrays | StepFailed) -> Any:
+    def _respond(self, request: Any, result: Arrays | StepFailed) -> Any:
         if not isinstance(result, StepFailed):
             tensors = [pb_utils.Tensor(n, result[n]) for n in self.outputs]
             return pb_utils.InferenceResponse(tensors)
-        if result.trace and not result.invalid:  # a bug in a step: the whole traceback
-            pb_utils.Logger.log_error(f"model '{self.name}': {result}\n{result.trace}")
-        code = pb_utils.TritonError.INVALID_ARG if result.invalid else pb_utils.TritonError.INTERNAL
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result), code))
+        if result.invalid:
+            error = pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG)
+            return pb_utils.InferenceResponse(error=error)
+        return pb_utils.InferenceResponse(error=self._internal(request, result))
+
+    def _internal(self, request: Any, result: StepFailed) -> Any:
+        """A step's own failure: one line and a request id for the caller; what the library
+        said and the traceback (which may name the exporting machine's files) in the log."""
+        request_id = request.request_id() or uuid.uuid4().hex[:12]
+        detail = f" ({result.detail})" if result.detail else ""
+        pb_utils.Logger.log_error(
+            f"model '{self.name}' request {request_id}: {result}{detail}\n{result.trace}"
+        )
+        message = f"{result}; request id {request_id} (its traceback is in the server log)"
+        return pb_utils.TritonError(message, pb_utils.TritonError.INTERNAL)

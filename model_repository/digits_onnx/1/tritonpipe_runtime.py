@@ -54,13 +54,16 @@ class StepFailed(Exception):
     """A step could not produce its outputs for a batch.
 
     ``invalid`` marks the caller's fault (bad input: invalid-argument), otherwise the step itself
-    failed (internal). ``trace`` holds the full traceback for the server log.
+    failed (internal). ``trace`` holds the full traceback for the server log; ``detail`` what
+    the failing library said, which the served model logs but never sends to the client (it
+    may name the exporting machine's files and the graph's nodes).
     """
 
-    def __init__(self, message: str, *, invalid: bool, trace: str = "") -> None:
+    def __init__(self, message: str, *, invalid: bool, trace: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.invalid = invalid
         self.trace = trace
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,25 @@ def _bound(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def missing_output(step: Step, decl: Decl, out: Arrays) -> StepFailed:
+    """A declared output the step did not return, naming what it did return."""
+    got = ", ".join(f"'{n}'" for n in out) or "nothing"
+    return StepFailed(
+        f"{step.what} produced no output '{decl.name}' (it returned {got})", invalid=False
+    )
+
+
+def model_failure(step: Step, exc: BaseException, trace: str) -> StepFailed:
+    """An unexpected error inside an exported model (onnxruntime's, a TorchScript traceback):
+    one line for the caller; what the library said and the traceback only in ``detail`` and
+    ``trace``."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    said = lines[-1] if lines else ""
+    detail = f"{type(exc).__name__}: {said[:500]}" if said else type(exc).__name__
+    message = f"{step.what} failed ({type(exc).__name__}) on this request"
+    return StepFailed(message, invalid=False, trace=trace, detail=detail)
+
+
 class Runner:
     """Runs a plan on batches: ``run`` for one batch, ``run_requests`` for a dynamic batch.
 
@@ -374,7 +396,7 @@ class Runner:
                 step.requests += requests
             for decl in step.outputs:
                 if decl.name not in out:
-                    raise StepFailed(f"{step.what} produced no output '{decl.name}'", invalid=False)
+                    raise missing_output(step, decl, out)
                 tensors[decl.tensor] = _conform(step, decl, out[decl.name], rows)
         out = {d.tensor: tensors[d.tensor] for d in self.outputs}
         for name in self.keep:
@@ -399,6 +421,8 @@ class Runner:
             if step.kind == "stage" and isinstance(exc, CALLER_ERRORS):
                 message = f"{step.what} rejected the request: {exc} (at {where})"
                 raise StepFailed(message, invalid=True, trace=trace) from exc
+            if step.kind != "stage":
+                raise model_failure(step, exc, trace) from exc
             message = f"{step.what} failed: {type(exc).__name__}: {exc} (at {where})"
             raise StepFailed(message, invalid=False, trace=trace) from exc
 

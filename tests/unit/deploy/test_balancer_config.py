@@ -35,6 +35,20 @@ def test_config_with_token_is_accepted_by_haproxy(tmp_path: Path) -> None:
     assert "server replica-0 127.0.0.1:9001 proto h2 check port 9000" in text
 
 
+def test_open_inference_guards_only_the_admin_endpoints(tmp_path: Path) -> None:
+    closed = BalancerOptions(backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3,
+                             token="s3cret-token")  # fmt: skip
+    opened = BalancerOptions(backends=BACKENDS, http_port=1, grpc_port=2, metrics_port=3,
+                             token="s3cret-token", open_inference=True)  # fmt: skip
+    closed_text = render_config(closed, tmp_path / "sock", None)
+    text = render_config(opened, tmp_path / "sock", None)
+    assert haproxy_check(text, tmp_path).returncode == 0
+    assert "if !token_ok !health" in closed_text and "acl admin" not in closed_text
+    assert "if !token_ok admin" in text and "if !token_ok !health" not in text
+    assert "acl admin path_beg /inference.GRPCInferenceService/Repository" in text
+    assert "TRITONPIPE_TOKEN" in text  # the HTTP refusal says what to pass
+
+
 def test_config_with_tls_is_accepted_by_haproxy(tmp_path: Path) -> None:
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     subprocess.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ def untrained_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("digits")
     for name in ("pipeline.yaml", "stages.py"):
         (root / name).write_text((DIGITS / name).read_text())
+    shutil.copytree(DIGITS / "samples", root / "samples")  # the spec's warmup sample
     run_export(f"{DIGITS / 'model.py'}:untrained", root / "artifacts" / "export")
     return root
 

@@ -31,6 +31,7 @@ def workspace(
     root = tmp_path_factory.mktemp("capacity")
     shutil.copy(DIGITS / "pipeline.yaml", root / "pipeline.yaml")
     shutil.copy(DIGITS / "stages.py", root / "stages.py")
+    shutil.copytree(DIGITS / "samples", root / "samples")
     (root / "artifacts").mkdir()
     (root / "artifacts" / "export").symlink_to(trained_export)
     (root / "pngs.json").write_text(json.dumps(to_json([{"image": r} for r in heldout[0][:16]])))

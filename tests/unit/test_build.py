@@ -142,6 +142,7 @@ def _spec(untrained_digits: Path, tmp_path: Path, old: str, new: str) -> Path:
     for name in ("stages.py",):
         shutil.copy(untrained_digits / name, tmp_path / name)
     shutil.copytree(untrained_digits / "artifacts", tmp_path / "artifacts", dirs_exist_ok=True)
+    shutil.copytree(untrained_digits / "samples", tmp_path / "samples", dirs_exist_ok=True)
     text = (untrained_digits / "pipeline.yaml").read_text()
     assert old in text
     (tmp_path / "pipeline.yaml").write_text(text.replace(old, new))

@@ -64,6 +64,14 @@ def serve(
     max_failures: Annotated[
         int, typer.Option(min=1, help="Deaths within 5 minutes before serve gives up.")
     ] = 5,
+    cache_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Bytes of Triton's local response cache, started when a model in the "
+            "repository has response_cache enabled (a pipeline's response_cache: true).",
+        ),
+    ] = 64 << 20,
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
@@ -115,6 +123,7 @@ def serve(
             token=token,
             protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
+            cache_bytes=cache_size,
         )
         check_repository(repository)
         if docker:

@@ -147,6 +147,8 @@ class Rollout:
             config = target / "config.pbtxt"
             update.old_configs[model] = config.read_bytes() if config.is_file() else None
             shutil.copytree(build / model / "1", target / str(update.versions[model]))
+            if (build / model / "warmup").is_dir():  # model_warmup's samples, beside config
+                shutil.copytree(build / model / "warmup", target / "warmup", dirs_exist_ok=True)
             _replace(config, (build / model / "config.pbtxt").read_bytes())
         self.progress(
             f"{replica.name}: loading {', '.join(f'{m} v{v}' for m, v in update.versions.items())}"

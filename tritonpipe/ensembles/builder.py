@@ -13,6 +13,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonpipe.backend import MODEL_PY, RUNTIME_MODULE, RUNTIME_PY
 from tritonpipe.backend.runtime import PLAN_FILE
+from tritonpipe.ensembles.cache import check_response_cache
 from tritonpipe.ensembles.desugar import desugar
 from tritonpipe.ensembles.plan import (
     Bound,
@@ -26,9 +27,16 @@ from tritonpipe.ensembles.plan import (
     units,
 )
 from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
+from tritonpipe.ensembles.warmup import add_warmup, add_zero_warmup
 from tritonpipe.errors import RepositoryError, SpecError
 from tritonpipe.export.manifest import FORMATS, MANIFEST
-from tritonpipe.repository.config import Step, ensemble_config, model_config, to_pbtxt
+from tritonpipe.repository.config import (
+    Step,
+    ensemble_config,
+    model_config,
+    parse_pbtxt,
+    to_pbtxt,
+)
 from tritonpipe.repository.validate import CONFIG, LoadedModel, validate_repository
 from tritonpipe.tensors import TensorSpec
 
@@ -137,13 +145,24 @@ def _config_name(step: StepDef, tensor: str, position: int) -> str:
     return f"{tensor}__{position}" if step.native and step.kind == "torchscript" else tensor
 
 
+def _config_inputs(config: pb.ModelConfig) -> list[TensorSpec]:
+    return [
+        TensorSpec(name=t.name, dtype=pb.DataType.Name(t.data_type), shape=tuple(t.dims))
+        for t in config.input
+    ]
+
+
 def _standalone(out: Path, step: StepDef) -> None:
     if step.native:
         _native_model(out, step)
-        return
-    same = {t.name: t.name for t in step.inputs}
-    bound = Bound(step, same, {t.name: t.name for t in step.outputs})
-    _python_model(out, step.name, [bound], list(step.inputs), list(step.outputs), step.options)
+    else:
+        same = {t.name: t.name for t in step.inputs}
+        bound = Bound(step, same, {t.name: t.name for t in step.outputs})
+        _python_model(out, step.name, [bound], list(step.inputs), list(step.outputs), step.options)
+    if step.kind != "stage":  # a scoring model takes zeros; a user's stage may not
+        config = parse_pbtxt((out / step.name / CONFIG).read_text())
+        add_zero_warmup(config, _config_inputs(config))
+        _write(out / step.name, config)
 
 
 def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
@@ -216,6 +235,40 @@ def _build_all(
             _standalone(out, step)
 
 
+def _enable_cache(out: Path, spec: PipelineSpec) -> None:
+    """``response_cache { enable: true }`` in the config of each cached ensemble's top model
+    (the fused model, or the ensemble itself): Triton keys the cache on its inputs."""
+    for name, ensemble in spec.ensembles.items():
+        if ensemble.response_cache:
+            config = parse_pbtxt((out / name / CONFIG).read_text())
+            config.response_cache.enable = True
+            _write(out / name, config)
+
+
+def _add_warmups(out: Path, spec: PipelineSpec, base: Path, where: str) -> None:
+    """``model_warmup`` from each ensemble's samples, in its fused model, or in the first step of
+    an unfused ensemble (Triton does not warm ensembles); samples name ensemble inputs."""
+    for name, ensemble in spec.ensembles.items():
+        if not ensemble.warmup:
+            continue
+        samples = {t: base / p for t, p in ensemble.warmup.items()}
+        model = name
+        config = parse_pbtxt((out / name / CONFIG).read_text())
+        if config.platform == "ensemble":
+            first = config.ensemble_scheduling.step[0]
+            model = first.model_name
+            samples = {m: samples[e] for m, e in first.input_map.items() if e in samples}
+            config = parse_pbtxt((out / model / CONFIG).read_text())
+        add_warmup(
+            out / model,
+            config,
+            _config_inputs(config),
+            samples,
+            f"{where}: ensembles.{name}.warmup",
+        )
+        _write(out / model, config)
+
+
 def _check_target(out: Path) -> None:
     if not out.exists():
         return
@@ -238,6 +291,7 @@ def build_repository(
     written to ``out`` unless validation passes.
     """
     spec = load_spec(spec_path)
+    check_response_cache(spec, str(spec_path))
     _check_target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
@@ -248,6 +302,8 @@ def build_repository(
         plan = desugar(spec, spec_path.parent.resolve(), Path(tmp) / "generated", fuse)
         _build_all(plan.spec, spec_path.parent.resolve(), staging, runtime, fuse)
         plan.finish(staging)
+        _enable_cache(staging, spec)
+        _add_warmups(staging, spec, spec_path.parent.resolve(), str(spec_path))
         try:
             validate_repository(staging)
         except RepositoryError as exc:  # report paths where the user will look for them

@@ -268,6 +268,18 @@ class Ensemble(_Strict):
         description="Log every prediction from the model that answers "
         "(the fused model, or an unfused ensemble's last step).",
     )
+    warmup: dict[str, Path] = Field(
+        default_factory=dict,
+        description="Sample input per ensemble input, a file relative to the spec (BYTES: the "
+        "file's bytes, e.g. a PNG; numbers: a .npy of one row): Triton runs it through the "
+        "pipeline's first model at load, so the first request is as fast as the next.",
+    )
+    response_cache: bool = Field(
+        False,
+        description="Answer repeated requests from Triton's response cache (serve starts it); "
+        "refused for pipelines whose answer can change for the same input (feature lookups, "
+        "prediction logs).",
+    )
 
     def step_refs(self) -> list[StepRef]:
         return [StepRef(model=s) if isinstance(s, str) else s for s in self.steps]

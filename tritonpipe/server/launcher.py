@@ -178,6 +178,8 @@ class TritonServer:
             str(self.install.binary),
             *self.options.arguments(),
             f"--backend-directory={self.install.backends}",
+            # The wheel's response caches (local); the default /opt/tritonserver/caches is absent.
+            f"--cache-directory={self.install.backends.parent / 'caches'}",
         ]
         self._log.write(f"\n{START_MARKER} {' '.join(cmd)}\n".encode())
         self._log.flush()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tritonpipe.errors import ServerError
+from tritonpipe.server.cache import DEFAULT_CACHE_BYTES, cache_arguments
 
 TOKEN_HEADER = "tritonpipe-token"
 # Endpoints a token always protects; "inference" joins them unless inference is opened.
@@ -57,6 +58,8 @@ class ServerOptions:
     protect_inference: bool = True  # with a token; False opens inference (serve --open-inference)
     log_verbose: int = 0
     exit_timeout_s: int = 30
+    # Triton's local response cache, started when a model's config enables response_cache.
+    cache_bytes: int = DEFAULT_CACHE_BYTES
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -103,6 +106,7 @@ class ServerOptions:
             apis = ",".join(RESTRICTED + (("inference",) if self.protect_inference else ()))
             rule = f"{apis}:{TOKEN_HEADER}={self.token}"
             args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
+        args += cache_arguments(self.repository, self.cache_bytes, self.extra_args)
         return args + list(self.extra_args)
 
     def token_banner(self) -> str:

@@ -1,0 +1,82 @@
+"""warmup: on an ensemble: samples become Triton's model_warmup in the fused model, or in the
+first step of an unfused ensemble, in Triton's raw input format; bad samples are named."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tritonclient.grpc import model_config_pb2 as pb
+
+from tests.conftest import ASSETS
+from tritonpipe.ensembles import build_repository
+from tritonpipe.ensembles.warmup import add_warmup
+from tritonpipe.errors import SpecError
+from tritonpipe.repository.config import parse_pbtxt
+from tritonpipe.tensors import TensorSpec
+
+SPEC = """
+stages:
+  scale:
+    function: test_stages.py:affine
+    inputs: [{name: x, dtype: FP32, shape: [4]}]
+    outputs: [{name: y, dtype: FP32, shape: [4]}]
+  count:
+    function: test_stages.py:affine
+    inputs: [{name: x, dtype: FP32, shape: [4]}]
+    outputs: [{name: y, dtype: FP32, shape: [4]}]
+ensembles:
+  fused:
+    steps: [scale, {model: count, inputs: {x: y}, outputs: {y: z}}]
+    warmup: {x: sample.npy}
+  unfused:
+    steps: [scale, {model: count, inputs: {x: y}, outputs: {y: z}}]
+    fuse: none
+    warmup: {x: sample.npy}
+"""
+
+
+def _spec(tmp_path: Path, text: str = SPEC) -> Path:
+    shutil.copyfile(ASSETS / "test_stages.py", tmp_path / "test_stages.py")
+    np.save(tmp_path / "sample.npy", np.array([1.5, 2, 3, 4], np.float64))
+    (tmp_path / "pipeline.yaml").write_text(text)
+    return tmp_path / "pipeline.yaml"
+
+
+def test_fused_and_first_unfused_model_get_the_sample(tmp_path: Path) -> None:
+    build_repository(_spec(tmp_path), tmp_path / "repo")
+    for model in ("fused", "scale"):
+        config = parse_pbtxt((tmp_path / "repo" / model / "config.pbtxt").read_text())
+        (warmup,) = config.model_warmup
+        assert warmup.batch_size == 1
+        assert list(warmup.inputs["x"].dims) == [4]
+        assert warmup.inputs["x"].input_data_file == "x"
+        raw = (tmp_path / "repo" / model / "warmup" / "x").read_bytes()
+        assert raw == np.array([1.5, 2, 3, 4], np.float32).tobytes()
+    for model in ("count", "unfused"):
+        assert not parse_pbtxt(
+            (tmp_path / "repo" / model / "config.pbtxt").read_text()
+        ).model_warmup
+
+
+def test_bytes_sample_is_length_prefixed(tmp_path: Path) -> None:
+    (tmp_path / "sample.png").write_bytes(b"\x89PNG-bytes")
+    config = pb.ModelConfig(name="digits", max_batch_size=8)
+    image = TensorSpec(name="image", dtype="BYTES", shape=(1,))
+    add_warmup(tmp_path, config, [image], {"image": tmp_path / "sample.png"}, "spec")
+    assert (tmp_path / "warmup" / "image").read_bytes() == struct.pack("<I", 10) + b"\x89PNG-bytes"
+    inputs = config.model_warmup[0].inputs["image"]
+    assert (pb.DataType.Name(inputs.data_type), list(inputs.dims)) == ("TYPE_STRING", [1])
+
+
+def test_missing_and_misshapen_samples_are_named(tmp_path: Path) -> None:
+    path = _spec(tmp_path, SPEC.replace("warmup: {x: sample.npy}", "warmup: {w: sample.npy}", 1))
+    with pytest.raises(SpecError, match=r"ensembles.fused.warmup: .*missing x"):
+        build_repository(path, tmp_path / "repo")
+    path = _spec(tmp_path)
+    np.save(tmp_path / "sample.npy", np.zeros((2, 4)))
+    with pytest.raises(SpecError, match=r"sample.npy: warmup sample for 'x' has shape \[2, 4\]"):
+        build_repository(path, tmp_path / "repo")

@@ -83,6 +83,12 @@ def serve(
             help="With --replicas: folder for replica repositories, logs, haproxy.cfg and replicas.json."
         ),
     ] = Path("replicas"),
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="With --replicas: leastconn, or roundrobin (follows weights; `deploy canary` needs it)."
+        ),
+    ] = "leastconn",
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer
@@ -93,7 +99,7 @@ def serve(
         serve_replicas(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
-            workdir=workdir, exit_timeout=exit_timeout,
+            workdir=workdir, exit_timeout=exit_timeout, balance=balance,
         )  # fmt: skip
         return
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tritonpipe.compare.logs import is_shadow
 from tritonpipe.compare import bootstrap_ci, compare_logs, read_labels, write_report
 from tritonpipe.compare.quality import auc
 from tritonpipe.deploy.canary import canary_weights, expected_share
@@ -114,7 +115,7 @@ def test_compare_pairs_shadow_records_and_gives_quality_with_intervals(tmp_path:
     assert (result.champion, result.challenger, result.pairs) == ("3", "4", 200)
     assert result.decision == "alert" and result.score == "probability"
     half = frame.iloc[:200]
-    shadow = frame[frame["shadow"].fillna(False).astype(bool)]
+    shadow = frame[is_shadow(frame)]
     agree = (half["output_alert"].to_numpy() == shadow["output_alert"].to_numpy()).mean()
     assert result.agreement == pytest.approx(agree)
     delta = shadow["output_probability"].to_numpy() - half["output_probability"].to_numpy()

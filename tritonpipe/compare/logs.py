@@ -88,11 +88,15 @@ def _pick(frame: Any, given: str | None, kinds: str, what: str) -> str:
     )
 
 
+def is_shadow(frame: Any) -> Any:
+    """Boolean mask of a shadow's records (``shadow: true``; absent or null elsewhere)."""
+    if "shadow" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    return frame["shadow"].map(lambda v: isinstance(v, (bool, np.bool_)) and bool(v)).to_numpy()
+
+
 def _roles(frame: Any) -> Any:
-    shadow = frame.get("shadow", None)
-    if shadow is None:
-        return np.array(["served"] * len(frame), dtype=object)
-    return np.where(shadow.fillna(False).astype(bool), "shadow", "served")
+    return np.where(is_shadow(frame), "shadow", "served")
 
 
 def compare_logs(

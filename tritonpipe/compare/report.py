@@ -31,7 +31,7 @@ def write_report(comparison: Comparison, out: Path) -> Path:
     plt.close(fig)
     figures.append(("Scores per version", "scores.png"))
     if c.pairs:
-        champ, chall = f"{c.score}_champion", f"{c.score}_challenger"
+        champ, chall = f"output_{c.score}_champion", f"output_{c.score}_challenger"
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         left.scatter(c.paired[champ], c.paired[chall], s=4, alpha=0.4)
         left.plot([0, 1], [0, 1], transform=left.transAxes, color="grey", lw=1)

@@ -114,8 +114,10 @@ def main() -> None:
     parser.add_argument("--legit-sample", type=float, default=0.12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--alias", default="champion", help="Registry alias of the new version (challenger: "
-        "a second version beside the champion, for shadow and canary; see make fraud-challenger)"
+        "--alias",
+        default="champion",
+        help="Registry alias of the new version (challenger: "
+        "a second version beside the champion, for shadow and canary; see make fraud-challenger)",
     )
     args = parser.parse_args()
     torch.set_num_threads(2)

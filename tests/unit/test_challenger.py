@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tritonpipe.compare.logs import is_shadow
 from tritonpipe.compare import bootstrap_ci, compare_logs, read_labels, write_report
+from tritonpipe.compare.logs import is_shadow
 from tritonpipe.compare.quality import auc
 from tritonpipe.deploy.canary import canary_weights, expected_share
 from tritonpipe.ensembles.spec import PipelineSpec, shadowed_models
@@ -99,8 +99,15 @@ def logs(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     champion = np.clip(label * 0.4 + rng.random(n) * 0.6, 0, 1)
     challenger = np.clip(label * 0.6 + rng.random(n) * 0.4, 0, 1)
     ids = [f"r{i}" for i in range(n)]
-    served = pd.DataFrame({"request_id": ids, "row": 0, "model_version": "3",
-                           "output_probability": champion, "output_alert": champion > 0.5})
+    served = pd.DataFrame(
+        {
+            "request_id": ids,
+            "row": 0,
+            "model_version": "3",
+            "output_probability": champion,
+            "output_alert": champion > 0.5,
+        }
+    )
     shadow = pd.DataFrame({"request_id": ids[: n // 2], "row": 0, "model_version": "4",
                            "output_probability": challenger[: n // 2],
                            "output_alert": challenger[: n // 2] > 0.5, "shadow": True,

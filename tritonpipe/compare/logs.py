@@ -81,7 +81,7 @@ def _pick(frame: Any, given: str | None, kinds: str, what: str) -> str:
         return column
     for column in outputs:
         if frame[column].dropna().map(type).isin([bool] if kinds == "b" else [float]).all():
-            return column
+            return str(column)
     raise PredictionLogError(
         f"no {what} output found in the logs (outputs: {[c[7:] for c in outputs]}); "
         f"name it with --{what}"

@@ -38,7 +38,10 @@ def send(server: TritonServer, count: int, seed: int) -> dict[str, tuple[float, 
         for i in range(count):
             usage = rng.normal(0, 2, size=(1, 3))  # float64, as users send it
             plan = rng.integers(0, 50, size=(1, 1))
-            inputs = [http.InferInput("usage", [1, 3], "FP64"), http.InferInput("plan", [1, 1], "INT64")]
+            inputs = [
+                http.InferInput("usage", [1, 3], "FP64"),
+                http.InferInput("plan", [1, 1], "INT64"),
+            ]
             inputs[0].set_data_from_numpy(usage)
             inputs[1].set_data_from_numpy(plan.astype(np.int64))
             request_id = f"s{seed}-{i}"

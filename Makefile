@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream
+.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,10 @@ fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`; BUS=red
 
 bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton, Redis vs NATS vs Kafka (writes tritonpipe/perf/results/stream.md)
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
+
+fraud-challenger: .venv/.installed ## Second fraud version (after `make fraud`): train @challenger, shadow it, canary 10%, compare agreement + AUC
+	$(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md

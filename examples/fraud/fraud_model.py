@@ -30,13 +30,24 @@ class FraudMLP(nn.Module):
         return self.net((features - self.mean) / self.std)
 
 
-def trained() -> FraudMLP:
+def weights_path(alias: str = "champion") -> Path:
+    """Where train.py writes the weights of the version it registers under ``alias``."""
+    return WEIGHTS if alias == "champion" else WEIGHTS.with_name(f"weights-{alias}.pt")
+
+
+def trained(alias: str = "champion") -> FraudMLP:
     """The model with the weights train.py wrote."""
-    if not WEIGHTS.is_file():
-        raise FileNotFoundError(f"{WEIGHTS} not found: run examples/fraud/train.py first")
+    path = weights_path(alias)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run examples/fraud/train.py first")
     model = FraudMLP()
-    model.load_state_dict(torch.load(WEIGHTS, weights_only=True))
+    model.load_state_dict(torch.load(path, weights_only=True))
     return model.eval()
+
+
+def trained_challenger() -> FraudMLP:
+    """The version train.py registered as @challenger (``--alias challenger``)."""
+    return trained("challenger")
 
 
 def untrained() -> FraudMLP:

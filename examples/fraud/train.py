@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 from feature_pipeline import DATA, REPO, history_end  # noqa: E402
 from fraud_features import FEATURES, REQUEST, feature_vector  # noqa: E402
-from fraud_model import WEIGHTS, FraudMLP  # noqa: E402
+from fraud_model import FraudMLP, weights_path  # noqa: E402
 
 from tritonpipe.export import export  # noqa: E402
 from tritonpipe.registry import register  # noqa: E402
@@ -113,6 +113,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--legit-sample", type=float, default=0.12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--alias",
+        default="champion",
+        help="Registry alias of the new version (challenger: "
+        "a second version beside the champion, for shadow and canary; see make fraud-challenger)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     txns = pd.read_parquet(args.data / "transactions.parquet")
@@ -140,12 +146,14 @@ def main() -> None:
         f"train: {len(x):,} rows joined point-in-time in {took_join:.1f} s; fitted in "
         f"{took_fit:.1f} s; test days ROC AUC {auc:.4f}, threshold {threshold:.2f}"
     )
-    WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), WEIGHTS)
+    weights = weights_path(args.alias)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), weights)
+    champion = args.alias == "champion"
     spec = TensorSpec(name="features", dtype="FP32", shape=(len(FEATURES),))
-    folder = ARTIFACTS / "export"
+    folder = ARTIFACTS / ("export" if champion else f"export-{args.alias}")
     export(
-        f"{HERE / 'fraud_model.py'}:trained",
+        f"{HERE / 'fraud_model.py'}:{'trained' if champion else f'trained_{args.alias}'}",
         [(spec, (len(FEATURES),))],
         folder,
         formats=["onnx"],
@@ -159,10 +167,11 @@ def main() -> None:
         tracking_uri=args.registry,
         metrics=metrics,
         tags={"feature_service": FEATURE_SERVICE, "threshold": f"{threshold:.4f}"},
-        alias="champion",
+        alias=args.alias,
     )
-    (ARTIFACTS / "metrics.json").write_text(json.dumps({**metrics, "version": version}) + "\n")
-    print(f"registry: {args.registry} models:/fraud/{version} (alias champion)")
+    metrics_file = "metrics.json" if champion else f"metrics-{args.alias}.json"
+    (ARTIFACTS / metrics_file).write_text(json.dumps({**metrics, "version": version}) + "\n")
+    print(f"registry: {args.registry} models:/fraud/{version} (alias {args.alias})")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ def serve_replicas(
     workdir: Path,
     exit_timeout: int,
     open_inference: bool = False,
+    balance: str = "leastconn",
 ) -> None:
     """N supervised replicas behind HAProxy until SIGINT/SIGTERM (called by `serve --replicas`)."""
     from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
@@ -60,6 +61,7 @@ def serve_replicas(
             tls_key=tls_key,
             exit_timeout_s=exit_timeout,
             open_inference=open_inference,
+            balance=balance,
         )
         check_repository(repository)
         fleet = ReplicaSet(options).start()
@@ -207,3 +209,98 @@ def manifests(
     except TritonPipeError as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {len(written)} files to {out}" + (" (validated)" if check else ""))
+
+
+# -- champion and challenger (tritonpipe.deploy.canary) ---------------------------------------
+StateOption = Annotated[Path, typer.Option(help="replicas.json written by `serve --replicas`.")]
+TokenOption = Annotated[
+    str | None, typer.Option(help="The servers' token.", envvar="TRITONPIPE_TOKEN")
+]
+
+
+def _canary(state: Path, token: str | None):  # type: ignore[no-untyped-def]
+    from tritonpipe.deploy.balancer import Runtime
+    from tritonpipe.deploy.canary import Canary
+    from tritonpipe.deploy.rollout import Replica
+
+    try:
+        fleet = json.loads(state.read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(
+            f"{state}: cannot read the replica set's state ({exc}); is `serve --replicas` running?"
+        ) from None
+    replicas = [
+        Replica(name=r["name"], http_url=r["http_url"], repository=Path(r["repository"]))
+        for r in fleet["replicas"]
+    ]
+    return Canary(
+        replicas,
+        Runtime(Path(fleet["balancer"]["socket"])),
+        state_dir=state.parent,
+        balance=fleet["balancer"].get("balance", "leastconn"),
+        token=token,
+        progress=typer.echo,
+    )
+
+
+def _build_variant(spec: Path, which: str, tmp: Path) -> Path:
+    from tritonpipe.ensembles import build_repository
+    from tritonpipe.shadow.variants import variant_spec
+
+    with variant_spec(spec, which) as path:
+        build_repository(path, tmp / which)
+    return tmp / which
+
+
+@app.command()
+def canary(
+    spec: Annotated[Path, typer.Argument(help="Pipeline spec whose scoring model has shadow:.")],
+    share: Annotated[float, typer.Option(help="Share of requests for the challenger (0.1).")] = 0.1,
+    count: Annotated[int, typer.Option(help="Replicas that serve the challenger.")] = 1,
+    state: StateOption = Path("replicas/replicas.json"),
+    token: TokenOption = None,
+) -> None:
+    """Serve the shadow's version (the challenger) on COUNT replicas taking SHARE of requests (balancer weights; needs `serve --replicas N --balance roundrobin`)."""
+    runner = _canary(state, token)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tritonpipe-build-") as tmp:
+            build = _build_variant(spec, "challenger", Path(tmp))
+            runner.start(build, share, count, spec=str(spec.resolve()))
+    except TritonPipeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def promote(
+    spec: Annotated[Path, typer.Argument(help="The canary's pipeline spec.")],
+    state: StateOption = Path("replicas/replicas.json"),
+    token: TokenOption = None,
+) -> None:
+    """Move the registry's champion alias to the challenger's version (the old one becomes @previous) and roll it onto the other replicas."""
+    from tritonpipe.shadow.variants import promote_aliases
+
+    runner = _canary(state, token)
+    try:
+        if runner.state() is None:
+            raise _fail(f"no canary is running ({runner.state_path} not found)")
+        for line in promote_aliases(spec):
+            typer.echo(f"registry: {line}")
+        with tempfile.TemporaryDirectory(prefix="tritonpipe-build-") as tmp:
+            runner.promote(_build_variant(spec, "champion", Path(tmp)))
+    except TritonPipeError as exc:
+        raise _fail(exc) from None
+
+
+@app.command()
+def rollback(
+    spec: Annotated[Path, typer.Argument(help="The canary's pipeline spec.")],
+    state: StateOption = Path("replicas/replicas.json"),
+    token: TokenOption = None,
+) -> None:
+    """End the canary: roll the champion back onto the canary replicas, weights equal again."""
+    runner = _canary(state, token)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tritonpipe-build-") as tmp:
+            runner.rollback(_build_variant(spec, "champion", Path(tmp)))
+    except TritonPipeError as exc:
+        raise _fail(exc) from None

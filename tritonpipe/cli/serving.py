@@ -96,6 +96,12 @@ def serve(
             help="With --replicas: folder for replica repositories, logs, haproxy.cfg and replicas.json."
         ),
     ] = Path("replicas"),
+    balance: Annotated[
+        str,
+        typer.Option(
+            help="With --replicas: leastconn, or roundrobin (follows weights; `deploy canary` needs it)."
+        ),
+    ] = "leastconn",
 ) -> None:
     """Serve a model repository with the real tritonserver, supervised, until SIGINT/SIGTERM."""
     from tritonpipe.server import ServerOptions, TritonServer, running
@@ -108,6 +114,7 @@ def serve(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
             workdir=workdir, exit_timeout=exit_timeout, open_inference=not protect_inference,
+            balance=balance,
         )  # fmt: skip
         return
 

@@ -62,6 +62,9 @@ class BalancerOptions:
     fall: int = 2
     rise: int = 2
     retries: int = 2
+    # leastconn (default) sends each request to the least busy replica; roundrobin follows the
+    # replicas' weights exactly, which a canary's share of traffic needs (tritonpipe.deploy.canary).
+    balance: str = "leastconn"
     extra: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,8 @@ class BalancerOptions:
                 "token: use 8 to 256 characters from letters, digits and ._~+/=- "
                 "(it is matched literally in the balancer's config)"
             )
+        if self.balance not in ("leastconn", "roundrobin"):
+            raise ServerError(f"balance {self.balance!r}: choose leastconn or roundrobin")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ServerError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
         for path in (self.tls_cert, self.tls_key):
@@ -194,7 +199,7 @@ def render_config(options: BalancerOptions, socket_path: Path, pem: Path | None)
     for kind in ("http", "grpc"):
         lines += [
             f"backend triton_{kind}",
-            "    balance leastconn",
+            f"    balance {options.balance}",
             f"    option httpchk GET {READY_PATH}",
             "    http-check expect status 200",
         ]
@@ -363,6 +368,23 @@ class Runtime:
                     f"{timeout_s:.0f}s"
                 )
             time.sleep(0.1)
+
+    def set_weight(self, replica: str, weight: int) -> None:
+        """The replica's weight (0-256) in both backends: its share of new requests."""
+        for backend in ("triton_http", "triton_grpc"):
+            answer = self.command(f"set weight {backend}/{replica} {weight}").strip()
+            if answer:
+                raise ServerError(
+                    f"haproxy refused weight {weight} for {backend}/{replica}: {answer}"
+                )
+
+    def weights(self) -> dict[str, int]:
+        """Each replica's current weight (as the HTTP backend has it)."""
+        return {
+            name: int(row["weight"] or 0)
+            for (backend, name), row in self.servers().items()
+            if backend == "triton_http"
+        }
 
     def in_flight(self, replica: str) -> int:
         rows = self.servers()

@@ -45,6 +45,7 @@ class ReplicaSetOptions:
     tls_key: Path | None = None
     check_interval_ms: int = 500
     balancer_retries: int = 2
+    balance: str = "leastconn"  # roundrobin for canaries (weights give exact shares)
     exit_timeout_s: int = 30
     ready_timeout_s: float = 180.0
 
@@ -137,6 +138,7 @@ class ReplicaSet:
                     tls_key=self.options.tls_key,
                     check_interval_ms=self.options.check_interval_ms,
                     retries=self.options.balancer_retries,
+                    balance=self.options.balance,
                 ),
                 self.workdir / "balancer",
             ).start()
@@ -179,6 +181,7 @@ class ReplicaSet:
                 "grpc_url": self.balancer.grpc_url,
                 "metrics_url": self.balancer.metrics_url,
                 "socket": str(self.balancer.socket_path),
+                "balance": self.options.balance,
             },
             "replicas": [
                 {

@@ -34,6 +34,7 @@ class Desugared:
     parameters: dict[str, dict[str, str]] = field(default_factory=dict)  # model -> extra params
     # model -> (spec field, last step, tensors a record reads): checked once the model is built
     log_inputs: dict[str, tuple[str, str, list[str]]] = field(default_factory=dict)
+    shadows: list[Any] = field(default_factory=list)  # tritonpipe.shadow.ShadowSource
 
     def finish(self, repository: Path) -> None:
         """Complete the built repository (before it is validated)."""
@@ -57,6 +58,15 @@ class Desugared:
                     key = key.replace("tritonpipe.registry.", f"tritonpipe.registry.{step}.", 1)
                 config.parameters[key].string_value = value
             path.write_text(to_pbtxt(config))
+        if self.shadows:
+            from tritonpipe.shadow.build import place_shadows
+
+            logging = {
+                _holder(repository, step)[0]: p
+                for step, p in self.parameters.items()
+                if "tritonpipe.predlog" in p
+            }
+            place_shadows(self.shadows, repository, _holder, logging)
 
 
 def _holder(repository: Path, name: str) -> tuple[str, set[str]]:
@@ -171,6 +181,10 @@ def desugar(spec: PipelineSpec, base: Path, workdir: Path, fuse: str | None = No
             stages[name] = desugar_lookup(name, lookup, base, workdir / "features")
             plan.lookups.append(name)
         plan.workdir = workdir / "features"
+    if any(m.shadow for m in spec.models.values()):
+        from tritonpipe.shadow.build import resolve_shadows
+
+        plan.shadows = resolve_shadows(spec, base, workdir / "shadow")
     plan.spec = spec.model_copy(update={"stages": stages, "models": models, "features": {}})
     _logging(plan.spec, plan, base, versions, fuse)
     return plan

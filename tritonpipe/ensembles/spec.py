@@ -143,6 +143,29 @@ class Stage(ServingOptions):
         return value
 
 
+class Shadow(_Strict):
+    """A challenger scored beside a scoring model on sampled requests, never answering."""
+
+    registry: str | None = Field(
+        None, description="Challenger version: 'models:/<name>@<alias>' or 'models:/<name>/<n>'."
+    )
+    export: Path | None = Field(
+        None, description="Challenger export folder instead of registry, relative to the spec."
+    )
+    sample: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of requests the challenger scores too (0-1]."
+    )
+    queue_size: int = Field(
+        1000, ge=1, description="Sampled requests waiting for the challenger; more are skipped."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Shadow:
+        if (self.registry is None) == (self.export is None):
+            raise ValueError("give exactly one of registry (models:/...) and export (a folder)")
+        return self
+
+
 class ScoringModel(ServingOptions):
     export: Path = Field(
         Path(), description="Export folder (with manifest.json), relative to the spec."
@@ -160,6 +183,12 @@ class ScoringModel(ServingOptions):
         "python",
         description="python: Python backend running onnxruntime/torch (any Triton); "
         "native: onnxruntime_onnx / pytorch_libtorch platforms (NGC containers).",
+    )
+
+    shadow: Shadow | None = Field(
+        None,
+        description="Score sampled requests with a challenger too, on the same inputs; the "
+        "answer stays this model's and both outputs are logged (needs the ensemble's log:).",
     )
 
     @model_validator(mode="after")
@@ -316,6 +345,19 @@ class PipelineSpec(_Strict):
                         + did_you_mean(step.model, seen)
                     )
         return self
+
+
+def shadowed_models(spec: PipelineSpec, ensemble: str | None = None) -> dict[str, Shadow]:
+    """Scoring models with a ``shadow:`` (in ``ensemble``'s steps when given): a pipeline whose
+    answers must not be cached or replayed without its challenger scoring them too."""
+    names = None
+    if ensemble is not None:
+        names = {r.model for r in spec.ensembles[ensemble].step_refs()}
+    return {
+        n: m.shadow
+        for n, m in spec.models.items()
+        if m.shadow is not None and (names is None or n in names)
+    }
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -119,17 +119,28 @@ class TritonPredictionLog:
         features = self.config.get("features")
         return [*self.config["entity_keys"], *([features] if features else [])]
 
-    def after_execute(self, requests: list[Any], arrays: list[Any], responses: list[Any]) -> None:
-        """Log the answered requests of one execute; never raises into the prediction."""
+    def after_execute(
+        self,
+        requests: list[Any],
+        arrays: list[Any],
+        responses: list[Any],
+        ids: list[str] | None = None,
+    ) -> None:
+        """Log the answered requests of one execute; never raises into the prediction.
+
+        ``ids``: each request's id when the caller chose them (a shadow reuses them)."""
         now = time.time()
         entries = []
-        for request, inputs, response in zip(requests, arrays, responses, strict=False):
+        chosen = ids if ids is not None else [None] * len(requests)
+        for request, inputs, response, given in zip(
+            requests, arrays, responses, chosen, strict=False
+        ):
             try:
                 if response.has_error():
                     continue
                 outputs = {t.name(): t.as_numpy() for t in response.output_tensors()}
                 entry = {
-                    "request_id": request.request_id() or uuid.uuid4().hex,
+                    "request_id": given or request.request_id() or uuid.uuid4().hex,
                     "timestamp": now,
                     "inputs": inputs,
                     "outputs": outputs,

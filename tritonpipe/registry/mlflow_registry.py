@@ -138,3 +138,38 @@ def resolve(uri: str, *, tracking_uri: str, dest: Path) -> RegistryVersion:
         tags=dict(mv.tags),
         metrics=dict(run.data.metrics) if run else {},
     )
+
+
+def version_of(uri: str, *, tracking_uri: str) -> str:
+    """The version number ``uri`` names now (an alias resolved), without downloading it."""
+    import mlflow
+
+    name, number, alias = parse_uri(uri)
+    if number:
+        return number
+    try:
+        return str(_client(tracking_uri).get_model_version_by_alias(name, alias).version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"{uri} in {tracking_uri}: {exc.message}") from None
+
+
+def move_alias(uri: str, version: str, *, tracking_uri: str) -> str | None:
+    """Point the alias of ``uri`` (``models:/name@alias``) at ``version``; the version it named
+    before (None if it was unset)."""
+    import mlflow
+
+    name, _, alias = parse_uri(uri)
+    if alias is None:
+        raise RegistryError(
+            f"{uri}: promotion moves an alias; name the model as models:/name@alias"
+        )
+    client = _client(tracking_uri)
+    try:
+        try:
+            before: str | None = str(client.get_model_version_by_alias(name, alias).version)
+        except mlflow.exceptions.MlflowException:
+            before = None
+        client.set_registered_model_alias(name, alias, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(f"{uri} in {tracking_uri}: {exc.message}") from None
+    return before

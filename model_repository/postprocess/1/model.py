@@ -97,6 +97,14 @@ class TritonPythonModel:
             if self.predlog is not None:
                 # Logged tensors that are not request inputs (a fused model's feature vector).
                 self.runner.keep = [t for t in self.predlog.tensors() if t not in self.inputs]
+        # Shadow scoring (tritonpipe.shadow): a challenger beside this model's scoring step.
+        self.shadow = None
+        if self.predlog is not None and (folder / "shadow.json").is_file():
+            from tritonpipe.shadow.runtime import ShadowScoring
+
+            self.shadow = ShadowScoring.from_folder(
+                folder, self.runner, self.predlog.config, Path(args["model_repository"]).parent
+            )
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [self._read(r) for r in requests]
@@ -108,11 +116,17 @@ class TritonPythonModel:
                 {**a, **{t: r[t] for t in self.runner.keep}} if isinstance(r, dict) else a
                 for a, r in zip(arrays, results, strict=True)
             ]
-            self.predlog.after_execute(requests, kept, responses)
+            # One id per request, so a shadow's records pair with the champion's.
+            ids = [r.request_id() or uuid.uuid4().hex for r in requests]
+            self.predlog.after_execute(requests, kept, responses, ids=ids)
+            if self.shadow is not None:  # queued only: the challenger runs after the answer
+                self.shadow.submit(ids, arrays, results)
         return responses
 
     def finalize(self) -> None:
         self.metrics.flush()
+        if self.shadow is not None:
+            self.shadow.close()
         if self.predlog is not None:  # writes every queued record on a clean stop
             self.predlog.finalize()
 

@@ -142,7 +142,10 @@ def status(bus: KafkaBus) -> dict[str, Any]:
                 f"kafka at {bus.bootstrap_servers}: {type(exc).__name__}: {exc}"
             ) from exc
         try:
-            lags = await partition_lags(group, meter, bus.topic)
+            try:
+                lags = await partition_lags(group, meter, bus.topic)
+            except TritonPipeError:  # no topic yet: nothing produced, nothing behind
+                lags = {}
             counts = {}
             for topic in (bus.topic, bus.output, bus.dead_letter):
                 try:

@@ -227,9 +227,10 @@ class KafkaConnection:
             }
         for tp in parts:
             reader.seek(tp, self._scan_from.get(tp.partition, 0))
+        listed = await reader.end_offsets(parts)
         seen, todo, idle = 0, set(parts), 0
         deadline = time.monotonic() + 120
-        while todo and idle < 3:  # 3 empty fetches: at the end (an offset never written)
+        while todo:
             batch = await reader.getmany(*todo, timeout_ms=500, max_records=10_000)
             idle = 0 if any(batch.values()) else idle + 1
             now = time.monotonic()
@@ -241,7 +242,9 @@ class KafkaConnection:
             for tp in list(todo):
                 position, end = await reader.position(tp), reader.highwater(tp)
                 self._scan_from[tp.partition] = position
-                if end is not None and position >= end:
+                # At the end; or past the listed end with 3 empty fetches in a row (an offset
+                # the broker counted but never wrote, seen after a Tansu restart).
+                if (end is not None and position >= end) or (idle >= 3 and position >= listed[tp]):
                     todo.discard(tp)
             if todo and time.monotonic() > deadline:
                 raise TritonPipeError(f"kafka topic '{topic}': could not read it to its end")

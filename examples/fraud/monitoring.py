@@ -11,6 +11,7 @@ state as of each transaction (a point-in-time as-of join of the feature pipeline
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from feature_pipeline import account_features  # noqa: E402
 from fraud_features import FEATURES, feature_vector  # noqa: E402
 from generate import generate  # noqa: E402
 
-from tritonpipe.monitor import Profile, build_profile  # noqa: E402
+from tritonpipe.monitor import build_profile  # noqa: E402
 from tritonpipe.predlog import ParquetSink  # noqa: E402
 
 OUT = HERE.parent.parent / "build" / "monitor" / "fraud"
@@ -121,7 +122,7 @@ def scenario(
     day = split
     shifted = drifted(txns, day)
     xs = served_features(shifted, acc)
-    on_day = ((shifted["timestamp"] >= day) & (shifted["timestamp"] < day + pd.Timedelta(days=1)))
+    on_day = (shifted["timestamp"] >= day) & (shifted["timestamp"] < day + pd.Timedelta(days=1))
     on_day = on_day.to_numpy()
     write_logs(out / "drifted", shifted[on_day], xs[on_day], scorer(xs[on_day]))
     labels_for(txns[normal]).to_parquet(out / "labels.parquet", index=False)
@@ -134,20 +135,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    scenario(args.out)
+    made = scenario(args.out)
     profile = str(args.out / "profile.json")
-    for name, extra in (("normal days (as served)", []), ("drifted day", []),
-                        ("normal days, labels 3 days late", ["--labels",
-                                                             str(args.out / "labels.parquet")])):
-        folder = "drifted" if name == "drifted day" else "normal"
-        print(f"\n== {name}")
-        report = args.out / f"report-{folder}{'-labels' if extra else ''}.html"
-        try:
-            app([*"monitor run".split(), str(args.out / folder), "--profile", profile,
-                 "--report", str(report), *extra], standalone_mode=False)
-        except SystemExit:
-            pass
-    Profile.load(Path(profile))
+    end = made["txns"]["timestamp"].max()  # monitored at the end of the last day
+    labels = ["--labels", str(args.out / "labels.parquet"), "--as-of", str(end)]
+    runs = (
+        ("normal days (as served)", "normal", [], "report-normal.html"),
+        ("a day whose amounts doubled", "drifted", [], "report-drifted.html"),
+        ("normal days, labels arriving 3 days late", "normal", labels, "report.html"),
+    )
+    for title, folder, extra, report in runs:
+        print(f"\n== {title}")
+        command = ["monitor", "run", str(args.out / folder), "--profile", profile]
+        with contextlib.suppress(SystemExit):
+            app([*command, "--report", str(args.out / report), *extra])
 
 
 if __name__ == "__main__":

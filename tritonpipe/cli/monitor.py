@@ -57,6 +57,7 @@ def compute(
     key: str = "request_id",
     psi: float = 0.2,
     p_value: float = 0.01,
+    as_of: str | None = None,
 ) -> Any:
     import pandas as pd
 
@@ -66,7 +67,11 @@ def compute(
     frame = load(logs)
     if labels is not None:
         frame = join_labels(
-            frame, read_labels(labels), label=label, key=key, as_of=pd.Timestamp.now(tz="UTC")
+            frame,
+            read_labels(labels),
+            label=label,
+            key=key,
+            as_of=pd.Timestamp(as_of or pd.Timestamp.now(tz="UTC")),
         )
     limits = Thresholds(psi=psi, p_value=p_value)
     return monitor(frame, profile, every=window, prediction=prediction, thresholds=limits)
@@ -84,6 +89,9 @@ def run(
     key: Annotated[str, typer.Option(help="Key shared by logs and labels.")] = "request_id",
     psi: Psi = 0.2,
     p_value: PValue = 0.01,
+    as_of: Annotated[
+        str | None, typer.Option(help="Use only labels known by this time (default: now).")
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
     table: Annotated[Path | None, typer.Option(help="Write the per-window table (.csv).")] = None,
     fail_on_drift: Annotated[
@@ -97,7 +105,7 @@ def run(
     try:
         result = compute(
             logs, _profile(profile, registry), window=window, prediction=prediction,
-            labels=labels, label=label, key=key, psi=psi, p_value=p_value,
+            labels=labels, label=label, key=key, psi=psi, p_value=p_value, as_of=as_of,
         )  # fmt: skip
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
@@ -147,8 +155,15 @@ def serve(
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
     exporter = Exporter(
-        lambda: compute(logs, reference, window=window, prediction=prediction, labels=labels,
-                        psi=psi, p_value=p_value)  # fmt: skip
+        lambda: compute(
+            logs,
+            reference,
+            window=window,
+            prediction=prediction,
+            labels=labels,
+            psi=psi,
+            p_value=p_value,
+        )  # fmt: skip
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

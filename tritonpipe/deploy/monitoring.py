@@ -16,7 +16,7 @@ DATASOURCE_UID = "tritonpipe-prometheus"
 PENDING = {
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
-    "monitor": "drift and quality gauges (tritonpipe_monitor_*) come from `tritonpipe monitor serve`",
+    "monitor": "drift and quality gauges (tritonpipe_monitor_*) come from `monitor serve`",
 }
 
 
@@ -262,7 +262,10 @@ ALERTS = (
         condition="< {auc_floor}",
         for_="1h",
         severity="page",
-        summary="ROC AUC of {{ $labels.model }} v{{ $labels.version }} on labelled traffic is {{ $value }}",
+        summary=(
+            "ROC AUC of {{ $labels.model }} v{{ $labels.version }} on labelled traffic is "
+            "{{ $value }}"
+        ),
         pending="monitor",
     ),
 )

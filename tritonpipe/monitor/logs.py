@@ -35,7 +35,7 @@ def feature_matrix(frame: Any, width: int, column: str = "features") -> Array:
             f"column {column!r}: rows hold {lengths.min()}..{lengths.max()} values, "
             f"the reference profile has {width} features"
         )
-    values = lists.flatten().to_numpy(zero_copy_only=False).astype(np.float64)
+    values = np.asarray(lists.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
     return values.reshape(len(frame), width)
 
 

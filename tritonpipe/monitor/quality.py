@@ -40,7 +40,6 @@ def calibration_error(labels: Array, scores: Array, bins: int = CALIBRATION_BINS
     """Expected calibration error: the row-weighted gap between mean score and positive rate."""
     scores = np.asarray(scores, dtype=np.float64)
     which = np.clip((scores * bins).astype(np.int64), 0, bins - 1)
-    count = np.bincount(which, minlength=bins)
     mean_score = np.bincount(which, scores, minlength=bins)
     positives = np.bincount(which, np.asarray(labels, dtype=np.float64), minlength=bins)
     return float(np.abs(mean_score - positives).sum() / max(len(scores), 1))

@@ -80,7 +80,7 @@ def _distributions(result: Result) -> str:
         ax.set_title(f"{ref.name}  PSI {col.psi:.2f}", fontsize=9,
                      color="#d62728" if col.drift else "black")  # fmt: skip
         ax.set_xticks(x, labels if ref.kind == "categorical" else [], fontsize=6)
-    for ax in list(axes.flat)[len(refs):]:
+    for ax in list(axes.flat)[len(refs) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
     fig.suptitle(f"Reference (training deciles) against window {last.window.label}", fontsize=10)
@@ -110,8 +110,9 @@ table{{border-collapse:collapse;font-size:.85em}}td,th{{border:1px solid #ccc;pa
 <h2>Drift over time</h2>{_heatmap(result, psi_limit)}
 <h2>Quality over time</h2>{_quality(result)}
 <h2>Latest window against the reference</h2>{_distributions(result)}
-<h2>Drifted columns</h2>{flagged.to_html(index=False, float_format="%.4g") if len(flagged)
-                         else "<p>none</p>"}
+<h2>Drifted columns</h2>{
+        flagged.to_html(index=False, float_format="%.4g") if len(flagged) else "<p>none</p>"
+    }
 </body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,8 @@ from tritonpipe.monitor.profile import PREDICTION, Profile
 from tritonpipe.monitor.quality import Quality, quality
 from tritonpipe.monitor.windows import Window, windows
 
+DEFAULT = Thresholds()
+
 
 @dataclass(kw_only=True)
 class WindowResult:
@@ -64,7 +66,7 @@ def monitor(
     *,
     every: str = "1d",
     prediction: str = "output_probability",
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT,
     threshold: float | None = None,
 ) -> Result:
     """Drift per window of ``frame`` (records from the predlog readers); when ``frame`` has a

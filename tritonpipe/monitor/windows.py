@@ -43,7 +43,9 @@ def windows(frame: Any, every: str) -> list[Window]:
     try:
         step = pd.Timedelta(every)
     except ValueError:
-        raise MonitorError(f"--window {every!r}: use a duration (1d, 6h, 30min) or a row count")
+        raise MonitorError(
+            f"--window {every!r}: use a duration (1d, 6h, 30min) or a row count"
+        ) from None
     if step <= pd.Timedelta(0):
         raise MonitorError("--window: a duration must be positive")
     first = times.iloc[0].floor(step)

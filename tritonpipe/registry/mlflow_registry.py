@@ -160,7 +160,9 @@ def fetch_profile(uri: str, *, tracking_uri: str, dest: Path) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(
                 mlflow.artifacts.download_artifacts(
-                    run_id=mv.run_id, artifact_path=PROFILE_PATH, dst_path=tmp,
+                    run_id=mv.run_id,
+                    artifact_path=PROFILE_PATH,
+                    dst_path=tmp,
                     tracking_uri=tracking_uri,
                 )
             )
@@ -170,5 +172,7 @@ def fetch_profile(uri: str, *, tracking_uri: str, dest: Path) -> Path:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(found[0], dest)
     except mlflow.exceptions.MlflowException as exc:
-        raise RegistryError(f"{uri} in {tracking_uri}: no reference profile ({exc.message})") from None
+        raise RegistryError(
+            f"{uri} in {tracking_uri}: no reference profile ({exc.message})"
+        ) from None
     return dest

@@ -55,7 +55,9 @@ def _check(out: Path, accounts: int, days: int) -> None:
         if not rows.any():
             assert w.quality is None
             continue
-        part = joined[(joined["timestamp"] >= w.window.start) & (joined["timestamp"] < w.window.end)]
+        part = joined[
+            (joined["timestamp"] >= w.window.start) & (joined["timestamp"] < w.window.end)
+        ]
         y = txns["is_fraud"].to_numpy()[rows].astype(int)
         s = part["output_probability"].to_numpy()[~np.isnan(part["label"].to_numpy())]
         assert w.quality is not None and w.quality.rows == rows.sum() == len(s)

@@ -147,7 +147,7 @@ def test_cli_report_and_fail_on_drift(logs: tuple[Path, Profile], tmp_path: Path
     result = runner.invoke(app, [*base, "--report", str(report), "--fail-on-drift"])
     assert result.exit_code == 3, result.output
     assert "verdict: DRIFT in prediction, weight" in result.output
-    assert "<img src=\"data:image/png;base64," in report.read_text()
+    assert '<img src="data:image/png;base64,' in report.read_text()
     calm = runner.invoke(app, [*base, "--window", "1d", "--psi", "100"])
     assert calm.exit_code == 0 and "verdict: no drift" in calm.output
     bad = runner.invoke(app, [*base[:3], "--profile", str(tmp_path / "none.json")])

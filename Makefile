@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger
+.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger fraud-monitor bench-monitor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,12 @@ fraud: .venv/.installed ## Fraud example: generate -> Feast features -> train + 
 	.venv/bin/tritonpipe build examples/fraud/pipeline.yaml --out build/fraud_repository 2>&1 | grep -v -i -e warn -e Downloading
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/demo.py --repository build/fraud_repository
 
+fraud-monitor: .venv/.installed ## Fraud example: monitor normal days, a drifted day, then late labels (report in build/monitor/fraud)
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/monitoring.py
+
+bench-monitor: .venv/.installed ## Monitoring benchmark: 1M logged predictions, seconds and rows/s
+	PYTHONUNBUFFERED=1 $(PY) benchmarks/monitor_bench.py
+
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -72,15 +78,15 @@ sensors: .venv/.installed ## Sensors example: generate readings, train the score
 	$(PY) examples/sensors/build.py
 
 lint: .venv/.installed ## ruff check + format check
-	.venv/bin/ruff check tritonpipe tests examples
-	.venv/bin/ruff format --check tritonpipe tests examples
+	.venv/bin/ruff check tritonpipe tests examples benchmarks
+	.venv/bin/ruff format --check tritonpipe tests examples benchmarks
 
 typecheck: .venv/.installed ## mypy (strict) on the package
 	.venv/bin/mypy
 
 format: .venv/.installed ## Apply ruff's fixes and formatting
-	.venv/bin/ruff check --fix tritonpipe tests examples
-	.venv/bin/ruff format tritonpipe tests examples
+	.venv/bin/ruff check --fix tritonpipe tests examples benchmarks
+	.venv/bin/ruff format tritonpipe tests examples benchmarks
 
 serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gRPC)
 	.venv/bin/tritonpipe serve model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002

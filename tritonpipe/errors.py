@@ -8,6 +8,7 @@ TritonPipeError
 ├── RegistryError          a model-registry version could not be found, fetched or trusted
 ├── FeatureStoreError      a feature-store lookup could not be set up or answered
 ├── PredictionLogError     prediction logs could not be written or read
+├── MonitorError           a reference profile, logs window or labels source is unusable
 ├── ServerError            tritonserver could not be found, started or kept running
 ├── ClientError            a request could not be made or was refused
 │   ├── InputError         inputs fail the model's metadata (caught before sending)
@@ -71,6 +72,10 @@ class FeatureStoreError(TritonPipeError):
 
 class PredictionLogError(TritonPipeError):
     """Prediction logs could not be configured, written or read."""
+
+
+class MonitorError(TritonPipeError):
+    """A reference profile, a window of prediction logs or a labels source is unusable."""
 
 
 class ServerError(TritonPipeError):

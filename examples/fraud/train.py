@@ -31,6 +31,7 @@ from fraud_features import FEATURES, REQUEST, feature_vector  # noqa: E402
 from fraud_model import FraudMLP, weights_path  # noqa: E402
 
 from tritonpipe.export import export  # noqa: E402
+from tritonpipe.monitor import build_profile  # noqa: E402
 from tritonpipe.registry import register  # noqa: E402
 from tritonpipe.tensors import TensorSpec  # noqa: E402
 
@@ -160,6 +161,13 @@ def main() -> None:
         max_batch_size=256,
         output_names=["logit"],
     )
+    # The reference profile monitoring compares served traffic with: the training rows' feature
+    # vectors (from the serving feature code) and the model's scores on them. Legitimate rows are
+    # sampled here, so each fraud row counts once and the fraud share is higher than served.
+    with torch.inference_mode():
+        train_probs = torch.sigmoid(model(torch.from_numpy(x[~is_test]))).numpy().reshape(-1)
+    profile = ARTIFACTS / "profile.json"
+    build_profile(x[~is_test], FEATURES, train_probs, threshold=threshold).save(profile)
     metrics = {"roc_auc": auc, "train_rows": float((~is_test).sum()), "fit_s": took_fit}
     version = register(
         folder,
@@ -168,6 +176,7 @@ def main() -> None:
         metrics=metrics,
         tags={"feature_service": FEATURE_SERVICE, "threshold": f"{threshold:.4f}"},
         alias=args.alias,
+        profile=profile,
     )
     metrics_file = "metrics.json" if champion else f"metrics-{args.alias}.json"
     (ARTIFACTS / metrics_file).write_text(json.dumps({**metrics, "version": version}) + "\n")

@@ -203,7 +203,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from tritonpipe.cli import batch, capacity, deploy, logs, perf, serving, stream
+    from tritonpipe.cli import batch, capacity, deploy, logs, monitor, perf, serving, stream
 
     app.command()(serving.serve)
     app.command()(serving.infer)
@@ -211,6 +211,7 @@ def _register() -> None:
     app.add_typer(perf.app, name="perf")
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(logs.app, name="logs")
+    app.add_typer(monitor.app, name="monitor")
     app.command()(capacity.plan)
     app.command()(batch.batch)
     app.add_typer(stream.app, name="stream")

@@ -17,6 +17,7 @@ PENDING = {
     "predlog": "prediction-log sink counters (tritonpipe_predlog_*) are not on this branch yet",
     "gpu": "GPU metrics (nv_gpu_*) exist only on a GPU node",
     "kafka": "per-partition lag (tritonpipe_stream_partition_lag_records) comes from Kafka workers",
+    "monitor": "drift and quality gauges (tritonpipe_monitor_*) come from `monitor serve`",
 }
 
 
@@ -144,6 +145,22 @@ PANELS = (
         ),
         unit="ms",
     ),
+    Query(
+        title="Feature drift: PSI of the latest window",
+        expr="max by (model, version, feature) (tritonpipe_monitor_psi)",
+        pending="monitor",
+    ),
+    Query(
+        title="Drifting columns",
+        expr="sum by (model, version) (tritonpipe_monitor_drift)",
+        pending="monitor",
+    ),
+    Query(
+        title="Live quality (labelled windows)",
+        expr="max by (model, version, metric) (tritonpipe_monitor_quality)",
+        unit="percentunit",
+        pending="monitor",
+    ),
 )
 
 
@@ -242,6 +259,32 @@ ALERTS = (
             "{{ $labels.partition }}{{ end }} is {{ $value }} records behind"
         ),
     ),
+    Alert(
+        name="ModelFeatureDrift",
+        # The verdict gauge is 1 when PSI and the two-sample test both say so; held for
+        # ``drift_for`` (N refreshes of `monitor serve`) before it fires.
+        query="max by (model, version, feature) (tritonpipe_monitor_drift)",
+        condition="== 1",
+        for_="30m",
+        severity="warn",
+        summary=(
+            "{{ $labels.feature }} of {{ $labels.model }} v{{ $labels.version }} drifted "
+            "from its training reference"
+        ),
+        pending="monitor",
+    ),
+    Alert(
+        name="ModelQualityBelowFloor",
+        query='min by (model, version) (tritonpipe_monitor_quality{metric="roc_auc"})',
+        condition="< {auc_floor}",
+        for_="1h",
+        severity="page",
+        summary=(
+            "ROC AUC of {{ $labels.model }} v{{ $labels.version }} on labelled traffic is "
+            "{{ $value }}"
+        ),
+        pending="monitor",
+    ),
 )
 
 
@@ -253,6 +296,7 @@ class Thresholds:
     queue_ms: float = 5.0
     failure_ratio: float = 0.01
     stream_lag: int = 10000
+    auc_floor: float = 0.7  # live ROC AUC from late labels (`monitor serve --labels`)
     for_: str | None = None  # overrides every alert's hold time (tests use 0s)
 
 
@@ -262,6 +306,7 @@ def alert_expr(alert: Alert, thresholds: Thresholds) -> str:
         queue_ms=thresholds.queue_ms,
         failure_ratio=thresholds.failure_ratio,
         stream_lag=thresholds.stream_lag,
+        auc_floor=thresholds.auc_floor,
         queue_1h=QUEUE_1H,
         queue_5m=QUEUE_5M,
     )
@@ -288,17 +333,20 @@ def scrape_config(
     balancers: Sequence[str] = (),
     *,
     stream_workers: Sequence[str] = (),
+    monitors: Sequence[str] = (),
     rules: str = "alerts.yml",
     interval: str = "15s",
     evaluation: str | None = None,
 ) -> dict[str, Any]:
     """prometheus.yml scraping Triton's metrics ports (host:port), HAProxy's exporter and the
-    stream workers' ``--metrics-port``."""
+    stream workers' ``--metrics-port`` and ``tritonpipe monitor serve``'s ``--port``."""
     jobs = [{"job_name": "triton", "static_configs": [{"targets": list(triton)}]}]
     if balancers:
         jobs.append({"job_name": "balancer", "static_configs": [{"targets": list(balancers)}]})
     if stream_workers:
         jobs.append({"job_name": "stream", "static_configs": [{"targets": list(stream_workers)}]})
+    if monitors:
+        jobs.append({"job_name": "monitor", "static_configs": [{"targets": list(monitors)}]})
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": evaluation or interval},
         "rule_files": [rules],

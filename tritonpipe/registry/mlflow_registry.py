@@ -18,6 +18,7 @@ from tritonpipe.errors import RegistryError
 from tritonpipe.export.manifest import Manifest, sha256
 
 ARTIFACT_PATH = "export"
+PROFILE_PATH = "monitor"  # the reference profile (monitor/profile.json) of a version
 _URI = re.compile(r"^models:/(?P<name>[A-Za-z0-9_.-]+)(?:/(?P<version>\d+)|@(?P<alias>[\w-]+))$")
 
 
@@ -65,8 +66,10 @@ def register(
     metrics: dict[str, float] | None = None,
     tags: dict[str, str] | None = None,
     alias: str | None = None,
+    profile: Path | None = None,
 ) -> str:
-    """Log ``export_dir`` as a run's artifacts and register it as a new version of ``name``."""
+    """Log ``export_dir`` as a run's artifacts and register it as a new version of ``name``;
+    ``profile`` (a reference profile JSON file) is stored as ``monitor/profile.json`` beside it."""
     import mlflow
 
     Manifest.read(export_dir)  # refuse folders that are not checked exports
@@ -81,6 +84,8 @@ def register(
     for key, value in (metrics or {}).items():
         client.log_metric(run.info.run_id, key, value)
     client.log_artifacts(run.info.run_id, str(export_dir), ARTIFACT_PATH)
+    if profile is not None:
+        client.log_artifact(run.info.run_id, str(profile), PROFILE_PATH)
     client.set_terminated(run.info.run_id)
     try:
         client.get_registered_model(name)
@@ -173,3 +178,36 @@ def move_alias(uri: str, version: str, *, tracking_uri: str) -> str | None:
     except mlflow.exceptions.MlflowException as exc:
         raise RegistryError(f"{uri} in {tracking_uri}: {exc.message}") from None
     return before
+
+
+def fetch_profile(uri: str, *, tracking_uri: str, dest: Path) -> Path:
+    """Download the reference profile registered with the version ``uri`` names to ``dest``."""
+    import mlflow
+
+    name, number, alias = parse_uri(uri)
+    client = _client(tracking_uri)
+    try:
+        mv = (
+            client.get_model_version(name, number)
+            if number
+            else client.get_model_version_by_alias(name, alias)
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(
+                mlflow.artifacts.download_artifacts(
+                    run_id=mv.run_id,
+                    artifact_path=PROFILE_PATH,
+                    dst_path=tmp,
+                    tracking_uri=tracking_uri,
+                )
+            )
+            found = sorted(local.glob("*.json"))
+            if not found:
+                raise RegistryError(f"{uri}: registered without a reference profile")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found[0], dest)
+    except mlflow.exceptions.MlflowException as exc:
+        raise RegistryError(
+            f"{uri} in {tracking_uri}: no reference profile ({exc.message})"
+        ) from None
+    return dest

@@ -1,0 +1,155 @@
+"""Monitoring the fraud model: the reference profile stored at registration, the days to monitor
+(normal ones, and one made to drift), prediction logs written by the real Parquet sink, and the
+labels (is_fraud) arriving a few days after each prediction.
+
+    python examples/fraud/monitoring.py     # make fraud-monitor
+
+Features come from fraud_features.feature_vector, the function serving calls, over the account
+state as of each transaction (a point-in-time as-of join of the feature pipeline's rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from feature_pipeline import account_features  # noqa: E402
+from fraud_features import FEATURES, feature_vector  # noqa: E402
+from generate import generate  # noqa: E402
+
+from tritonpipe.monitor import build_profile  # noqa: E402
+from tritonpipe.predlog import ParquetSink  # noqa: E402
+
+OUT = HERE.parent.parent / "build" / "monitor" / "fraud"
+LABEL_DELAY = pd.Timedelta(days=3)  # chargebacks arrive days later
+
+
+def served_features(txns: pd.DataFrame, accounts: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """The feature vector each transaction was scored with: the account state just before it."""
+    state = account_features(txns, accounts).sort_values("event_timestamp")
+    joined = pd.merge_asof(
+        txns.sort_values("timestamp"), state.drop(columns="account_id").assign(
+            account_id=state["account_id"].to_numpy()),
+        left_on="timestamp", right_on="event_timestamp", by="account_id",
+        allow_exact_matches=False,
+    )  # fmt: skip
+    # The home of a first transaction is known from the accounts table (the online store's).
+    homes = accounts.set_index("account_id").loc[joined["account_id"]]
+    for c in ("home_lat", "home_lon"):
+        joined[c] = joined[c].fillna(pd.Series(homes[c].to_numpy(), index=joined.index))
+    stored = {c: joined[c].fillna(0).to_numpy() for c in joined.columns if c not in txns}
+    stored.update(home_lat=joined["home_lat"].to_numpy(), home_lon=joined["home_lon"].to_numpy())
+    request = {c: joined[c].to_numpy() for c in ("amount", "merchant_lat", "merchant_lon")}
+    request["timestamp"] = joined["timestamp"].astype("int64").to_numpy() / 1e9
+    return feature_vector(stored, request)
+
+
+class Scorer:
+    """A logistic model over the feature vector (fitted on the reference days): quick to fit and
+    enough to give the prediction a distribution to monitor."""
+
+    def __init__(self, x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        self.model = LogisticRegression(max_iter=500).fit(x, y)
+
+    def __call__(self, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        return np.asarray(self.model.predict_proba(x)[:, 1])
+
+
+def drifted(txns: pd.DataFrame, day: pd.Timestamp, amount_scale: float = 2.0) -> pd.DataFrame:
+    """``txns`` with the amounts of ``day`` scaled (a price change, a new currency...)."""
+    out = txns.copy()
+    on_day = (out["timestamp"] >= day) & (out["timestamp"] < day + pd.Timedelta(days=1))
+    out.loc[on_day, "amount"] = out.loc[on_day, "amount"] * amount_scale
+    return out
+
+
+def write_logs(
+    folder: Path, txns: pd.DataFrame, x: np.ndarray[Any, Any], probs: np.ndarray[Any, Any]
+) -> None:
+    """One prediction-log record per transaction, through the Parquet sink serving uses."""
+    sink = ParquetSink(folder, roll_rows=50_000, roll_seconds=3600)
+    seconds = txns["timestamp"].astype("int64").to_numpy() / 1e9
+    base = {"pipeline": "fraud", "model": "fraud", "model_version": "1", "row": 0}
+    records = [
+        {**base, "request_id": f"t{t}", "timestamp": s, "entity_account_id": int(a),
+         "features": f, "output_probability": float(p), "output_is_fraud": bool(p >= 0.5)}
+        for t, s, a, f, p in zip(txns["txn_id"], seconds, txns["account_id"], x.tolist(), probs,
+                                 strict=True)
+    ]  # fmt: skip
+    sink.write(records)
+    sink.close()
+
+
+def labels_for(txns: pd.DataFrame) -> pd.DataFrame:
+    """Labels keyed by request id, each known LABEL_DELAY after its transaction."""
+    return pd.DataFrame(
+        {
+            "request_id": "t" + txns["txn_id"].astype(str),
+            "label": txns["is_fraud"].astype(int).to_numpy(),
+            "label_time": txns["timestamp"] + LABEL_DELAY,
+        }
+    )
+
+
+def scenario(
+    out: Path, *, accounts: int = 3000, days: int = 21, reference_days: int = 7, seed: int = 7
+) -> dict[str, Any]:
+    """Generate, profile the reference days, write the normal and the drifted days' logs."""
+    txns, acc = generate(accounts, days, seed=seed)
+    start = txns["timestamp"].min().floor("D")
+    warm = start + pd.Timedelta(days=7)  # 7-day aggregates are warmed up from here
+    split = warm + pd.Timedelta(days=reference_days)
+    x = served_features(txns, acc)
+    order = txns.sort_values("timestamp").index  # served_features returns rows by time
+    txns = txns.loc[order].reset_index(drop=True)
+    ref = ((txns["timestamp"] >= warm) & (txns["timestamp"] < split)).to_numpy()
+    scorer = Scorer(x[ref], txns["is_fraud"].to_numpy()[ref])
+    probs = scorer(x)
+    profile = build_profile(x[ref], FEATURES, probs[ref], threshold=0.5)
+    profile.save(out / "profile.json")
+    normal = (txns["timestamp"] >= split).to_numpy()
+    write_logs(out / "normal", txns[normal], x[normal], probs[normal])
+    day = split
+    shifted = drifted(txns, day)
+    xs = served_features(shifted, acc)
+    on_day = (shifted["timestamp"] >= day) & (shifted["timestamp"] < day + pd.Timedelta(days=1))
+    on_day = on_day.to_numpy()
+    write_logs(out / "drifted", shifted[on_day], xs[on_day], scorer(xs[on_day]))
+    labels_for(txns[normal]).to_parquet(out / "labels.parquet", index=False)
+    return {"profile": profile, "txns": txns[normal].reset_index(drop=True), "day": day}
+
+
+def main() -> None:
+    from tritonpipe.cli.main import app
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    made = scenario(args.out)
+    profile = str(args.out / "profile.json")
+    end = made["txns"]["timestamp"].max()  # monitored at the end of the last day
+    labels = ["--labels", str(args.out / "labels.parquet"), "--as-of", str(end)]
+    runs = (
+        ("normal days (as served)", "normal", [], "report-normal.html"),
+        ("a day whose amounts doubled", "drifted", [], "report-drifted.html"),
+        ("normal days, labels arriving 3 days late", "normal", labels, "report.html"),
+    )
+    for title, folder, extra, report in runs:
+        print(f"\n== {title}")
+        command = ["monitor", "run", str(args.out / folder), "--profile", profile]
+        with contextlib.suppress(SystemExit):
+            app([*command, "--report", str(args.out / report), *extra])
+
+
+if __name__ == "__main__":
+    main()

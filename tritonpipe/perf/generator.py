@@ -74,6 +74,7 @@ class LevelResult:
     errors: int
     first_error: str | None
     steps: list[StepRow] = field(default_factory=list)  # per-step times of a tritonpipe model
+    latencies_s: tuple[float, ...] = ()  # each successful request's, in the reported windows
 
 
 class Profiler:
@@ -360,6 +361,7 @@ class Profiler:
             len(errors),
             errors[0].error if errors else None,
             step_rows,
+            tuple(d.latency for d in ok),
         )
 
     def _stability_latency(self, ok: list[_Done]) -> float:

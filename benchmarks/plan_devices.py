@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from tritonpipe.capacity.device import Device, write_device
-from tritonpipe.capacity.predict import Predictor
 from tritonpipe.capacity.measure import profile_server
+from tritonpipe.capacity.predict import Predictor
 from tritonpipe.perf.generator import ProfileOptions, Profiler
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
@@ -115,23 +115,18 @@ def run_setting(setting: Setting, window_ms: int, folder: Path) -> dict[str, obj
                 f"measured {measured * 1000:.1f} ms",
                 flush=True,
             )
-        around = []
+        around: list[tuple[float, float]] = []
         factors = list(AROUND)
+        extended = False
         while factors:
             f = factors.pop(0)
-            around.append(
-                (
-                    capacity.value * f,
-                    poisson_p99(device.name, url, capacity.value * f, window_ms)[1],
-                )
-            )
+            rate = capacity.value * f
+            around.append((rate, poisson_p99(device.name, url, rate, window_ms)[1]))
             print(f"  x{f:.2f}: p99 {around[-1][1] * 1000:.1f} ms", flush=True)
-            if not factors and crossing(around, slo_s) is None:
-                low = min(p for _, p in around)
-                if low > slo_s and f > 0.3:  # all above: go lower
-                    factors = [min(AROUND) * 0.8**k for k in (1, 2)]
-                elif max(p for _, p in around) <= slo_s and f < 2:
-                    factors = [max(AROUND) * 1.15**k for k in (1, 2)]
+            if not factors and not extended and crossing(around, slo_s) is None:
+                extended = True  # one step further out, on the side the crossing lies
+                above = min(p for _, p in around) > slo_s
+                factors = [0.6, 0.7] if above else [1.35, 1.5]
         measured_capacity = crossing(around, slo_s)
     return {
         "setting": setting,

@@ -45,10 +45,22 @@ class Predictor:
         """Requests/s with every execution slot busy on full batches."""
         w = window or self.pooled
         b = self.config.max_batch_size
-        return min(self.config.count, self.config.devices) * b / w.service(b)
+        slots = min(self.config.count, self.config.devices)
+        per_instance = self.config.count * b / (w.service(b) + w.turnaround_s)
+        return min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
 
     def _p99(self, rate: float, window: Window) -> float:
-        run = simulate(rate, window.service, self.config, window.overhead_at(rate), self.requests)
+        largest = self.config.max_batch_size
+        times = [0.0, *(window.service(n) for n in range(1, largest + 1))]
+        run = simulate(
+            rate,
+            lambda rows, _rng: times[rows],
+            self.config,
+            window.overhead_at(rate),
+            self.requests,
+            turnaround_s=window.turnaround_s,
+            device_share=self.profile.device_share,
+        )
         return run.p99()
 
     def p99(self, rate: float) -> Estimate:

@@ -8,7 +8,7 @@ measurement, and refuse when the windows disagree."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ class Window:
     overhead_s: tuple[float, ...]  # at the lightest load
     # (throughput, overhead samples) per measured load: the client's share grows with its rate
     by_load: tuple[tuple[float, tuple[float, ...]], ...] = ()
+    turnaround_s: float = 0.0  # an instance's time between executions at saturation
 
     def overhead_at(self, rate: float) -> tuple[float, ...]:
         """The overheads measured at the largest load not above ``rate`` (the lightest below)."""
@@ -65,6 +66,9 @@ class Profile:
     config: Config
     model: str = ""
     warnings: tuple[str, ...] = field(default=())
+    # The share of an execution that holds the device, measured with the served instances
+    # saturating it (1: all of it, or not measured).
+    device_share: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -93,7 +97,8 @@ class Profile:
             )
             for i in range(levels)
         )
-        return Window(service, overhead, by_load)
+        gap = float(np.median([w.turnaround_s for w in self.windows]))
+        return Window(service, overhead, by_load, gap)
 
     def fit(self) -> tuple[float, float, float]:
         """(A, B, error) of a straight line A + B x rows (seconds) through the pooled times;
@@ -123,11 +128,13 @@ class Profile:
             "model": self.model,
             "config": self.config.__dict__,
             "warnings": list(self.warnings),
+            "device_share": self.device_share,
             "windows": [
                 {
                     "service_s": {str(b): t for b, t in w.service_s.items()},
                     "overhead_s": w.overhead_s,
                     "by_load": [[t, list(o)] for t, o in w.by_load],
+                    "turnaround_s": w.turnaround_s,
                 }
                 for w in self.windows
             ],
@@ -141,12 +148,19 @@ class Profile:
                     {int(b): float(t) for b, t in w["service_s"].items()},
                     tuple(w["overhead_s"]),
                     tuple((float(t), tuple(o)) for t, o in w.get("by_load", [])),
+                    float(w.get("turnaround_s", 0.0)),
                 )
                 for w in data["windows"]
             )
             knobs = dict(data["config"])
             knobs["preferred_batch_sizes"] = tuple(knobs.get("preferred_batch_sizes", ()))
-            return cls(windows, Config(**knobs), data.get("model", ""), tuple(data["warnings"]))
+            return cls(
+                windows,
+                Config(**knobs),
+                data.get("model", ""),
+                tuple(data["warnings"]),
+                float(data.get("device_share", 1.0)),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PerfError(f"not a service profile ({type(exc).__name__}: {exc})") from None
 
@@ -236,7 +250,19 @@ def window_of(levels: Sequence[Level], max_batch_size: int) -> Window:
         )
         for level in levels
     )
-    return Window(service, tuple(float(v) for v in first[::step]), by_load)
+    return Window(service, tuple(float(v) for v in first[::step]), by_load, turnaround(levels[-1]))
+
+
+def turnaround(level: Level) -> float:
+    """At a saturating level (one instance, always a batch waiting) the instance runs
+    throughput / mean batch executions a second; what its executions do not fill of that
+    second is time between them."""
+    executions = sum(done for done, _ in level.executions.values())
+    if executions == 0 or level.throughput <= 0:
+        return 0.0
+    rows = sum(b * done for b, (done, _) in level.executions.items())
+    busy = sum(ns for _, ns in level.executions.values()) / executions / 1e9
+    return max(0.0, rows / executions / level.throughput - busy)
 
 
 def measure_profile(
@@ -257,6 +283,7 @@ def measure_profile(
             f"  window {attempt + 1}: execution "
             + ", ".join(f"b={b} {t * 1000:.2f} ms" for b, t in last.service_s.items())
             + f"; overhead median {np.median(last.overhead_s) * 1000:.2f} ms"
+            + f"; between executions {last.turnaround_s * 1000:.2f} ms"
         )
         if len(windows) < repeats:
             continue
@@ -280,4 +307,18 @@ def _with_warnings(profile: Profile) -> Profile:
             f"a measured size by {error:.0%}, over {FIT_WARNING:.0%}): the plan uses the "
             "measured times, interpolated; check them in the profile"
         )
-    return Profile(profile.windows, profile.config, profile.model, tuple(warnings))
+    return replace(profile, warnings=tuple(warnings))
+
+
+def device_share(profile: Profile, saturated: Level) -> float:
+    """From a level where the served instances keep the shared device busy: each execution
+    holds the device for 1 / (executions a second), against the execution time one instance
+    alone takes for that batch size (the rest ran beside the other instances)."""
+    executions = sum(done for done, _ in saturated.executions.values())
+    if executions == 0 or saturated.throughput <= 0:
+        return 1.0
+    rows = sum(b * done for b, (done, _) in saturated.executions.items())
+    mean_batch = rows / executions
+    cycle = mean_batch / saturated.throughput * profile.config.devices
+    alone = profile.pooled().service(round(mean_batch))
+    return min(1.0, max(0.05, cycle / alone))

@@ -78,9 +78,15 @@ def simulate(
     requests: int = 20000,
     seed: int = 0,
     warmup: float = 0.05,
+    turnaround_s: float = 0.0,
+    device_share: float = 1.0,
 ) -> Run:
     """Latencies of ``requests`` Poisson arrivals at ``rate`` per second (the first ``warmup``
-    share dropped). ``overhead_s`` are client/network times, drawn with replacement."""
+    share dropped). ``overhead_s`` are client/network times, drawn with replacement;
+    ``turnaround_s`` is how long an instance stays unavailable after each execution (the
+    backend's work between executes, off the device); ``device_share`` is the part of each
+    execution that holds the device (the rest, the backend's own work before it, runs beside
+    other instances' executions)."""
     if rate <= 0 or requests < 100:
         raise PerfError("simulate: rate > 0 and at least 100 requests")
     rng = np.random.default_rng(seed)
@@ -120,13 +126,14 @@ def simulate(
                     heapq.heappush(events, (at, 1, 0))
                 break
             batch = [queue.popleft() for _ in range(take)]
-            start = max(now, heapq.heappop(device_free))
             seconds = service(take, rng)
-            end = start + seconds
+            host = seconds * (1 - device_share)
+            start = max(now + host, heapq.heappop(device_free))
+            end = start + seconds - host
             heapq.heappush(device_free, end)
-            heapq.heappush(events, (end, 0, 0))
+            heapq.heappush(events, (end + turnaround_s, 0, 0))
             free_instances -= 1
-            busy += seconds
+            busy += seconds - host
             batches += 1
             for r in batch:
                 done[r] = end

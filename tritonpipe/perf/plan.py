@@ -1,6 +1,7 @@
-"""`tritonpipe plan`: from a replica's queueing model, a target load, a p99 SLO, a headroom
-policy and a price, the replicas needed, their utilisation, the cost, and the p99 predicted at
-the target; and the check of that prediction against one replica under Poisson load."""
+"""`tritonpipe plan`: from a replica's service profile (simulated with Triton's batching), a
+target load, a p99 SLO, a headroom policy and a price, the replicas needed, their utilisation,
+the cost and the p99 predicted at the target, each with its interval; and the check of those
+predictions against one replica under Poisson load."""
 
 from __future__ import annotations
 
@@ -11,10 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from tritonpipe.capacity.predict import Estimate, Predictor, best_config, candidates
 from tritonpipe.errors import PerfError, SpecError
 from tritonpipe.perf.generator import ProfileOptions, Profiler
-from tritonpipe.perf.queueing import QueueModel
-from tritonpipe.perf.results_csv import ResultRow, read_csv
+
+# Validation: a prediction off the measured p99 by more than this is reported as a miss.
+VALIDATION_TOLERANCE = 0.15
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,37 +69,49 @@ class Pricing:
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     replicas: int
+    replicas_if_low: int  # if each replica carried only the low end of its SLO capacity
     slo_p99_ms: float
     headroom: float
     peak_qps: float
     mean_qps: float
-    capacity_per_replica: float  # the model's saturation rate
-    max_qps_per_replica: float  # the largest rate meeting the SLO
+    config: str  # the serving knobs simulated
+    saturation_per_replica: float  # every execution slot busy on full batches
+    max_qps_per_replica: Estimate  # the largest Poisson rate meeting the SLO
     planned_qps_per_replica: float  # at the peak, spread over the replicas
-    utilisation: float  # at the peak
-    predicted_p99_ms: float  # at the peak
+    utilisation: float  # at the peak, of the saturation
+    predicted_p99_ms: Estimate  # at the peak
+    base_p99_ms: Estimate  # with no load
     cost_per_hour: float
     cost_per_million: float  # fixed fleet, at the mean load
     autoscaled: list[int] = field(default_factory=list)  # replicas per period of a curve
     autoscaled_cost_per_million: float | None = None
     model: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    knobs: list[dict[str, Any]] = field(default_factory=list)  # other configs, best first
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def make_plan(
-    model: QueueModel, target: Target, slo_p99_ms: float, headroom: float, pricing: Pricing
+    predictor: Predictor,
+    target: Target,
+    slo_p99_ms: float,
+    headroom: float,
+    pricing: Pricing,
+    tune: bool = False,
 ) -> Plan:
     """Replicas run at most (1 - headroom) of the largest rate that meets the SLO."""
     if not 0 <= headroom < 1:
         raise SpecError(f"--headroom {headroom:g}: a fraction in [0, 1)")
-    usable = model.max_rate(slo_p99_ms / 1000) * (1 - headroom)
-    if usable <= 0:
-        raise PerfError("the fitted model leaves no load per replica within the SLO")
+    slo_s = slo_p99_ms / 1000
+    capacity = predictor.capacity(slo_s)
+    usable = capacity.value * (1 - headroom)
+    if usable <= 0 or capacity.low <= 0:
+        raise PerfError("the simulation leaves no load per replica within the SLO")
 
-    def need(qps: float) -> int:
-        return max(1, math.ceil(qps / usable - 1e-9)) if qps > 0 else 0
+    def need(qps: float, per: float = usable) -> int:
+        return max(1, math.ceil(qps / per - 1e-9)) if qps > 0 else 0
 
     replicas = need(target.peak)
     per = target.peak / replicas
@@ -104,43 +121,67 @@ def make_plan(
     if autoscaled:
         served = sum(target.curve) * 3600
         auto_cost = sum(autoscaled) * pricing.replica_hour / served * 1e6
+    a_s, b_s, fit_error = predictor.profile.fit()
+    saturation = predictor.saturation()
+    knobs = []
+    if tune:
+        ranked = best_config(predictor.profile, _tuning(predictor), slo_s)
+        knobs = [{"config": c.describe(), "max_qps_per_replica": r} for c, r in ranked[:5]]
     return Plan(
         replicas=replicas,
+        replicas_if_low=need(target.peak, capacity.low * (1 - headroom)),
         slo_p99_ms=slo_p99_ms,
         headroom=headroom,
         peak_qps=target.peak,
         mean_qps=target.mean,
-        capacity_per_replica=model.capacity,
-        max_qps_per_replica=usable / (1 - headroom),
+        config=predictor.config.describe(),
+        saturation_per_replica=saturation,
+        max_qps_per_replica=capacity,
         planned_qps_per_replica=per,
-        utilisation=per / model.capacity,
-        predicted_p99_ms=model.p99(per) * 1000,
+        utilisation=per / saturation,
+        predicted_p99_ms=predictor.p99(per).scaled(1000),
+        base_p99_ms=predictor.base().scaled(1000),
         cost_per_hour=cost,
         cost_per_million=cost / (target.mean * 3600) * 1e6,
         autoscaled=autoscaled,
         autoscaled_cost_per_million=auto_cost,
         model={
-            "base_p99_ms": model.base_s * 1000,
-            "service_ms": model.service_s * 1000,
-            "cs2": model.cs2,
-            "fit_error": model.fit_error,
+            "a_ms": a_s * 1000,
+            "b_ms": b_s * 1000,
+            "fit_error": fit_error,
+            "overhead_median_ms": float(np.median(predictor.pooled.overhead_s)) * 1000,
         },
+        warnings=list(predictor.profile.warnings),
+        knobs=knobs,
     )
+
+
+def _tuning(predictor: Predictor) -> list[Any]:
+    served = predictor.config
+    counts = sorted({1, 2, served.count})
+    delays = sorted({0, 500, 2000, served.max_queue_delay_us})
+    return candidates(predictor.profile, counts, delays)
 
 
 def table(plan: Plan, pricing: Pricing) -> str:
     unit = f"per {pricing.unit}-hour" + (
         f" x {pricing.gpus_per_replica} GPUs" if pricing.unit == "gpu" else ""
     )
+    cap = plan.max_qps_per_replica
     lines = [
-        f"replicas                 {plan.replicas}",
+        f"replicas                 {plan.replicas}"
+        + (
+            f" ({plan.replicas_if_low} at the low end of the interval)"
+            if plan.replicas_if_low != plan.replicas
+            else ""
+        ),
         f"peak load                {plan.peak_qps:g} infer/s ({plan.mean_qps:.0f} mean)",
         f"per replica at the peak  {plan.planned_qps_per_replica:.0f} infer/s, "
         f"utilisation {plan.utilisation:.0%}",
-        f"per replica, most        {plan.max_qps_per_replica:.0f} infer/s at p99 <= "
-        f"{plan.slo_p99_ms:g} ms (capacity {plan.capacity_per_replica:.0f}), "
+        f"per replica, most        {cap.text('{:.0f}')} infer/s at p99 <= "
+        f"{plan.slo_p99_ms:g} ms (saturation {plan.saturation_per_replica:.0f}), "
         f"headroom {plan.headroom:.0%}",
-        f"predicted p99 at peak    {plan.predicted_p99_ms:.2f} ms",
+        f"predicted p99 at peak    {plan.predicted_p99_ms.text()} ms",
         f"cost                     {plan.cost_per_hour:.2f}/hour ({pricing.price:g} {unit}), "
         f"{plan.cost_per_million:.4f} per million predictions",
     ]
@@ -151,20 +192,18 @@ def table(plan: Plan, pricing: Pricing) -> str:
         )
     m = plan.model
     lines.append(
-        f"queueing model           p99 at no load {m['base_p99_ms']:.2f} ms, service "
-        f"{m['service_ms']:.3f} ms, Cs2 {m['cs2']:.2f}, fit error {m['fit_error']:.1%}"
+        f"model                    {plan.config}; execution {m['a_ms']:.2f} + {m['b_ms']:.3f} ms "
+        f"x rows (fit {m['fit_error']:.0%}), overhead {m['overhead_median_ms']:.2f} ms median, "
+        f"p99 at no load {plan.base_p99_ms.text()} ms"
     )
-    return "\n".join(lines)
-
-
-def rate_points(csv: Path) -> list[ResultRow]:
-    mode, rows = read_csv(csv)
-    if mode != "request_rate":
-        raise PerfError(
-            f"{csv}: holds concurrency points; plan needs request-rate points: run perf profile "
-            "--request-rate-range START:END:STEP --request-distribution poisson -f FILE"
+    for knob in plan.knobs:
+        lines.append(
+            f"knobs                    {knob['config']}: {knob['max_qps_per_replica']:.0f} infer/s "
+            "per replica within the SLO (simulated)"
         )
-    return rows
+    lines.append("(values in brackets: the range of the same prediction from each measured window)")
+    lines += [f"WARNING: {w}" for w in plan.warnings]
+    return "\n".join(lines)
 
 
 def read_curve(path: Path) -> tuple[float, ...]:
@@ -187,8 +226,9 @@ def measure_rates(
     window_ms: int,
     input_data: str = "random",
     progress: Callable[[str], None] = lambda _: None,
-) -> list[ResultRow]:
-    """Poisson arrivals at each rate on one replica, the generator's way."""
+) -> list[tuple[float, float]]:
+    """(throughput, p99 seconds) of Poisson arrivals at each rate on one replica: three windows
+    each, the p99 over all their requests."""
     options = ProfileOptions(
         model=model,
         url=url,
@@ -197,43 +237,57 @@ def measure_rates(
         loads=tuple(round(r, 1) for r in rates),
         distribution="poisson",
         measurement_interval_ms=window_ms,
-        max_trials=6,
-        stability_percentage=25.0,
-        percentile=99,
+        max_trials=3,
+        stability_percentage=100.0,
         input_data=input_data,
     )
-    return [r.row for r in asyncio.run(Profiler(options).run(progress))]
+    levels = asyncio.run(Profiler(options).run(progress))
+    return [(lv.row.throughput, float(np.percentile(lv.latencies_s, 99))) for lv in levels]
 
 
 def validate(
-    plan: Plan, model: QueueModel, measure: Callable[[list[float]], list[ResultRow]]
-) -> list[dict[str, float]]:
-    """One replica at 50%, 70% and 90% of its planned load: predicted against measured p99."""
+    plan: Plan,
+    predictor: Predictor,
+    measure: Callable[[list[float]], list[tuple[float, float]]],
+) -> list[dict[str, Any]]:
+    """One replica at 50%, 70% and 90% of its SLO capacity: predicted against measured p99."""
     fractions = (0.5, 0.7, 0.9)
-    rates = [plan.planned_qps_per_replica * f for f in fractions]
-    rows = measure(rates)
+    rates = [plan.max_qps_per_replica.value * f for f in fractions]
+    measured = measure(rates)
     out = []
-    for fraction, rate, row in zip(fractions, rates, rows, strict=True):
-        predicted = model.p99(rate) * 1000
-        measured = row.p99_us / 1000
+    for fraction, rate, (throughput, p99_s) in zip(fractions, rates, measured, strict=True):
+        predicted = predictor.p99(rate).scaled(1000)
+        p99_ms = p99_s * 1000
         out.append(
             {
                 "fraction": fraction,
                 "rate": rate,
-                "measured_throughput": row.throughput,
-                "predicted_p99_ms": predicted,
-                "measured_p99_ms": measured,
-                "error": (predicted - measured) / measured,
+                "measured_throughput": throughput,
+                "predicted_p99_ms": predicted.value,
+                "predicted_low_ms": predicted.low,
+                "predicted_high_ms": predicted.high,
+                "measured_p99_ms": p99_ms,
+                "error": (predicted.value - p99_ms) / p99_ms,
             }
         )
     return out
 
 
-def validation_table(checks: list[dict[str, float]]) -> str:
-    lines = ["load  rate/s  predicted p99  measured p99  error"]
+def validation_table(checks: list[dict[str, Any]]) -> str:
+    lines = ["load  rate/s  predicted p99 (interval)   measured p99  error"]
+    misses = []
     for c in checks:
         lines.append(
-            f"{c['fraction']:>4.0%} {c['rate']:>7.0f} {c['predicted_p99_ms']:>11.2f} ms "
+            f"{c['fraction']:>4.0%} {c['rate']:>7.0f} {c['predicted_p99_ms']:>9.2f} ms "
+            f"({c['predicted_low_ms']:.1f}-{c['predicted_high_ms']:.1f}) "
             f"{c['measured_p99_ms']:>9.2f} ms {c['error']:>+7.1%}"
+        )
+        if abs(c["error"]) > VALIDATION_TOLERANCE:
+            misses.append(f"{c['fraction']:.0%}")
+    if misses:
+        lines.append(
+            f"WARNING: the prediction missed the measured p99 by more than "
+            f"{VALIDATION_TOLERANCE:.0%} at {', '.join(misses)} of the SLO capacity: do not trust "
+            "this plan without a rerun on a quieter machine"
         )
     return "\n".join(lines)

@@ -30,7 +30,8 @@ from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
 
 FRACTIONS = (0.5, 0.7, 0.9)
-AROUND = (0.8, 0.9, 1.0, 1.1, 1.2)  # of the predicted capacity, for the measured one
+AROUND = (0.8, 0.9, 1.0, 1.1, 1.2)
+REQUESTS = 4000  # of the predicted capacity, for the measured one
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ def _uptime() -> str:
 
 
 def poisson_p99(model: str, url: str, rate: float, window_ms: int) -> tuple[float, float]:
-    """(measured throughput, p99 seconds) of three windows of Poisson arrivals at ``rate``."""
+    """(measured throughput, p99 seconds) of three windows of Poisson arrivals at ``rate``,
+    each long enough for the three to hold at least REQUESTS requests (a p99 of fewer swings
+    with a handful of them)."""
+    window_ms = max(window_ms, round(REQUESTS / 3 / rate * 1000))
     options = ProfileOptions(
         model=model,
         url=url,

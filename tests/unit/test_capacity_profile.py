@@ -66,7 +66,9 @@ def test_unstable_windows_are_repeated_then_kept_when_they_settle() -> None:
 
 
 def test_windows_that_never_agree_are_refused() -> None:
-    with pytest.raises(PerfError, match=r"not stable: batch \d+ varied \d+% across the last 3 windows"):
+    with pytest.raises(
+        PerfError, match=r"not stable: batch \d+ varied \d+% across the last 3 windows"
+    ):
         measure_profile(device(0.004, 0.001, [1.0, 1.5, 2.2]), Config(max_batch_size=8))
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from tritonpipe.capacity.service import (
+    STABILITY,
     Level,
     Profile,
     Window,
@@ -100,6 +101,7 @@ def profile_server(
     devices: int = 1,
     progress: Callable[[str], None] = lambda _: None,
     max_batch_size: int | None = None,
+    stability: float = STABILITY,
 ) -> Profile:
     """The profile of ``model`` as served now (its config is what the simulation models);
     ``max_batch_size`` profiles batches up to that size instead of the served largest."""
@@ -113,7 +115,7 @@ def profile_server(
         knobs = {"count": 1, "max_queue_delay_us": 0, "max_batch_size": largest}
         configs.apply(model, {model: knobs})
         measure = server_measure(model, url, protocol, http_address, largest, window_ms, input_data)
-        profile = measure_profile(measure, config, model, progress=progress)
+        profile = measure_profile(measure, config, model, progress=progress, stability=stability)
         if config.count > config.devices:
             # The instances share the device: how much of an execution holds it.
             configs.apply(model, {model: {**knobs, "count": config.count}})

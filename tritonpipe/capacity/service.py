@@ -272,9 +272,10 @@ def measure_profile(
     repeats: int = 3,
     extra: int = 2,
     progress: Callable[[str], None] = lambda _: None,
+    stability: float = STABILITY,
 ) -> Profile:
-    """``repeats`` windows (up to ``extra`` more while they disagree by more than STABILITY);
-    refused when the last ``repeats`` still disagree."""
+    """``repeats`` windows (up to ``extra`` more while they disagree by more than
+    ``stability``); refused when the last ``repeats`` still disagree."""
     windows: list[Window] = []
     for attempt in range(repeats + extra):
         windows.append(measure())
@@ -289,11 +290,11 @@ def measure_profile(
             continue
         profile = Profile(tuple(windows[-repeats:]), config, model)
         worst = max(profile.instability().items(), key=lambda kv: kv[1])
-        if worst[1] <= STABILITY:
+        if worst[1] <= stability:
             return _with_warnings(profile)
     raise PerfError(
         f"the measurements are not stable: {worst[0]} varied {worst[1]:.0%} across the last "
-        f"{repeats} windows (limit {STABILITY:.0%}) after {repeats + extra} windows; the machine "
+        f"{repeats} windows (limit {stability:.0%}) after {repeats + extra} windows; the machine "
         "is too busy to plan on. Rerun when it is quieter, or with longer --window-ms."
     )
 

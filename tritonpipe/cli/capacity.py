@@ -224,6 +224,10 @@ def plan(
     tune: Annotated[
         bool, typer.Option(help="Also rank other instance counts, batch sizes and queue delays.")
     ] = False,
+    stability_percentage: Annotated[
+        float,
+        typer.Option(help="Profile windows may differ by this much (max - min over median)."),
+    ] = 20.0,
     protocol: Annotated[str, typer.Option("-i", "--protocol", help="http or grpc.")] = "grpc",
     window_ms: Annotated[
         int, typer.Option(help="Profile window (ms); validation windows are 4x (>= 2 s).")
@@ -267,6 +271,7 @@ def plan(
             report=report,
             devices=devices,
             tune=tune,
+            stability=stability_percentage / 100,
         )
         result = run_plan(request, typer.echo)
     except TritonPipeError as exc:
@@ -275,3 +280,36 @@ def plan(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
+
+
+def device(
+    repository: Annotated[Path, typer.Argument(help="Repository folder to write the model into.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "device",
+    a_ms: Annotated[float, typer.Option(help="Fixed time per execution (ms).")] = 4.0,
+    b_ms: Annotated[float, typer.Option(help="Time per row of the batch (ms).")] = 1.0,
+    count: Annotated[int, typer.Option(help="Instances sharing the device.")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="Largest batch.")] = 8,
+    queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher queue delay (us).")] = 0,
+) -> None:
+    """Write a known-answer device (a simulated accelerator) into a repository.
+
+    Each execution holds one device, shared by the instances, for A + B x rows ms (input x,
+    output y = x, FP32[1])."""
+    from tritonpipe.capacity.device import Device, write_device
+
+    try:
+        spec = Device(
+            name=name,
+            a_ms=a_ms,
+            b_ms=b_ms,
+            count=count,
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=queue_delay_us,
+        )
+        folder = write_device(repository, spec)
+    except TritonPipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"wrote {folder}: {a_ms:g} + {b_ms:g} ms x rows per execution, {count} instance(s) on one "
+        f"device (lock {spec.lock_path}), full batches {spec.capacity():.0f} rows/s at most"
+    )

@@ -6,6 +6,7 @@ a 2-core machine, where the client's CPU is the server's)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -94,7 +95,11 @@ class BlockingHttp:
         if not keep:
             self._drop()
         if status != 200:
-            return send, recv, f"[{status}] {body[:200].decode(errors='replace')}"
+            try:
+                message = str(json.loads(body).get("error", body[:200]))
+            except (ValueError, AttributeError):
+                message = body[:200].decode(errors="replace")
+            return send, recv, f"[{status}] {message}"
         return send, recv, None
 
     def close(self) -> None:

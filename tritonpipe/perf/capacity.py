@@ -37,6 +37,7 @@ class PlanRequest:
     report: Path | None = None
     devices: int = 1
     tune: bool = False
+    stability: float = 0.2  # windows may differ by this much (max - min over median)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class _Replica:
             self.progress,
         )
 
-    def profile(self, devices: int) -> Profile:
+    def profile(self, devices: int, stability: float) -> Profile:
         from tritonpipe.capacity.measure import profile_server
 
         return profile_server(
@@ -74,6 +75,7 @@ class _Replica:
             self.input_data,
             devices,
             self.progress,
+            stability=stability,
         )
 
 
@@ -157,7 +159,7 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str,
             profile = read_profile(request.profile)
         else:
             assert replica is not None
-            profile = replica.profile(request.devices)
+            profile = replica.profile(request.devices, request.stability)
         if request.report is not None:
             request.report.mkdir(parents=True, exist_ok=True)
             (request.report / "profile.json").write_text(json.dumps(profile.to_json()) + "\n")

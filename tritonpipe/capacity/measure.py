@@ -60,7 +60,12 @@ def server_level(
         for b in after
     }
     overhead = tuple(max(0.0, v - server) for v in result.latencies_s)
-    return Level(executions, row.throughput, overhead)
+    counted = result.server
+    rate = rows = 0.0
+    if counted is not None and counted.executions > 0 and result.seconds > 0:
+        rate = counted.executions / result.seconds
+        rows = counted.inferences / counted.executions
+    return Level(executions, row.throughput, overhead, rate, rows)
 
 
 def server_measure(

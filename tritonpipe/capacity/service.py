@@ -220,6 +220,20 @@ class Level:
     executions: dict[int, tuple[int, int]]  # batch size -> (executions, ns), this level's
     throughput: float
     overhead_s: tuple[float, ...]  # each latency less the mean server time (queue + compute)
+    # Over the measured windows alone (the executions above include the ramp up and down):
+    # executions a second and rows per execution; 0 when not known.
+    execution_rate: float = 0.0
+    rows_per_execution: float = 0.0
+
+    def cycle(self) -> tuple[float, float] | None:
+        """(seconds per execution, rows per execution) in the measured windows."""
+        if self.execution_rate > 0 and self.rows_per_execution > 0:
+            return 1 / self.execution_rate, self.rows_per_execution
+        executions = sum(done for done, _ in self.executions.values())
+        if executions == 0 or self.throughput <= 0:
+            return None
+        rows = sum(b * done for b, (done, _) in self.executions.items()) / executions
+        return rows / self.throughput, rows
 
 
 def window_of(levels: Sequence[Level], max_batch_size: int) -> Window:
@@ -250,19 +264,18 @@ def window_of(levels: Sequence[Level], max_batch_size: int) -> Window:
         )
         for level in levels
     )
-    return Window(service, tuple(float(v) for v in first[::step]), by_load, turnaround(levels[-1]))
+    window = Window(service, tuple(float(v) for v in first[::step]), by_load)
+    return replace(window, turnaround_s=turnaround(levels[-1], window))
 
 
-def turnaround(level: Level) -> float:
-    """At a saturating level (one instance, always a batch waiting) the instance runs
-    throughput / mean batch executions a second; what its executions do not fill of that
-    second is time between them."""
-    executions = sum(done for done, _ in level.executions.values())
-    if executions == 0 or level.throughput <= 0:
+def turnaround(level: Level, service: Window) -> float:
+    """At a saturating level (one instance, always a batch waiting) what an execution cycle
+    takes beyond the execution itself is time between executions."""
+    cycle = level.cycle()
+    if cycle is None:
         return 0.0
-    rows = sum(b * done for b, (done, _) in level.executions.items())
-    busy = sum(ns for _, ns in level.executions.values()) / executions / 1e9
-    return max(0.0, rows / executions / level.throughput - busy)
+    seconds, rows = cycle
+    return max(0.0, seconds - service.service(max(1, round(rows))))
 
 
 def measure_profile(
@@ -315,11 +328,9 @@ def device_share(profile: Profile, saturated: Level) -> float:
     """From a level where the served instances keep the shared device busy: each execution
     holds the device for 1 / (executions a second), against the execution time one instance
     alone takes for that batch size (the rest ran beside the other instances)."""
-    executions = sum(done for done, _ in saturated.executions.values())
-    if executions == 0 or saturated.throughput <= 0:
+    cycle = saturated.cycle()
+    if cycle is None:
         return 1.0
-    rows = sum(b * done for b, (done, _) in saturated.executions.items())
-    mean_batch = rows / executions
-    cycle = mean_batch / saturated.throughput * profile.config.devices
-    alone = profile.pooled().service(round(mean_batch))
-    return min(1.0, max(0.05, cycle / alone))
+    seconds, rows = cycle
+    alone = profile.pooled().service(max(1, round(rows)))
+    return min(1.0, max(0.05, seconds * profile.config.devices / alone))

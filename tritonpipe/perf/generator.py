@@ -80,6 +80,8 @@ class LevelResult:
     first_error: str | None
     steps: list[StepRow] = field(default_factory=list)  # per-step times of a tritonpipe model
     latencies_s: tuple[float, ...] = ()  # each successful request's, in the reported windows
+    server: ServerTimes | None = None  # the server's counts over the reported windows
+    seconds: float = 0.0  # the reported windows' length
 
 
 class Profiler:
@@ -382,6 +384,8 @@ class Profiler:
             errors[0].error if errors else None,
             step_rows,
             tuple(d.latency for d in ok),
+            server,
+            seconds,
         )
 
     def _stability_latency(self, ok: list[_Done]) -> float:

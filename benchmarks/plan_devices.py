@@ -5,9 +5,10 @@
 For each device setting (A, B, instances, max batch, queue delay, SLO) and run: serve the
 device, measure its service profile the way `tritonpipe plan` does, predict the SLO capacity
 and the p99 at 50/70/90% of it, then measure those rates under Poisson arrivals, and the SLO
-capacity itself (the rate where the measured p99 crosses the SLO, between measured rates around
-the predicted one). The device's service time does not depend on CPU load; the Python backend
-and the client around it still do, and `uptime` is recorded with every run."""
+capacity itself (the rate where the measured p99, made monotone in the rate, crosses the SLO,
+between measured rates around the predicted one). The device's service time does not depend on
+CPU load; the Python backend and the client around it still do, and `uptime` is recorded with
+every run."""
 
 from __future__ import annotations
 
@@ -80,9 +81,23 @@ def poisson_p99(model: str, url: str, rate: float, window_ms: int) -> tuple[floa
     return level.row.throughput, float(np.percentile(level.latencies_s, 99))
 
 
+def monotone(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The p99s made non-decreasing in the rate (pool adjacent violators): one window's p99 on
+    a shared machine can jump above its neighbours."""
+    blocks: list[list[float]] = []  # [sum, count] per pooled block
+    for _, p in sorted(points):
+        blocks.append([p, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    values = [total / count for total, count in blocks for _ in range(int(count))]
+    return [(r, v) for (r, _), v in zip(sorted(points), values, strict=True)]
+
+
 def crossing(points: list[tuple[float, float]], slo_s: float) -> float | None:
-    """The rate where p99 first crosses ``slo_s`` (linear between the measured rates)."""
-    points = sorted(points)
+    """The rate where the (monotone) p99 crosses ``slo_s``, linear between measured rates."""
+    points = monotone(points)
     for (r0, p0), (r1, p1) in zip(points, points[1:], strict=False):
         if p0 <= slo_s < p1:
             return r0 + (r1 - r0) * (slo_s - p0) / (p1 - p0)

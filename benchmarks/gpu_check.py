@@ -129,10 +129,10 @@ def main() -> int:
         return 2
     kind, side, width, window = ("cpu", 16, 8, 200) if args.dry_run else ("gpu", 128, 64, 2000)
     start = time.perf_counter()
+    from tritonpipe.capacity import plan as planning
     from tritonpipe.capacity.measure import profile_server
     from tritonpipe.capacity.predict import Predictor
-    from tritonpipe.perf import plan as planning
-    from tritonpipe.perf.session import png_input_data, serving
+    from tritonpipe.capacity.session import png_input_data, serving
 
     rows: list[tuple[str, str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +141,7 @@ def main() -> int:
         export_convnet(folder, width, side)
         pngs = str(png_input_data(DIGITS / "artifacts" / "heldout", folder, 16))
         with serving(spec, "convnet") as server:
-            from tritonpipe.perf.candidates import ServerConfigs
+            from tritonpipe.capacity.candidates import ServerConfigs
 
             configs = ServerConfigs(server.http_url.split("://")[1])
             configs.client.load_model("digits_ts")

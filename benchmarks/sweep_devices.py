@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from tritonpipe.capacity import search
+from tritonpipe.capacity.candidates import ServerConfigs, describe, key, make_grid
 from tritonpipe.capacity.device import Device, write_device
 from tritonpipe.capacity.guide import rank
 from tritonpipe.capacity.measure import profile_server
-from tritonpipe.perf import search
-from tritonpipe.perf.candidates import ServerConfigs, describe, key, make_grid
+from tritonpipe.capacity.sweep import Measurement, MeasureOptions, Objective, ResultsFile, Sweep
 from tritonpipe.perf.machine import describe_machine
-from tritonpipe.perf.sweep import Measurement, MeasureOptions, Objective, ResultsFile, Sweep
 from tritonpipe.server import ServerOptions, TritonServer
 
 GRID = {"count": [1, 2], "max_batch_size": [2, 4, 8], "max_queue_delay_us": [0, 1000, 4000]}

@@ -4,7 +4,7 @@ scoring with the embedded pipeline and with a Triton server (`--url`); and, to s
 online store costs, embedded workers pushing to the SQLite online store instead. Events/s and
 end-to-end p50/p99 (producer stamp -> prediction written).
 
-    python examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
+    python examples/fraud/bench_stream.py --out benchmarks/results/stream.md
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ sys.path.insert(0, str(HERE))
 
 from stream_demo import heldout_events, job_for  # noqa: E402
 
-from tritonpipe.perf.redis_server import RedisServer  # noqa: E402
 from tritonpipe.perf.stream_load import StreamRun, drive  # noqa: E402
+from tritonpipe.server.redis_server import RedisServer  # noqa: E402
 from tritonpipe.stream import load_config  # noqa: E402
 
 Row = tuple[str, str, StreamRun]  # scorer, online store, run

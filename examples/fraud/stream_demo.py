@@ -100,8 +100,8 @@ def main() -> None:
     parser.add_argument("--url", default=None, help="score on this Triton server instead")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    from tritonpipe.perf.redis_server import RedisServer
     from tritonpipe.perf.stream_load import drive
+    from tritonpipe.server.redis_server import RedisServer
     from tritonpipe.stream import load_config
 
     events = heldout_events(limit=args.limit)

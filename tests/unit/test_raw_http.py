@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from tritonpipe.client.raw_http import RawHttp, build_request, parse_head
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.raw_http import RawHttp, build_request, parse_head
 
 
 def test_build_request_is_triton_binary_protocol() -> None:
@@ -109,7 +109,7 @@ def test_blocking_keep_alive_reuse_error_bodies_and_a_closed_connection() -> Non
     import socket
     import threading
 
-    from tritonpipe.perf.blocking import BlockingHttp
+    from tritonpipe.client.blocking import BlockingHttp
 
     answers = [
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",

@@ -7,11 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from tritonpipe.capacity.candidates import Grid
 from tritonpipe.capacity.predict import Predictor
 from tritonpipe.capacity.service import Profile
 from tritonpipe.capacity.simulate import Config
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import Grid
 
 Point = tuple[int, ...]
 SHARE = 0.1  # of the grid measured after the profile (at least 2 points)

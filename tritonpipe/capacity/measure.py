@@ -110,7 +110,7 @@ def profile_server(
 ) -> Profile:
     """The profile of ``model`` as served now (its config is what the simulation models);
     ``max_batch_size`` profiles batches up to that size instead of the served largest."""
-    from tritonpipe.perf.candidates import ServerConfigs
+    from tritonpipe.capacity.candidates import ServerConfigs
 
     configs = ServerConfigs(http_address)
     try:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonpipe.capacity import plan as planning
 from tritonpipe.capacity.predict import Predictor
 from tritonpipe.capacity.service import Profile
 from tritonpipe.errors import PerfError, SpecError
-from tritonpipe.perf import plan as planning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +80,8 @@ class _Replica:
 
 
 def _best_settings(results: Path, slo_p99_ms: float) -> dict[str, dict[str, int]]:
-    from tritonpipe.perf.sweep import Measurement, Objective
-    from tritonpipe.perf.sweep_report import no_winner, ranked
+    from tritonpipe.capacity.sweep import Measurement, Objective
+    from tritonpipe.capacity.sweep_report import no_winner, ranked
 
     try:
         lines = results.read_text().splitlines()[1:]
@@ -99,8 +99,8 @@ def _best_settings(results: Path, slo_p99_ms: float) -> dict[str, dict[str, int]
 
 @contextlib.contextmanager
 def _replica(request: PlanRequest, progress: Callable[[str], None]) -> Iterator[_Replica]:
-    from tritonpipe.perf.candidates import ServerConfigs, describe
-    from tritonpipe.perf.session import serving
+    from tritonpipe.capacity.candidates import ServerConfigs, describe
+    from tritonpipe.capacity.session import serving
 
     if request.source is None or request.model is None:
         raise SpecError(
@@ -179,7 +179,7 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str,
             progress(planning.validation_table(checks))
             out["validation"] = checks
     if request.report is not None:
-        from tritonpipe.perf.sweep_report import write_plan_report
+        from tritonpipe.capacity.sweep_report import write_plan_report
 
         index = write_plan_report(
             predictor,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from tritonpipe.capacity.candidates import Grid
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import Grid
 
 Point = tuple[int, ...]
 Evaluate = Callable[[Point], tuple[int, float]]

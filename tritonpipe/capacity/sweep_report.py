@@ -8,9 +8,9 @@ import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tritonpipe.capacity.candidates import describe
+from tritonpipe.capacity.sweep import Measurement, Objective
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import describe
-from tritonpipe.perf.sweep import Measurement, Objective
 
 if TYPE_CHECKING:
     from tritonpipe.capacity.predict import Predictor

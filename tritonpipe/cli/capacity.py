@@ -12,8 +12,8 @@ import typer
 from tritonpipe.errors import SpecError, TritonPipeError
 
 if TYPE_CHECKING:
-    from tritonpipe.perf.candidates import Grid
-    from tritonpipe.perf.sweep import MeasureOptions
+    from tritonpipe.capacity.candidates import Grid
+    from tritonpipe.capacity.sweep import MeasureOptions
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -82,12 +82,17 @@ def sweep(
     ] = 1,
 ) -> None:
     """Search serving configs (instances, batch sizes, queue delay) on a live server."""
-    from tritonpipe.perf import search
-    from tritonpipe.perf.apply import apply_settings, spec_entry
-    from tritonpipe.perf.candidates import ServerConfigs, complete, describe, make_grid, served
-    from tritonpipe.perf.session import is_spec, serving
-    from tritonpipe.perf.sweep import MeasureOptions, Objective, ResultsFile, Sweep
-    from tritonpipe.perf.sweep_report import console_table, no_winner, ranked, write_sweep_report
+    from tritonpipe.capacity import search
+    from tritonpipe.capacity.apply import apply_settings, spec_entry
+    from tritonpipe.capacity.candidates import ServerConfigs, complete, describe, make_grid, served
+    from tritonpipe.capacity.session import is_spec, serving
+    from tritonpipe.capacity.sweep import MeasureOptions, Objective, ResultsFile, Sweep
+    from tritonpipe.capacity.sweep_report import (
+        console_table,
+        no_winner,
+        ranked,
+        write_sweep_report,
+    )
 
     try:
         objective = Objective(slo_p99_ms=slo_p99_ms, min_throughput=min_throughput)
@@ -244,7 +249,7 @@ def plan(
     client/network overhead) is measured in repeated windows and drives a simulation of Triton's
     dynamic batcher under Poisson arrivals; each prediction's interval is its range over the
     windows. Unstable measurements are refused."""
-    from tritonpipe.perf.capacity import PlanRequest, run_plan
+    from tritonpipe.capacity.plan_run import PlanRequest, run_plan
 
     try:
         if price is None:

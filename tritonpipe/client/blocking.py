@@ -14,9 +14,9 @@ from collections.abc import Mapping
 
 import grpc
 
+from tritonpipe.client.raw_grpc import CHANNEL_OPTIONS, INFER_METHOD
+from tritonpipe.client.raw_http import parse_head
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.raw_grpc import CHANNEL_OPTIONS, INFER_METHOD
-from tritonpipe.perf.raw_http import parse_head
 
 
 class BlockingGrpc:

@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from tritonpipe.client import raw_grpc, raw_http
+from tritonpipe.client.blocking import BlockingGrpc, BlockingHttp
 from tritonpipe.client.checks import ModelInfo
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
+from tritonpipe.client.raw_grpc import RawGrpc
+from tritonpipe.client.raw_http import RawHttp
 from tritonpipe.errors import PerfError
-from tritonpipe.perf import input_data, raw_grpc, raw_http
-from tritonpipe.perf.blocking import BlockingGrpc, BlockingHttp
-from tritonpipe.perf.raw_grpc import RawGrpc
-from tritonpipe.perf.raw_http import RawHttp
+from tritonpipe.perf import input_data
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
@@ -48,8 +49,8 @@ class ProfileOptions:
     shared_memory: str = "none"  # or "system"
     token: str | None = None
     timeout_s: float = 60.0
-    # "raw" (requests serialized once and sent as bytes: tritonpipe.perf.raw_http on asyncio
-    # streams, tritonpipe.perf.raw_grpc through grpcio) or "tritonclient" (its asyncio clients).
+    # "raw" (requests serialized once and sent as bytes: tritonpipe.client.raw_http on asyncio
+    # streams, tritonpipe.client.raw_grpc through grpcio) or "tritonclient" (its asyncio clients).
     transport: str = "raw"
     # Triton's metrics endpoint: per-step times of tritonpipe models are read from it.
     metrics_url: str | None = None
@@ -58,7 +59,7 @@ class ProfileOptions:
     # cheaper than of 256 keys).
     batches: tuple[dict[str, Any], ...] = ()
     # Concurrency mode on the raw transport: one thread per request in flight, blocking calls
-    # (tritonpipe.perf.blocking); False: asyncio tasks.
+    # (tritonpipe.client.blocking); False: asyncio tasks.
     threads: bool = True
 
 
@@ -248,7 +249,7 @@ class Profiler:
             pool.destroy()
 
     def _blocking(self) -> BlockingGrpc | BlockingHttp | None:
-        """Threads for concurrency mode on the raw transport (see tritonpipe.perf.blocking)."""
+        """Threads for concurrency mode on the raw transport (see tritonpipe.client.blocking)."""
         if self.raw is None or not self.options.threads:
             return None
         if isinstance(self.raw, RawGrpc):

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tritonpipe.perf.nats_server import NatsServer
-from tritonpipe.perf.redis_server import RedisServer
+from tests.integration.stream.nats_server import NatsServer
+from tritonpipe.server.redis_server import RedisServer
 
 STAGE = '''
 import time

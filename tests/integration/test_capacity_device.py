@@ -52,8 +52,9 @@ def test_executions_hold_the_device_for_a_plus_b_rows(tmp_path: Path) -> None:
         times = _times(s, "kad")
     means = {b: ns / n / 1e6 for b, (n, ns) in times.items()}
     assert set(means) == {1, 8}
-    assert means[1] >= 8 and means[8] >= 22  # the sleep is a floor; the backend adds to it
-    assert means[8] - means[1] >= 7 * 2 * 0.95  # B per row, whatever the overhead
+    # A + B x rows is a floor: the sleep never ends early; the backend adds to it (by how
+    # much depends on the machine's load, so only the floors are checked).
+    assert means[1] >= 8 and means[8] >= 22
 
 
 def test_one_device_serves_one_execution_at_a_time_across_instances_and_servers(

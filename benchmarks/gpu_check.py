@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def in_process(artifact: Path, shape: tuple[int, ...], batch: int, seconds: floa
 
 
 def served(model: str, url: str, batch: int, window_ms: int, data: str = "random") -> float:
+    from tritonpipe.errors import PerfError
     from tritonpipe.perf.generator import ProfileOptions, Profiler
 
     options = ProfileOptions(
@@ -113,6 +115,21 @@ def served(model: str, url: str, batch: int, window_ms: int, data: str = "random
         stability_percentage=100.0,
         input_data=data,
     )
+    # One short level first, not counted: the first requests load the model's lazy parts.
+    warm = ProfileOptions(
+        model=model,
+        url=url,
+        protocol="grpc",
+        batch_size=batch,
+        loads=(1,),
+        measurement_interval_ms=window_ms,
+        max_trials=3,
+        stability_percentage=100.0,
+        input_data=data,
+        timeout_s=120.0,
+    )
+    with contextlib.suppress(PerfError):
+        asyncio.run(Profiler(warm).run())
     return asyncio.run(Profiler(options).run())[0].row.throughput
 
 
@@ -127,7 +144,7 @@ def main() -> int:
     if not torch.cuda.is_available() and not args.dry_run:
         print("no CUDA device: run with --dry-run on CPU", file=sys.stderr)
         return 2
-    kind, side, width, window = ("cpu", 16, 8, 200) if args.dry_run else ("gpu", 128, 64, 2000)
+    kind, side, width, window = ("cpu", 16, 8, 1000) if args.dry_run else ("gpu", 128, 64, 2000)
     start = time.perf_counter()
     from tritonpipe.capacity import plan as planning
     from tritonpipe.capacity.measure import profile_server

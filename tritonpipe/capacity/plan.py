@@ -69,7 +69,7 @@ class Pricing:
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     replicas: int
-    replicas_if_low: int  # if each replica carried only the low end of its SLO capacity
+    replicas_if_low: int  # if each replica carried only the low end of its SLO capacity (-1: none)
     slo_p99_ms: float
     headroom: float
     peak_qps: float
@@ -107,8 +107,14 @@ def make_plan(
     slo_s = slo_p99_ms / 1000
     capacity = predictor.capacity(slo_s)
     usable = capacity.value * (1 - headroom)
-    if usable <= 0 or capacity.low <= 0:
+    if usable <= 0:
         raise PerfError("the simulation leaves no load per replica within the SLO")
+    warnings = list(predictor.profile.warnings)
+    if capacity.low <= 0:
+        warnings.append(
+            "one measured window alone misses the SLO even at no load: the interval reaches 0, "
+            "so the plan rests on the other windows; rerun when the machine is quieter"
+        )
 
     def need(qps: float, per: float = usable) -> int:
         return max(1, math.ceil(qps / per - 1e-9)) if qps > 0 else 0
@@ -129,7 +135,9 @@ def make_plan(
         knobs = [{"config": c.describe(), "max_qps_per_replica": r} for c, r in ranked[:5]]
     return Plan(
         replicas=replicas,
-        replicas_if_low=need(target.peak, capacity.low * (1 - headroom)),
+        replicas_if_low=(
+            need(target.peak, capacity.low * (1 - headroom)) if capacity.low > 0 else -1
+        ),
         slo_p99_ms=slo_p99_ms,
         headroom=headroom,
         peak_qps=target.peak,
@@ -151,7 +159,7 @@ def make_plan(
             "fit_error": fit_error,
             "overhead_median_ms": float(np.median(predictor.pooled.overhead_s)) * 1000,
         },
-        warnings=list(predictor.profile.warnings),
+        warnings=warnings,
         knobs=knobs,
     )
 
@@ -172,7 +180,7 @@ def table(plan: Plan, pricing: Pricing) -> str:
         f"replicas                 {plan.replicas}"
         + (
             f" ({plan.replicas_if_low} at the low end of the interval)"
-            if plan.replicas_if_low != plan.replicas
+            if plan.replicas_if_low not in (plan.replicas, -1)
             else ""
         ),
         f"peak load                {plan.peak_qps:g} infer/s ({plan.mean_qps:.0f} mean)",

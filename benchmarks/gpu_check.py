@@ -196,6 +196,8 @@ def main() -> int:
                 server.http_url.split("://")[1],
                 window_ms=window // 2,
                 progress=print,
+                # A dry run checks the steps, not a busy CPU's stability.
+                stability=10.0 if args.dry_run else 0.2,
             )
             predictor = Predictor(profile)
             capacity = predictor.capacity(args.slo_p99_ms / 1000)

@@ -91,32 +91,32 @@ format: .venv/.installed ## Apply ruff's fixes and formatting
 serve: repository ## Serve model_repository/ on 127.0.0.1:8000 (HTTP) / 8001 (gRPC)
 	.venv/bin/tritonpipe serve model_repository --http-port 8000 --grpc-port 8001 --metrics-port 8002
 
-bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes tritonpipe/perf/results/)
-	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
+bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer (writes benchmarks/results/)
+	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m benchmarks.generator_vs_perf_analyzer --protocol $$protocol \
 		--transport tritonclient --repeat 3 --concurrency 1 4 16 \
-		--out tritonpipe/perf/results/generator_vs_perf_analyzer_$$protocol.md; done
-	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.benchmark --protocol $$protocol \
+		--out benchmarks/results/generator_vs_perf_analyzer_$$protocol.md; done
+	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m benchmarks.generator_vs_perf_analyzer --protocol $$protocol \
 		--transport raw --repeat 3 --concurrency 1 4 16 \
-		--out tritonpipe/perf/results/generator_raw_vs_perf_analyzer_$$protocol.md; done
+		--out benchmarks/results/generator_raw_vs_perf_analyzer_$$protocol.md; done
 
-bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes tritonpipe/perf/results/sweep.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.sweep_bench --out tritonpipe/perf/results/sweep.md
+bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes benchmarks/results/sweep.md)
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.sweep --out benchmarks/results/sweep.md
 
-bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes tritonpipe/perf/results/serving.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.serving_bench --out tritonpipe/perf/results/serving.md
+bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes benchmarks/results/serving.md)
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.serving --out benchmarks/results/serving.md
 
 fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`; BUS=redis|nats|kafka): replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 --bus $(or $(BUS),redis) 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
-bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton, Redis vs NATS vs Kafka (writes tritonpipe/perf/results/stream.md)
-	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
+bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 workers, embedded vs Triton, Redis vs NATS vs Kafka (writes benchmarks/results/stream.md)
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out benchmarks/results/stream.md
 
 fraud-challenger: .venv/.installed ## Second fraud version (after `make fraud`): train @challenger, shadow it, canary 10%, compare agreement + AUC
 	$(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
-bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes tritonpipe/perf/results/fraud_pipeline.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
+bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes benchmarks/results/fraud_pipeline.md)
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.fraud --out benchmarks/results/fraud_pipeline.md
 
 mutation: .venv/.installed ## Mutation testing (mutmut) of the core modules; writes tests/mutation/REPORT.md (not part of `make test`)
 	rm -rf mutants
@@ -128,9 +128,9 @@ fraud-batch: ## Batch-score the fraud example's held-out day read from the featu
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/batch_demo.py --out build/fraud_batch 2>&1 | \
 		grep -v -i -e warn -e Downloading -e LooseVersion -e is_categorical -e fork_posix -e setLogLevel
 
-bench-batch: ## Batch benchmark on 1M fraud rows next to perf profile's max (writes tritonpipe/perf/results/batch_fraud.md)
-	PYTHONUNBUFFERED=1 $(PY) -m tritonpipe.perf.batch_benchmark --rows 1000000 --profile \
-		--out tritonpipe/perf/results/batch_fraud.md
+bench-batch: ## Batch benchmark on 1M fraud rows next to perf profile's max (writes benchmarks/results/batch_fraud.md)
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.batch --rows 1000000 --profile \
+		--out benchmarks/results/batch_fraud.md
 
 clean: ## Remove the venv, artifacts and built weights
 	rm -rf .venv $(ARTIFACTS) build examples/fraud/artifacts examples/fraud/feature_repo/data

@@ -5,7 +5,7 @@ online store costs, embedded workers pushing to the SQLite online store instead;
 embedded job on NATS JetStream and on Kafka (a 4-partition topic on Tansu) instead of the Redis
 Stream. Events/s and end-to-end p50/p99 (producer stamp -> prediction written).
 
-    python examples/fraud/bench_stream.py --out tritonpipe/perf/results/stream.md
+    python examples/fraud/bench_stream.py --out benchmarks/results/stream.md
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE))
 
 from stream_demo import bus_for, bus_server, heldout_events, job_for  # noqa: E402
 
-from tritonpipe.perf.redis_server import RedisServer  # noqa: E402
 from tritonpipe.perf.stream_load import StreamRun, drive  # noqa: E402
+from tritonpipe.server.redis_server import RedisServer  # noqa: E402
 from tritonpipe.stream import load_config  # noqa: E402
 
 Row = tuple[str, str, str, StreamRun]  # bus, scorer, online store, run

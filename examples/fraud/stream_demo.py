@@ -89,8 +89,8 @@ def bus_server(kind: str, folder: Path) -> Iterator[str | None]:
     if kind == "redis":
         yield None
         return
-    from tritonpipe.perf.kafka_server import KafkaServer
-    from tritonpipe.perf.nats_server import NatsServer
+    from tritonpipe.server.kafka_server import KafkaServer
+    from tritonpipe.server.nats_server import NatsServer
 
     (folder / kind).mkdir(exist_ok=True)
     server = NatsServer(folder / kind) if kind == "nats" else KafkaServer(folder / kind)
@@ -139,8 +139,8 @@ def main() -> None:
     parser.add_argument("--bus", choices=["redis", "nats", "kafka"], default="redis")
     args = parser.parse_args()
     sys.path.insert(0, str(HERE))
-    from tritonpipe.perf.redis_server import RedisServer
     from tritonpipe.perf.stream_load import drive
+    from tritonpipe.server.redis_server import RedisServer
     from tritonpipe.stream import load_config
 
     events = heldout_events(limit=args.limit)

@@ -207,6 +207,8 @@ def test_plan_measures_fits_and_validates(workspace: Path, tmp_path: Path) -> No
             "--validate",
             "--window-ms",
             "300",
+            "--stability-percentage",
+            "1000",  # behaviour, not this machine's load, is tested here
             "--json",
             str(tmp_path / "plan.json"),
             "--report",
@@ -224,13 +226,14 @@ def test_plan_measures_fits_and_validates(workspace: Path, tmp_path: Path) -> No
     assert all(c["measured_p99_ms"] > 0 for c in plan["validation"])
     assert "serving the sweep's best config: n=1,b=8,d=0" in done.stdout
     assert "predicted p99" in done.stdout and (tmp_path / "r" / "plan_p99.png").is_file()
-    assert (tmp_path / "r" / "rates.csv").is_file()
+    assert plan["plan"]["config"] == "n=1,b=8,d=0"
+    assert sorted(plan["profile"]["windows"][0]["service_s"]) == ["1", "2", "4", "8"]
     # The measured points plan again without a server.
     again = subprocess.run(
         cli(
             "plan",
             "--profile",
-            str(tmp_path / "r" / "rates.csv"),
+            str(tmp_path / "r" / "profile.json"),
             "--qps",
             "3000",
             "--slo-p99-ms",

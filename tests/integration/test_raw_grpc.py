@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import tritonclient.grpc as triton_grpc
 
-from tritonpipe.perf.raw_grpc import RawGrpc, build_request, parse_response
+from tritonpipe.client.raw_grpc import RawGrpc, build_request, parse_response
 from tritonpipe.server import TritonServer
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DIGITS
+from tritonpipe.capacity.apply import apply_settings, spec_entry
 from tritonpipe.ensembles.spec import load_spec
 from tritonpipe.errors import SpecError
-from tritonpipe.perf.apply import apply_settings, spec_entry
 
 
 @pytest.fixture

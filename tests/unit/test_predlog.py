@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from tritonpipe.errors import PredictionLogError
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.predlog import ParquetSink, PredictionLogger, make_sink, read_logs
 from tritonpipe.predlog.sinks import Record, Sink
+from tritonpipe.server.redis_server import RedisServer
 
 
 def record(i: int) -> Record:

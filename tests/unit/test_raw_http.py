@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
+from tritonpipe.client.raw_http import RawHttp, build_request, parse_head
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.raw_http import RawHttp, build_request, parse_head
 
 
 def test_build_request_is_triton_binary_protocol() -> None:
@@ -102,3 +102,50 @@ async def test_keep_alive_reuse_and_error_bodies() -> None:
     await transport.close()
     server.close()
     await server.wait_closed()
+
+
+def test_blocking_keep_alive_reuse_error_bodies_and_a_closed_connection() -> None:
+    """The threads' transport against a tiny server: 200, a JSON error, then a close mid-way."""
+    import socket
+    import threading
+
+    from tritonpipe.client.blocking import BlockingHttp
+
+    answers = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b'HTTP/1.1 400 Bad Request\r\nContent-Length: 17\r\n\r\n{"error": "nope"}',
+        b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\ncut",  # then the connection closes
+    ]
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    accepted: list[int] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        accepted.append(1)
+        with conn:
+            data = b""
+            for answer in answers:
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = BlockingHttp("127.0.0.1", port, timeout_s=5)
+    request = build_request(
+        "m", f"127.0.0.1:{port}", {"x": np.zeros((1, 2), np.float32)}, {"x": "FP32"}, ["y"]
+    )
+    assert transport.infer(request)[2] is None
+    assert transport.infer(request)[2] == "[400] nope"
+    error = transport.infer(request)[2]
+    assert error is not None and "closed the connection mid-response" in error
+    assert accepted == [1]  # one keep-alive connection for all three
+    thread.join(5)
+    transport.close()
+    listener.close()

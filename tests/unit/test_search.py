@@ -1,7 +1,7 @@
 import itertools
 
-from tritonpipe.perf import search
-from tritonpipe.perf.candidates import edit_config, key, make_grid, served
+from tritonpipe.capacity import search
+from tritonpipe.capacity.candidates import edit_config, key, make_grid, served
 
 GRID = make_grid(
     ["m"],

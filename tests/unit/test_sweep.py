@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from tritonpipe.capacity.sweep import Measurement, Objective, ResultsFile
+from tritonpipe.capacity.sweep_report import console_table, no_winner, ranked, write_sweep_report
 from tritonpipe.errors import PerfError
 from tritonpipe.perf.results_csv import ResultRow
-from tritonpipe.perf.sweep import Measurement, Objective, ResultsFile
-from tritonpipe.perf.sweep_report import console_table, no_winner, ranked, write_sweep_report
 
 HEADER = {"target": "digits", "protocol": "grpc", "window_ms": 300}
 

@@ -5,7 +5,7 @@ tritonclient's asyncio client wraps every tensor in ``InferInput``/``InferResult
 checks each request on the way; a batch job already holds checked, typed arrays, and on a small
 machine that per-request Python work competes with the server for the same cores. Here a request
 is one ``ModelInferRequest`` with ``raw_input_contents`` (serialized by
-:func:`tritonpipe.perf.raw_grpc.build_request`, the load generator's own), sent as bytes through
+:func:`tritonpipe.client.raw_grpc.build_request`, the load generator's own), sent as bytes through
 grpcio, and each output is an ``np.frombuffer`` view of the response.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 from tritonclient.utils import InferenceServerException, deserialize_bytes_tensor
 
 from tritonpipe.client.errors import map_error
-from tritonpipe.perf.raw_grpc import CHANNEL_OPTIONS, INFER_METHOD, build_request, parse_response
+from tritonpipe.client.raw_grpc import CHANNEL_OPTIONS, INFER_METHOD, build_request, parse_response
 from tritonpipe.tensors import Array, TensorSpec, dtype
 
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tritonpipe.errors import SpecError, TritonPipeError
+
+if TYPE_CHECKING:
+    from tritonpipe.capacity.candidates import Grid
+    from tritonpipe.capacity.sweep import MeasureOptions
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -34,7 +38,11 @@ def sweep(
         float | None, typer.Option(help="Or: minimise p99 subject to >= this many infer/s.")
     ] = None,
     strategy: Annotated[
-        str, typer.Option(help="brute (every grid point) or quick (hill climbing).")
+        str,
+        typer.Option(
+            help="brute (every grid point), quick (hill climbing) or guided (profile the model, "
+            "simulate every point, measure the best-ranked tenth)."
+        ),
     ] = "quick",
     count: Annotated[str, typer.Option(help="Instance counts to try.")] = "1,2",
     max_batch_size: Annotated[str, typer.Option(help="max_batch_size values.")] = "8,64",
@@ -69,19 +77,29 @@ def sweep(
     repository_out: Annotated[
         Path, typer.Option(help="Where --apply rebuilds the repository.")
     ] = Path("model_repository"),
+    devices: Annotated[
+        int, typer.Option(help="guided: executions at once (1: the instances share one device).")
+    ] = 1,
 ) -> None:
     """Search serving configs (instances, batch sizes, queue delay) on a live server."""
-    from tritonpipe.perf import search
-    from tritonpipe.perf.apply import apply_settings, spec_entry
-    from tritonpipe.perf.candidates import ServerConfigs, complete, describe, make_grid, served
-    from tritonpipe.perf.session import is_spec, serving
-    from tritonpipe.perf.sweep import MeasureOptions, Objective, ResultsFile, Sweep
-    from tritonpipe.perf.sweep_report import console_table, no_winner, ranked, write_sweep_report
+    from tritonpipe.capacity import search
+    from tritonpipe.capacity.apply import apply_settings, spec_entry
+    from tritonpipe.capacity.candidates import ServerConfigs, complete, describe, make_grid, served
+    from tritonpipe.capacity.session import is_spec, serving
+    from tritonpipe.capacity.sweep import MeasureOptions, Objective, ResultsFile, Sweep
+    from tritonpipe.capacity.sweep_report import (
+        console_table,
+        no_winner,
+        ranked,
+        write_sweep_report,
+    )
 
     try:
         objective = Objective(slo_p99_ms=slo_p99_ms, min_throughput=min_throughput)
         if strategy not in search.STRATEGIES:
-            raise SpecError(f"--strategy {strategy!r}: brute or quick")
+            raise SpecError(f"--strategy {strategy!r}: brute, quick or guided")
+        if strategy == "guided" and slo_p99_ms is None:
+            raise SpecError("--strategy guided ranks by throughput within --slo-p99-ms: give it")
         if apply and not is_spec(source):
             raise SpecError(f"--apply writes into a pipeline spec; {source} is not one")
         values = {
@@ -119,7 +137,10 @@ def sweep(
                 f"{len(file.done)} already in {results}"
             )
             run = Sweep(grid, objective, options, configs, file, typer.echo)
-            search.run(strategy, grid, run.evaluate, start)
+            ranking = None
+            if strategy == "guided":
+                ranking = _ranking(grid, options, server.http_url, devices, slo_p99_ms or 0.0)
+            search.run(strategy, grid, run.evaluate, start, ranking)
             originals = {m: served(configs.originals.get(m) or configs.config(m)) for m in swept}
             configs.close()
         done = [file.done[k] for k in run.visited]
@@ -145,6 +166,29 @@ def sweep(
         raise _fail(exc) from None
 
 
+def _ranking(
+    grid: Grid, options: MeasureOptions, http_url: str, devices: int, slo_p99_ms: float
+) -> list[tuple[tuple[int, ...], float]]:
+    """The guided search's ranking: the target profiled once, every grid point simulated."""
+    from tritonpipe.capacity.guide import rank
+    from tritonpipe.capacity.measure import profile_server
+
+    largest = max(
+        (max(d.values) for d in grid.dimensions if d.knob == "max_batch_size"), default=None
+    )
+    profile = profile_server(
+        options.target,
+        options.url,
+        options.protocol,
+        http_url.split("://")[1],
+        input_data=options.input_data,
+        devices=devices,
+        progress=typer.echo,
+        max_batch_size=largest,
+    )
+    return rank(grid, profile, slo_p99_ms / 1000)
+
+
 def plan(
     qps: Annotated[float | None, typer.Option(help="Peak load to serve (infer/s).")] = None,
     daily_curve: Annotated[
@@ -161,7 +205,9 @@ def plan(
     gpus_per_replica: Annotated[int, typer.Option(help="GPUs per replica (gpu prices).")] = 1,
     profile: Annotated[
         Path | None,
-        typer.Option(help="Request-rate CSV (perf profile --request-distribution poisson)."),
+        typer.Option(
+            help="A service profile saved by an earlier plan (its --report profile.json)."
+        ),
     ] = None,
     source: Annotated[
         Path | None, typer.Option(help="Spec or repository to measure (no --profile, --validate).")
@@ -171,10 +217,26 @@ def plan(
         Path | None, typer.Option("--sweep", help="Serve the best config of this sweep.")
     ] = None,
     validate: Annotated[
-        bool, typer.Option(help="Measure one replica at 50/70/90% of its planned load.")
+        bool, typer.Option(help="Measure one replica at 50/70/90% of its SLO capacity.")
     ] = False,
+    devices: Annotated[
+        int,
+        typer.Option(
+            help="Executions that run at once: 1 when the instances share one device (a GPU); "
+            "the instance count when each has its own."
+        ),
+    ] = 1,
+    tune: Annotated[
+        bool, typer.Option(help="Also rank other instance counts, batch sizes and queue delays.")
+    ] = False,
+    stability_percentage: Annotated[
+        float,
+        typer.Option(help="Profile windows may differ by this much (max - min over median)."),
+    ] = 20.0,
     protocol: Annotated[str, typer.Option("-i", "--protocol", help="http or grpc.")] = "grpc",
-    window_ms: Annotated[int, typer.Option(help="Measurement window (ms).")] = 2000,
+    window_ms: Annotated[
+        int, typer.Option(help="Profile window (ms); validation windows are 4x (>= 2 s).")
+    ] = 500,
     input_data: Annotated[
         str, typer.Option(help="zero, random or a perf_analyzer JSON file.")
     ] = "random",
@@ -183,8 +245,11 @@ def plan(
 ) -> None:
     """Size a fleet: replicas, utilisation, cost and predicted p99 for a target load.
 
-    The prediction comes from a queueing model fitted to Poisson request-rate measurements."""
-    from tritonpipe.perf.capacity import PlanRequest, run_plan
+    One replica's service profile (execution time per batch size from Triton's statistics, the
+    client/network overhead) is measured in repeated windows and drives a simulation of Triton's
+    dynamic batcher under Poisson arrivals; each prediction's interval is its range over the
+    windows. Unstable measurements are refused."""
+    from tritonpipe.capacity.plan_run import PlanRequest, run_plan
 
     try:
         if price is None:
@@ -209,6 +274,9 @@ def plan(
             window_ms=window_ms,
             input_data=input_data,
             report=report,
+            devices=devices,
+            tune=tune,
+            stability=stability_percentage / 100,
         )
         result = run_plan(request, typer.echo)
     except TritonPipeError as exc:
@@ -217,3 +285,36 @@ def plan(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_out}")
+
+
+def device(
+    repository: Annotated[Path, typer.Argument(help="Repository folder to write the model into.")],
+    name: Annotated[str, typer.Option(help="Model name.")] = "device",
+    a_ms: Annotated[float, typer.Option(help="Fixed time per execution (ms).")] = 4.0,
+    b_ms: Annotated[float, typer.Option(help="Time per row of the batch (ms).")] = 1.0,
+    count: Annotated[int, typer.Option(help="Instances sharing the device.")] = 1,
+    max_batch_size: Annotated[int, typer.Option(help="Largest batch.")] = 8,
+    queue_delay_us: Annotated[int, typer.Option(help="Dynamic batcher queue delay (us).")] = 0,
+) -> None:
+    """Write a known-answer device (a simulated accelerator) into a repository.
+
+    Each execution holds one device, shared by the instances, for A + B x rows ms (input x,
+    output y = x, FP32[1])."""
+    from tritonpipe.capacity.device import Device, write_device
+
+    try:
+        spec = Device(
+            name=name,
+            a_ms=a_ms,
+            b_ms=b_ms,
+            count=count,
+            max_batch_size=max_batch_size,
+            max_queue_delay_us=queue_delay_us,
+        )
+        folder = write_device(repository, spec)
+    except TritonPipeError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"wrote {folder}: {a_ms:g} + {b_ms:g} ms x rows per execution, {count} instance(s) on one "
+        f"device (lock {spec.lock_path}), full batches {spec.capacity():.0f} rows/s at most"
+    )

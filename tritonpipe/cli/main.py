@@ -208,6 +208,7 @@ def _register() -> None:
     app.command()(serving.serve)
     app.command()(serving.infer)
     perf.app.command()(capacity.sweep)
+    perf.app.command()(capacity.device)
     app.add_typer(perf.app, name="perf")
     app.add_typer(deploy.app, name="deploy")
     app.add_typer(logs.app, name="logs")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
+from tritonpipe.client import raw_grpc, raw_http
+from tritonpipe.client.blocking import BlockingGrpc, BlockingHttp
 from tritonpipe.client.checks import ModelInfo
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
+from tritonpipe.client.raw_grpc import RawGrpc
+from tritonpipe.client.raw_http import RawHttp
 from tritonpipe.errors import PerfError
-from tritonpipe.perf import input_data, raw_grpc, raw_http
-from tritonpipe.perf.raw_grpc import RawGrpc
-from tritonpipe.perf.raw_http import RawHttp
+from tritonpipe.perf import input_data
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
@@ -46,8 +49,8 @@ class ProfileOptions:
     shared_memory: str = "none"  # or "system"
     token: str | None = None
     timeout_s: float = 60.0
-    # "raw" (requests serialized once and sent as bytes: tritonpipe.perf.raw_http on asyncio
-    # streams, tritonpipe.perf.raw_grpc through grpcio) or "tritonclient" (its asyncio clients).
+    # "raw" (requests serialized once and sent as bytes: tritonpipe.client.raw_http on asyncio
+    # streams, tritonpipe.client.raw_grpc through grpcio) or "tritonclient" (its asyncio clients).
     transport: str = "raw"
     # Triton's metrics endpoint: per-step times of tritonpipe models are read from it.
     metrics_url: str | None = None
@@ -55,6 +58,9 @@ class ProfileOptions:
     # batch_size times (perf_analyzer's -b repeats one sample; a lookup of one key x256 is
     # cheaper than of 256 keys).
     batches: tuple[dict[str, Any], ...] = ()
+    # Concurrency mode on the raw transport: one thread per request in flight, blocking calls
+    # (tritonpipe.client.blocking); False: asyncio tasks.
+    threads: bool = True
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,9 @@ class LevelResult:
     errors: int
     first_error: str | None
     steps: list[StepRow] = field(default_factory=list)  # per-step times of a tritonpipe model
+    latencies_s: tuple[float, ...] = ()  # each successful request's, in the reported windows
+    server: ServerTimes | None = None  # the server's counts over the reported windows
+    seconds: float = 0.0  # the reported windows' length
 
 
 class Profiler:
@@ -239,6 +248,15 @@ class Profiler:
         for pool in self._handles:
             pool.destroy()
 
+    def _blocking(self) -> BlockingGrpc | BlockingHttp | None:
+        """Threads for concurrency mode on the raw transport (see tritonpipe.client.blocking)."""
+        if self.raw is None or not self.options.threads:
+            return None
+        if isinstance(self.raw, RawGrpc):
+            return BlockingGrpc(self.endpoint.address, self.options.timeout_s, self.headers)
+        host, _, port = self.endpoint.address.rpartition(":")
+        return BlockingHttp(host, int(port), self.options.timeout_s)
+
     async def _one(self, client: Any, info: ModelInfo, request: Any, done: list[_Done]) -> None:
         start = time.perf_counter()
         error = None
@@ -300,11 +318,15 @@ class Profiler:
                 task.add_done_callback(tasks.discard)
 
         label = "concurrency" if self.options.mode == "concurrency" else "request rate"
-        drivers = (
-            [asyncio.create_task(worker()) for _ in range(int(load))]
-            if self.options.mode == "concurrency"
-            else [asyncio.create_task(scheduler())]
-        )
+        blocking = self._blocking() if self.options.mode == "concurrency" else None
+        threads = _Threads(blocking, prepared, int(load), done) if blocking else None
+        drivers = []
+        if threads is None:
+            drivers = (
+                [asyncio.create_task(worker()) for _ in range(int(load))]
+                if self.options.mode == "concurrency"
+                else [asyncio.create_task(scheduler())]
+            )
         snaps = [await self._snapshot(client)]
         steps = [await self._steps(info.name, progress)]
         windows: list[tuple[float, float, list[_Done]]] = []
@@ -318,7 +340,7 @@ class Profiler:
             snaps.append(await self._snapshot(client))
             steps.append(await self._steps(info.name, progress))
             window = done[cursor:]
-            cursor = len(done)
+            cursor += len(window)  # threads may append between the two
             windows.append((t0, t1, window))
             ok = [d for d in window if d.error is None]
             throughputs.append(len(ok) * self.options.batch_size / (t1 - t0))
@@ -332,6 +354,8 @@ class Profiler:
                 break
         stop.set()
         await asyncio.gather(*drivers, *tasks, return_exceptions=True)
+        if threads is not None:
+            await threads.stop()
         if not stable:
             progress(
                 f"  {label} {load:g}: not stable within {self.options.max_trials} windows "
@@ -360,6 +384,9 @@ class Profiler:
             len(errors),
             errors[0].error if errors else None,
             step_rows,
+            tuple(d.latency for d in ok),
+            server,
+            seconds,
         )
 
     def _stability_latency(self, ok: list[_Done]) -> float:
@@ -391,6 +418,45 @@ class Profiler:
             p95_us=p95,
             p99_us=p99,
         )
+
+
+class _Threads:
+    """Concurrency mode's blocking workers: ``count`` threads, each sending the prepared
+    requests in turn (from its own place in the list) and recording each one it completes."""
+
+    def __init__(
+        self,
+        transport: BlockingGrpc | BlockingHttp,
+        prepared: list[Any],
+        count: int,
+        done: list[_Done],
+    ) -> None:
+        self.transport, self.done = transport, done
+        self.halt = threading.Event()
+        self.threads = [
+            threading.Thread(
+                target=self._work,
+                args=(
+                    itertools.cycle(prepared[i % len(prepared) :] + prepared[: i % len(prepared)]),
+                ),
+                daemon=True,
+            )
+            for i in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self, requests: itertools.cycle[Any]) -> None:
+        while not self.halt.is_set():
+            start = time.perf_counter()
+            send, recv, error = self.transport.infer(next(requests))
+            self.done.append(_Done(time.perf_counter() - start, send, recv, error))
+
+    async def stop(self) -> None:
+        self.halt.set()
+        for thread in self.threads:
+            await asyncio.to_thread(thread.join)
+        self.transport.close()
 
 
 def _server_row(load: float, times: ServerTimes, seconds: float) -> ResultRow:

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tritonpipe.perf.redis_server import free_port
+from tritonpipe.server.redis_server import free_port
 
 
 def _bin(name: str) -> str:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tritonpipe.perf.nats_server import NatsServer
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.nats_server import NatsServer
+from tritonpipe.server.redis_server import RedisServer
 
 HERE = Path(__file__).parent
 DTYPES = ["FP32", "FP64", "INT32", "INT64", "BOOL", "BYTES"]

@@ -31,11 +31,11 @@ from hypothesis import strategies as st
 from tests.integration.contract.conftest import SIGNATURES, Signature
 from tritonpipe.client import Client
 from tritonpipe.errors import ClientError, PipelineError
-from tritonpipe.perf.nats_server import NatsServer
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.pipeline import Pipeline
 from tritonpipe.records import Contract
 from tritonpipe.server import TritonServer
+from tritonpipe.server.nats_server import NatsServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.scoring import served_options
 from tritonpipe.stream.worker import Worker

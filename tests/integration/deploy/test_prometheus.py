@@ -29,8 +29,8 @@ from tritonpipe.deploy.monitoring import (
     scrape_config,
 )
 from tritonpipe.deploy.replicas import ReplicaSet
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server.options import free_port
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import load_config
 from tritonpipe.stream.replay import replay
 

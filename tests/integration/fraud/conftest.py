@@ -15,8 +15,8 @@ import yaml
 
 from tests.conftest import ROOT
 from tritonpipe.ensembles import build_repository
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.redis_server import RedisServer
 
 FRAUD = ROOT / "examples" / "fraud"
 sys.path.insert(0, str(FRAUD))

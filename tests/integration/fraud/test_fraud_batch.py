@@ -13,7 +13,7 @@ from tests.integration.fraud.conftest import fraud_spec
 from tritonpipe.batch import parse_config, run_job
 from tritonpipe.ensembles import build_repository
 from tritonpipe.errors import BatchError
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

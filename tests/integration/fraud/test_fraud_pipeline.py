@@ -16,10 +16,10 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.predlog import read_logs
 from tritonpipe.repository.config import parse_pbtxt, to_pbtxt
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.redis_server import RedisServer
 
 DTYPES = {"account_id": "INT64", "amount": "FP32", "merchant_lat": "FP32", "merchant_lon": "FP32"}
 DTYPES["timestamp"] = "FP64"

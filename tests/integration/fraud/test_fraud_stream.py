@@ -17,7 +17,7 @@ import redis
 import yaml
 
 from tests.integration.fraud.conftest import FRAUD, _lookup
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.replay import replay
 

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tritonpipe.perf.kafka_server import KafkaServer
-from tritonpipe.perf.nats_server import NatsServer
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.kafka_server import KafkaServer
+from tritonpipe.server.nats_server import NatsServer
+from tritonpipe.server.redis_server import RedisServer
 
 STAGE = '''
 import time

@@ -18,8 +18,8 @@ import redis
 import yaml
 
 from tests.integration.stream.conftest import wait_for
-from tritonpipe.perf.nats_server import NatsServer
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.nats_server import NatsServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.config import JobConfig
 from tritonpipe.stream.nats_bus import NatsPublisher, NatsSource, dead_stream, output_stream

@@ -27,7 +27,7 @@ from tests.integration.stream.conftest import (
     wait_for,
     worker_log,
 )
-from tritonpipe.perf.kafka_server import KafkaServer, S3Server
+from tritonpipe.server.kafka_server import KafkaServer, S3Server
 from tritonpipe.stream import Output, build_worker, load_config, status
 from tritonpipe.stream.config import KafkaBus
 from tritonpipe.stream.kafka_bus import KafkaPublisher

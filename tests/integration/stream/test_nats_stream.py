@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.integration.stream.conftest import dumps, events, start_worker, stop_worker, wait_for
-from tritonpipe.perf.nats_server import NatsServer
+from tritonpipe.server.nats_server import NatsServer
 from tritonpipe.stream import Output, build_worker, load_config, status
 from tritonpipe.stream.nats_bus import NatsPublisher, dead_stream, output_stream
 from tritonpipe.stream.replay import replay

@@ -20,7 +20,7 @@ from tests.integration.stream.conftest import (
     stop_worker,
     wait_for,
 )
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.replay import replay
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import redis
 
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import load_config
 from tritonpipe.stream.replay import read_events, replay
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.integration.stream.conftest import events
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 from tritonpipe.stream.replay import replay
 

@@ -14,8 +14,8 @@ import redis
 from PIL import Image
 
 from tests.integration.stream.conftest import wait_for
-from tritonpipe.perf.redis_server import RedisServer
 from tritonpipe.server import TritonServer
+from tritonpipe.server.redis_server import RedisServer
 from tritonpipe.stream import build_worker, load_config
 
 

@@ -1,5 +1,6 @@
-"""The `plan` command's steps: request-rate points (a CSV, or measured on one replica serving
-a sweep's best config), the fitted queueing model, the plan, its report, and its validation."""
+"""The `plan` command's steps: the replica's service profile (a saved profile.json, or measured
+on one replica serving a sweep's best config), the simulation it drives, the plan, its report,
+and its validation."""
 
 from __future__ import annotations
 
@@ -10,13 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tritonpipe.capacity import plan as planning
+from tritonpipe.capacity.predict import Predictor
+from tritonpipe.capacity.service import Profile
 from tritonpipe.errors import PerfError, SpecError
-from tritonpipe.perf import plan as planning
-from tritonpipe.perf.queueing import fit
-from tritonpipe.perf.results_csv import ResultRow, write_csv
-
-# Poisson rates measured for the fit, as fractions of the replica's saturated throughput.
-FIT_FRACTIONS = (0.2, 0.4, 0.6, 0.75, 0.85, 0.92)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,9 +32,12 @@ class PlanRequest:
     sweep: Path | None
     validate: bool
     protocol: str = "grpc"
-    window_ms: int = 2000
+    window_ms: int = 500
     input_data: str = "random"
     report: Path | None = None
+    devices: int = 1
+    tune: bool = False
+    stability: float = 0.2  # windows may differ by this much (max - min over median)
 
 
 @dataclass
@@ -45,40 +46,42 @@ class _Replica:
 
     model: str
     url: str
+    http: str
     protocol: str
     window_ms: int
     input_data: str
     progress: Callable[[str], None]
 
-    def rates(self, rates: list[float]) -> list[ResultRow]:
+    def rates(self, rates: list[float]) -> list[tuple[float, float]]:
         return planning.measure_rates(
             self.model,
             self.url,
             self.protocol,
             rates,
-            self.window_ms,
+            max(2000, 4 * self.window_ms),
             self.input_data,
             self.progress,
         )
 
-    def saturation(self) -> float:
-        """The replica's throughput at high concurrency."""
-        from tritonpipe.perf.sweep import MeasureOptions, Objective, measure_levels
+    def profile(self, devices: int, stability: float) -> Profile:
+        from tritonpipe.capacity.measure import profile_server
 
-        options = MeasureOptions(
-            target=self.model,
-            url=self.url,
-            protocol=self.protocol,
-            window_ms=self.window_ms,
-            input_data=self.input_data,
+        return profile_server(
+            self.model,
+            self.url,
+            self.protocol,
+            self.http,
+            self.window_ms,
+            self.input_data,
+            devices,
+            self.progress,
+            stability=stability,
         )
-        rows = measure_levels(options, Objective(slo_p99_ms=1e9), self.progress)
-        return max(r.throughput for r in rows)
 
 
 def _best_settings(results: Path, slo_p99_ms: float) -> dict[str, dict[str, int]]:
-    from tritonpipe.perf.sweep import Measurement, Objective
-    from tritonpipe.perf.sweep_report import no_winner, ranked
+    from tritonpipe.capacity.sweep import Measurement, Objective
+    from tritonpipe.capacity.sweep_report import no_winner, ranked
 
     try:
         lines = results.read_text().splitlines()[1:]
@@ -96,18 +99,19 @@ def _best_settings(results: Path, slo_p99_ms: float) -> dict[str, dict[str, int]
 
 @contextlib.contextmanager
 def _replica(request: PlanRequest, progress: Callable[[str], None]) -> Iterator[_Replica]:
-    from tritonpipe.perf.candidates import ServerConfigs, describe
-    from tritonpipe.perf.session import serving
+    from tritonpipe.capacity.candidates import ServerConfigs, describe
+    from tritonpipe.capacity.session import serving
 
     if request.source is None or request.model is None:
         raise SpecError(
             "measuring needs --source (spec or repository) and -m (the model); "
-            "or give --profile with request-rate points and no --validate"
+            "or give --profile with a saved profile.json and no --validate"
         )
     with serving(request.source, request.model) as server:
+        http = server.http_url.split("://")[1]
         if request.sweep is not None:
             settings = _best_settings(request.sweep, request.slo_p99_ms)
-            configs = ServerConfigs(server.http_url.split("://")[1])
+            configs = ServerConfigs(http)
             configs.apply(request.model, settings)
             configs.close()
             progress(f"serving the sweep's best config: {describe(settings)}")
@@ -115,6 +119,7 @@ def _replica(request: PlanRequest, progress: Callable[[str], None]) -> Iterator[
         yield _Replica(
             request.model,
             url.split("://")[1],
+            http,
             request.protocol,
             request.window_ms,
             request.input_data,
@@ -122,17 +127,23 @@ def _replica(request: PlanRequest, progress: Callable[[str], None]) -> Iterator[
         )
 
 
-def _points(request: PlanRequest, replica: _Replica | None) -> tuple[list[ResultRow], float | None]:
-    if request.profile is not None:
-        return planning.rate_points(request.profile), None
-    assert replica is not None
-    replica.progress("finding the replica's saturated throughput ...")
-    top = replica.saturation()
-    replica.progress(f"saturated throughput {top:.0f} infer/s; Poisson rates for the fit ...")
-    rows = replica.rates([top * f for f in FIT_FRACTIONS])
-    if request.report is not None:
-        write_csv(request.report / "rates.csv", rows, "request_rate")
-    return rows, top
+def read_profile(path: Path) -> Profile:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PerfError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise PerfError(
+            f"{path}: not a profile.json. plan no longer fits a curve to request-rate points: "
+            "measure the service profile with --source and -m (it is saved as profile.json "
+            "in the --report folder) and pass that file"
+        ) from None
+    try:
+        return Profile.from_json(data)
+    except PerfError as exc:
+        raise PerfError(f"{path}: {exc}") from None
 
 
 def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -144,26 +155,40 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str,
     )
     needs_server = request.profile is None or request.validate
     with _replica(request, progress) if needs_server else contextlib.nullcontext() as replica:
-        points, top = _points(request, replica)
-        rates = [r.load for r in points]
-        # The measured saturation anchors the capacity; the rates alone say little about it.
-        capacity = top if top is not None and top > max(rates) else None
-        model = fit(rates, [r.p99_us / 1e6 for r in points], capacity)
-        result = planning.make_plan(model, target, request.slo_p99_ms, request.headroom, pricing)
+        if request.profile is not None:
+            profile = read_profile(request.profile)
+        else:
+            assert replica is not None
+            profile = replica.profile(request.devices, request.stability)
+        if request.report is not None:
+            request.report.mkdir(parents=True, exist_ok=True)
+            (request.report / "profile.json").write_text(json.dumps(profile.to_json()) + "\n")
+        progress("simulating the batcher with the profile (each window alone for the intervals)")
+        predictor = Predictor(profile)
+        result = planning.make_plan(
+            predictor, target, request.slo_p99_ms, request.headroom, pricing, request.tune
+        )
         text = planning.table(result, pricing)
         progress(text)
-        out: dict[str, Any] = {"plan": result.to_json(), "points": [r.load for r in points]}
+        out: dict[str, Any] = {"plan": result.to_json(), "profile": profile.to_json()}
+        checks: list[dict[str, Any]] = []
         if request.validate:
             assert replica is not None
-            progress("validating: one replica at 50%, 70% and 90% of its planned load ...")
-            checks = planning.validate(result, model, replica.rates)
+            progress("validating: one replica at 50%, 70% and 90% of its SLO capacity ...")
+            checks = planning.validate(result, predictor, replica.rates)
             progress(planning.validation_table(checks))
             out["validation"] = checks
     if request.report is not None:
-        from tritonpipe.perf.sweep_report import write_plan_report
+        from tritonpipe.capacity.sweep_report import write_plan_report
 
         index = write_plan_report(
-            model, result.replicas, target.peak, request.slo_p99_ms, points, text, request.report
+            predictor,
+            result.replicas,
+            target.peak,
+            request.slo_p99_ms,
+            checks,
+            text,
+            request.report,
         )
         progress(f"report: {index}")
     return out

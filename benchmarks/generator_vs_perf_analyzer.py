@@ -1,7 +1,7 @@
 """Benchmark tritonpipe's load generator against the real perf_analyzer, on one server, in one run.
 
-    python -m tritonpipe.perf.benchmark --repository model_repository --repeat 3 \
-        --out tritonpipe/perf/results/generator_vs_perf_analyzer.md
+    python -m benchmarks.generator_vs_perf_analyzer --repository model_repository --repeat 3 \
+        --out benchmarks/results/generator_vs_perf_analyzer.md
 
 Profiles the digits ensemble (PNG input data) and its ONNX scoring model alone at concurrency
 1, 4 and 16 with both engines, alternating which goes first. Each engine runs as a child process,
@@ -29,7 +29,7 @@ from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.results_csv import read_csv
 from tritonpipe.server import ServerOptions, TritonServer
 
-HELDOUT = Path(__file__).resolve().parents[2] / "examples" / "digits" / "artifacts" / "heldout"
+HELDOUT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "artifacts" / "heldout"
 ENGINES = ("tritonpipe", "perf_analyzer")
 
 
@@ -135,7 +135,7 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             f"# tritonpipe's generator against perf_analyzer\n\nMachine: {describe_machine()}.\n\n"
-            f"Command: `python -m tritonpipe.perf.benchmark --protocol {args.protocol} "
+            f"Command: `python -m benchmarks.generator_vs_perf_analyzer --protocol {args.protocol} "
             f"--repeat {args.repeat} --interval-ms {args.interval_ms} "
             f"--stability {args.stability:g} --max-trials {args.max_trials} "
             f"--transport {args.transport}`; medians over "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tritonpipe.perf.local_server import LocalServer
+from tritonpipe.server.local_server import LocalServer
 from tritonpipe.server.options import free_port
 
 __all__ = ["RedisServer", "free_port"]

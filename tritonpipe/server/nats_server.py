@@ -3,7 +3,7 @@ benchmarks)."""
 
 from __future__ import annotations
 
-from tritonpipe.perf.local_server import LocalServer
+from tritonpipe.server.local_server import LocalServer
 
 
 class NatsServer(LocalServer):

@@ -1,7 +1,7 @@
 """Serving benchmark: the digits pipeline four ways, on one machine, in one run.
 
-    python -m tritonpipe.perf.serving_bench --repository model_repository \
-        --out tritonpipe/perf/results/serving.md
+    python -m benchmarks.serving --repository model_repository \
+        --out benchmarks/results/serving.md
 
 1. in-process: ``tritonpipe.pipeline.Pipeline`` called directly (no network): per-call time at
    batch 1, and batched throughput at batch 64 on one core and on every core (one process each);
@@ -41,7 +41,7 @@ from tritonpipe.pipeline import Pipeline
 from tritonpipe.server import ServerOptions, TritonServer
 from tritonpipe.server.options import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
 HELDOUT = DIGITS / "artifacts" / "heldout"
 CONNECTIONS = (1, 8, 32)
@@ -111,7 +111,7 @@ def _start_fastapi(port: int, onnx: Path) -> subprocess.Popen[bytes]:
         "TRITONPIPE_STAGES": str(DIGITS / "stages.py"),
         "TRITONPIPE_ONNX": str(onnx),
     }
-    command = [sys.executable, "-m", "uvicorn", "tritonpipe.perf.fastapi_baseline:app"]
+    command = [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(os.cpu_count() or 1)]
     command += ["--log-level", "warning", "--no-access-log"]
     process = subprocess.Popen(command, env=env)
@@ -243,7 +243,7 @@ def _report(
         "",
         f"Machine: {machine}.",
         "",
-        f"Command: `make bench-serving` (`python -m tritonpipe.perf.serving_bench`), {seconds:g} s "
+        f"Command: `make bench-serving` (`python -m benchmarks.serving`), {seconds:g} s "
         "per point after a 1 s warm-up, one PNG per request, one run.",
         "",
         "## In-process runner (no server, one intra-op thread per process)",

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from tritonpipe.capacity.candidates import describe
+from tritonpipe.capacity.sweep import Measurement, Objective
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import describe
-from tritonpipe.perf.queueing import QueueModel
-from tritonpipe.perf.results_csv import ResultRow
-from tritonpipe.perf.sweep import Measurement, Objective
+
+if TYPE_CHECKING:
+    from tritonpipe.capacity.predict import Predictor
 
 STYLE = """body { font-family: system-ui, sans-serif; margin: 2em; max-width: 1100px; color: #222; }
 table { border-collapse: collapse; font-size: 12px; margin: 1em 0 2em; }
@@ -141,39 +143,54 @@ def write_sweep_report(
 
 
 def write_plan_report(
-    model: QueueModel,
+    predictor: Predictor,
     replicas: int,
     peak: float,
     slo_ms: float,
-    points: list[ResultRow],
+    checks: list[dict[str, Any]],
     table_text: str,
     out: Path,
 ) -> Path:
-    """Predicted p99 against total load for replica counts around the plan, the SLO drawn."""
+    """Predicted p99 against total load for replica counts around the plan (the simulation,
+    shorter runs), the validation's measured points, the SLO drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from tritonpipe.capacity.predict import Predictor
+
+    quick = Predictor(predictor.profile, predictor.config, requests=4000)
+    top = quick.saturation() * 0.97
+    rates = np.linspace(top * 0.05, top, 16)
+    p99s = [quick.p99(float(r)) for r in rates]
     out.mkdir(parents=True, exist_ok=True)
     png = out / "plan_p99.png"
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     for n in sorted({max(1, replicas - 1), replicas, replicas + 1}):
-        loads = np.linspace(0, model.capacity * n * 0.98, 200)
         ax.plot(
-            loads,
-            [model.p99(x / n) * 1000 for x in loads],
+            rates * n,
+            [p.value * 1000 for p in p99s],
             linewidth=2.5 if n == replicas else 1,
             label=f"{n} replica{'s' if n > 1 else ''}",
         )
-    ax.scatter(
-        [r.load for r in points],
-        [r.p99_us / 1000 for r in points],
-        color="k",
-        zorder=3,
-        label="measured (1 replica)",
-    )
+        if n == replicas:
+            ax.fill_between(
+                rates * n,
+                [p.low * 1000 for p in p99s],
+                [p.high * 1000 for p in p99s],
+                alpha=0.2,
+                label="interval (each window alone)",
+            )
+    if checks:
+        ax.scatter(
+            [c["rate"] * replicas for c in checks],
+            [c["measured_p99_ms"] for c in checks],
+            color="k",
+            zorder=3,
+            label="measured (1 replica, load x replicas)",
+        )
     ax.axhline(slo_ms, color="r", linestyle="--", label=f"SLO {slo_ms:g} ms")
     ax.axvline(peak, color="gray", linestyle=":", label=f"target {peak:g}/s")
     ax.set_ylim(0, slo_ms * 3)

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from tritonpipe.errors import ServerError
-from tritonpipe.perf.local_server import LocalServer
+from tritonpipe.server.local_server import LocalServer
 
 
 def tansu_binary() -> str:

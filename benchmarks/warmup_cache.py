@@ -1,8 +1,8 @@
 """First-request latency with and without warmup, and response-cache hit against miss latency,
 for the digits pipeline, in one run.
 
-    python -m tritonpipe.perf.warmup_cache_bench --rounds 3 \
-        --out tritonpipe/perf/results/warmup_cache.md
+    python -m benchmarks.warmup_cache --rounds 3 \
+        --out benchmarks/results/warmup_cache.md
 
 Warmup: the digits spec is built twice (as committed, and with every ``warmup:`` removed); each
 round starts a fresh server on each build in turn (interleaved, so the machine's load hits both)

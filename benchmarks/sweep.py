@@ -1,6 +1,6 @@
 """Sweep benchmark: brute force against the quick search on one grid, in one run.
 
-    python -m tritonpipe.perf.sweep_bench --out tritonpipe/perf/results/sweep.md
+    python -m benchmarks.sweep --out benchmarks/results/sweep.md
 
 Serves the digits pipeline's fused model (``digits``) built from examples/digits/pipeline.yaml
 with explicit model control, measures the config `build` writes (the defaults), then sweeps the
@@ -19,11 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tritonpipe.perf import search
-from tritonpipe.perf.candidates import ServerConfigs, describe, key, make_grid, served
-from tritonpipe.perf.machine import describe_machine
-from tritonpipe.perf.session import png_input_data, serving
-from tritonpipe.perf.sweep import (
+from tritonpipe.capacity import search
+from tritonpipe.capacity.candidates import ServerConfigs, describe, key, make_grid, served
+from tritonpipe.capacity.session import png_input_data, serving
+from tritonpipe.capacity.sweep import (
     Measurement,
     MeasureOptions,
     Objective,
@@ -31,8 +30,9 @@ from tritonpipe.perf.sweep import (
     Sweep,
     measure_levels,
 )
+from tritonpipe.perf.machine import describe_machine
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
 # The config `build` writes for `digits` (2 instances, batches up to 64, 200 us) is a grid point.
 GRID = {"count": [1, 2, 3], "max_batch_size": [4, 16, 64], "max_queue_delay_us": [0, 200, 2000]}
@@ -150,7 +150,7 @@ def _report(
         f"Machine: {describe_machine()}. Other agents were loading the same 2 cores during the "
         f"run; `uptime` before: `{loads[0]}`; after: `{loads[1]}`.",
         "",
-        f"Command: `python -m tritonpipe.perf.sweep_bench` (model `{args.model}`, the fused "
+        f"Command: `python -m benchmarks.sweep` (model `{args.model}`, the fused "
         f"digits pipeline; {args.protocol} with the raw transport; {args.window_ms} ms windows, "
         f"concurrency 1, 2, 4, ... until p99 > {slo} twice or throughput stops growing). "
         f"Grid: {GRID} = {size} configs. One run: the defaults, brute, quick (from the "

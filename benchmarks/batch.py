@@ -8,8 +8,8 @@ server's maximum throughput for the same model by ``perf profile``: once as perf
 transactions (the workload the engine sends). CPU seconds of this process and of the server
 (with its Python-backend stubs) are recorded per runner, to show where the cores went.
 
-    python -m tritonpipe.perf.batch_benchmark --rows 1000000 --profile \
-        --out tritonpipe/perf/results/batch_fraud.md
+    python -m benchmarks.batch --rows 1000000 --profile \
+        --out benchmarks/results/batch_fraud.md
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.fraud import EXAMPLE, _load, input_data
 from tritonpipe.batch import JobConfig, TritonEngine, parse_config, run_job
-from tritonpipe.perf.fraud_benchmark import EXAMPLE, _load, input_data
 from tritonpipe.perf.machine import describe_machine, tree_cpu_s
 
 REPOSITORY = Path("build/fraud_batch_repository")

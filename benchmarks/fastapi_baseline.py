@@ -2,7 +2,7 @@
 running the digits steps (the same stage functions and ONNX file the pipeline serves).
 
     TRITONPIPE_STAGES=examples/digits/stages.py TRITONPIPE_ONNX=.../model.onnx \
-        uvicorn tritonpipe.perf.fastapi_baseline:app --workers 2
+        uvicorn benchmarks.fastapi_baseline:app --workers 2
 
 POST /predict with a PNG body answers {"labels": [...], "probabilities": [...]}.
 """

@@ -1,5 +1,6 @@
 """Search strategies over a grid: ``brute`` measures every point; ``quick`` climbs one knob at
-a time from a starting point and stops when no single step improves the score.
+a time from a starting point and stops when no single step improves the score; ``guided``
+measures the points a simulation of the profiled model ranks first (tritonpipe.capacity.guide).
 
 A point is one value index per dimension; ``evaluate`` returns a score (larger is better) and
 is expected to remember what it measured, so revisiting a point is free."""
@@ -9,12 +10,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from tritonpipe.capacity.candidates import Grid
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import Grid
 
 Point = tuple[int, ...]
 Evaluate = Callable[[Point], tuple[int, float]]
-STRATEGIES = ("brute", "quick")
+STRATEGIES = ("brute", "quick", "guided")
 # A step must beat the current score by this factor: measurements on a shared machine are
 # noisy, and chasing noise costs measurements without finding better configs.
 MARGIN = 0.03
@@ -74,10 +75,22 @@ def nearest(grid: Grid, values: dict[str, dict[str, int]]) -> Point:
     )
 
 
-def run(strategy: str, grid: Grid, evaluate: Evaluate, start: Point) -> None:
+def run(
+    strategy: str,
+    grid: Grid,
+    evaluate: Evaluate,
+    start: Point,
+    ranking: list[tuple[Point, float]] | None = None,
+) -> None:
     if strategy == "brute":
         brute(grid, evaluate)
     elif strategy == "quick":
         quick(grid, evaluate, start)
+    elif strategy == "guided":
+        from tritonpipe.capacity.guide import guided
+
+        if ranking is None:
+            raise PerfError("the guided search needs a ranking from a service profile")
+        guided(grid, evaluate, ranking)
     else:
         raise PerfError(f"--strategy {strategy!r}: {' or '.join(STRATEGIES)}")

@@ -1,6 +1,6 @@
 """In-process latency and throughput of the three export formats, side by side.
 
-    python -m tritonpipe.perf.export_formats --out tritonpipe/perf/results/export_formats.md
+    python -m benchmarks.export_formats --out benchmarks/results/export_formats.md
 
 Exports the digits CNN and the variable-length encoder (examples/) in every format (parity
 checked as usual), then times each format's in-process runtime (onnxruntime; torch.jit; the
@@ -160,7 +160,7 @@ def main() -> None:
     lines = [
         "# Export formats: in-process latency and throughput",
         "",
-        "`python -m tritonpipe.perf.export_formats` "
+        "`python -m benchmarks.export_formats` "
         f"(median of {args.repeats} repeats, each {args.budget:g} s of calls per format, "
         f"{args.threads} intra-op thread(s) for every runtime).",
         "",

@@ -10,9 +10,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from tritonpipe.capacity.candidates import Settings
 from tritonpipe.ensembles.spec import load_spec
 from tritonpipe.errors import SpecError
-from tritonpipe.perf.candidates import Settings
 
 
 def spec_entry(spec_path: Path, model: str) -> tuple[str, str]:

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tritonpipe.capacity.candidates import Grid, ServerConfigs, Settings, describe, key
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.candidates import Grid, ServerConfigs, Settings, describe, key
 from tritonpipe.perf.generator import ProfileOptions, Profiler
 from tritonpipe.perf.results_csv import ResultRow
 

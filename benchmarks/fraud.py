@@ -2,7 +2,7 @@
 requests, SQLite vs Redis online store, prediction logging on vs off, and the lookup step's share
 of the server's compute time. One server hosts the four variants; they run one after the other.
 
-    python -m tritonpipe.perf.fraud_benchmark --out tritonpipe/perf/results/fraud_pipeline.md
+    python -m benchmarks.fraud --out benchmarks/results/fraud_pipeline.md
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import yaml
 
 from tritonpipe.perf.generator import LevelResult, ProfileOptions, Profiler
 from tritonpipe.perf.machine import describe_machine, tree_cpu_s
-from tritonpipe.perf.redis_server import RedisServer
+from tritonpipe.server.redis_server import RedisServer
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fraud"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "fraud"
 KEY = [{"name": "account_id", "dtype": "INT64", "shape": [1]}]
 REQUEST = [
     {"name": n, "dtype": "FP32", "shape": [1]} for n in ("amount", "merchant_lat", "merchant_lon")
@@ -265,9 +265,7 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=Path("tritonpipe/perf/results/fraud_pipeline.md")
-    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/fraud_pipeline.md"))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--interval-ms", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -1,0 +1,168 @@
+"""Service profiles and predictions from them: repeats, refusals, warnings and intervals, with
+measurements written here (a unit test fakes the server below the level it tests)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from tritonpipe.capacity.predict import Predictor, best_config, candidates
+from tritonpipe.capacity.service import (
+    Level,
+    Profile,
+    Window,
+    batch_sizes,
+    batch_times,
+    measure_profile,
+    served_config,
+    window_of,
+)
+from tritonpipe.capacity.simulate import Config
+from tritonpipe.errors import PerfError
+
+OVERHEAD = tuple(0.0005 + 0.0001 * (i % 5) for i in range(200))
+
+
+def device(a_s: float, b_s: float, noise: list[float] | None = None) -> Callable[[], Window]:
+    """Windows of an A + B x rows device; ``noise`` scales each window in turn."""
+    scales = itertools.cycle(noise or [1.0])
+
+    def measure() -> Window:
+        scale = next(scales)
+        levels = [
+            Level({b: (100, int((a_s + b_s * b) * scale * 1e9 * 100))}, 50.0 * b, OVERHEAD)
+            for b in (1, 2, 4, 8)
+        ]
+        return window_of(levels, 8)
+
+    return measure
+
+
+def test_batch_sizes_double_up_to_the_largest() -> None:
+    assert batch_sizes(8) == [1, 2, 4, 8]
+    assert batch_sizes(24) == [1, 2, 4, 8, 16, 24]
+    assert batch_sizes(1) == [1]
+
+
+def test_a_straight_line_device_is_recovered_without_warnings() -> None:
+    profile = measure_profile(device(0.004, 0.001), Config(max_batch_size=8))
+    a, b, error = profile.fit()
+    assert a == pytest.approx(0.004) and b == pytest.approx(0.001) and error < 1e-9
+    assert len(profile.windows) == 3 and profile.warnings == ()
+    assert profile.pooled().service(6) == pytest.approx(0.010)  # between measured sizes
+
+
+def test_unstable_windows_are_repeated_then_kept_when_they_settle() -> None:
+    calls: list[str] = []
+    profile = measure_profile(
+        device(0.004, 0.001, [1.6, 1.0, 1.0, 1.0]),
+        Config(max_batch_size=8),
+        progress=calls.append,
+    )
+    assert len(calls) == 4  # one more window than the three asked for
+    assert all(w.service_s[1] == pytest.approx(0.005) for w in profile.windows)
+
+
+def test_windows_that_never_agree_are_refused() -> None:
+    with pytest.raises(
+        PerfError, match=r"not stable: batch \d+ varied \d+% across the last 3 windows"
+    ):
+        measure_profile(device(0.004, 0.001, [1.0, 1.5, 2.2]), Config(max_batch_size=8))
+
+
+def test_a_bent_service_curve_is_a_warning() -> None:
+    def bent() -> Window:
+        levels = [
+            Level({b: (100, int((0.001 * b**2 + 0.001) * 1e11))}, 1.0, OVERHEAD)
+            for b in (1, 2, 4, 8)
+        ]
+        return window_of(levels, 8)
+
+    profile = measure_profile(bent, Config(max_batch_size=8))
+    assert len(profile.warnings) == 1 and "not a straight line" in profile.warnings[0]
+
+
+def test_rare_batch_sizes_are_interpolated_and_overheads_follow_the_load() -> None:
+    levels = [
+        Level({1: (100, 100 * 5_000_000), 3: (5, 5 * 99_000_000)}, 100.0, OVERHEAD),
+        Level({8: (100, 100 * 12_000_000)}, 600.0, tuple(o + 0.002 for o in OVERHEAD)),
+    ]
+    window = window_of(levels, 8)
+    assert window.service_s[4] == pytest.approx(0.005 + 3 / 7 * 0.007)  # b=3 seen 5 times only
+    assert window.overhead_at(50) == window.overhead_s
+    assert min(window.overhead_at(700)) == pytest.approx(min(OVERHEAD) + 0.002)
+    with pytest.raises(PerfError, match="no executions per batch size"):
+        window_of([Level({}, 1.0, OVERHEAD)], 8)
+
+
+def test_triton_statistics_per_batch_size_and_served_configs() -> None:
+    stats = {
+        "model_stats": [
+            {
+                "name": "m",
+                "batch_stats": [
+                    {
+                        "batch_size": 4,
+                        "compute_input": {"count": 2, "ns": 100},
+                        "compute_infer": {"count": 2, "ns": 1000},
+                        "compute_output": {"count": 2, "ns": 10},
+                    }
+                ],
+            },
+            {"name": "other", "batch_stats": [{"batch_size": 1, "compute_infer": {"count": 9}}]},
+        ]
+    }
+    assert batch_times(stats, "m") == {4: (2, 1110)}
+    config = {
+        "max_batch_size": 32,
+        "instance_group": [{"count": 2, "kind": "KIND_CPU"}],
+        "dynamic_batching": {"preferred_batch_size": [8, 32], "max_queue_delay_microseconds": 500},
+    }
+    assert served_config(config) == Config(
+        count=2, max_batch_size=32, max_queue_delay_us=500, preferred_batch_sizes=(8,)
+    )
+
+
+def test_a_latency_of_zero_is_refused() -> None:
+    with pytest.raises(PerfError, match="a latency of 0 cannot be measured"):
+        Profile((Window({1: 0.0}, OVERHEAD),), Config())
+    with pytest.raises(PerfError, match="overhead samples"):
+        Profile((Window({1: 0.001}, ()),), Config())
+
+
+def test_profile_json_round_trip() -> None:
+    profile = measure_profile(device(0.004, 0.001), Config(max_batch_size=8, count=2), "m")
+    again = Profile.from_json(profile.to_json())
+    assert again == profile
+    with pytest.raises(PerfError, match="not a service profile"):
+        Profile.from_json({"windows": [{}]})
+
+
+def test_prediction_intervals_cover_each_windows_answer() -> None:
+    profile = Profile(
+        (
+            Window({1: 0.005, 2: 0.006, 4: 0.008}, OVERHEAD),
+            Window({1: 0.0055, 2: 0.0066, 4: 0.0088}, OVERHEAD),
+            Window({1: 0.0045, 2: 0.0054, 4: 0.0072}, OVERHEAD),
+        ),
+        Config(max_batch_size=4),
+    )
+    predictor = Predictor(profile, requests=4000)
+    p99 = predictor.p99(200)
+    assert p99.low < p99.value < p99.high  # the windows give different answers
+    base = predictor.base()
+    assert base.value >= 0.005 + min(OVERHEAD)  # one execution and the overhead, never 0
+    capacity = predictor.capacity(0.03)
+    assert capacity.low < capacity.value < capacity.high < predictor.saturation() * 1.2
+    with pytest.raises(PerfError, match="below the p99 predicted with no load"):
+        predictor.capacity(0.004)
+
+
+def test_best_config_prefers_batching_on_a_batching_device() -> None:
+    windows = (Window({1: 0.004, 2: 0.0045, 4: 0.0055, 8: 0.0075}, OVERHEAD),)
+    profile = Profile(windows, Config(max_batch_size=8))
+    ranked = best_config(profile, candidates(profile, [1], [0]), 0.05)
+    assert [c.max_batch_size for c, _ in ranked][0] == 8
+    assert ranked[0][1] > 3 * ranked[-1][1]

@@ -1,0 +1,80 @@
+"""The batching simulation against exact queueing results, and its batching behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tritonpipe.capacity.simulate import Config, max_rate, simulate
+from tritonpipe.errors import PerfError
+
+
+def test_one_instance_without_batching_is_mm1() -> None:
+    # M/M/1: the time in system is exponential with rate mu - lambda.
+    service, rate = 0.001, 700.0
+    run = simulate(rate, lambda _n, rng: float(rng.exponential(service)), Config(), requests=200000)
+    exact = math.log(100) / (1 / service - rate)
+    assert run.p99() == pytest.approx(exact, rel=0.05)
+    assert float(np.mean(run.latencies_s)) == pytest.approx(1 / (1 / service - rate), rel=0.05)
+
+
+def test_fixed_service_is_md1() -> None:
+    # M/D/1: Pollaczek-Khinchine mean wait rho S / (2 (1 - rho)).
+    service, rate = 0.001, 800.0
+    rho = rate * service
+    run = simulate(rate, lambda _n, _rng: service, Config(), requests=200000)
+    wait = float(np.mean(run.latencies_s)) - service
+    assert wait == pytest.approx(rho * service / (2 * (1 - rho)), rel=0.05)
+
+
+def test_batches_grow_with_the_load_up_to_the_largest() -> None:
+    def device(n: int, _rng: np.random.Generator) -> float:
+        return 0.002 + 0.00025 * n
+
+    config = Config(max_batch_size=8)
+    light = simulate(50, device, config, requests=5000)
+    heavy = simulate(3000, device, config, requests=20000)
+    assert light.mean_batch < 1.2
+    assert 7.5 < heavy.mean_batch <= 8  # past saturation every batch is full
+    assert heavy.p99() > 10 * light.p99()
+
+
+def test_queue_delay_waits_for_a_fuller_batch() -> None:
+    def device(n: int, _rng: np.random.Generator) -> float:
+        return 0.001
+
+    no_delay = simulate(200, device, Config(max_batch_size=8), requests=5000)
+    delayed = simulate(
+        200, device, Config(max_batch_size=8, max_queue_delay_us=5000), requests=5000
+    )
+    assert delayed.mean_batch > no_delay.mean_batch + 0.3
+    # No request waits longer than the delay for its batch to form when the device is idle.
+    assert float(np.max(delayed.latencies_s)) <= 0.005 + 0.001 + 1e-9
+
+
+def test_instances_on_one_shared_device_do_not_add_capacity() -> None:
+    def device(_n: int, _rng: np.random.Generator) -> float:
+        return 0.002
+
+    shared = simulate(700, device, Config(count=2, devices=1), requests=20000)
+    separate = simulate(700, device, Config(count=2, devices=2), requests=20000)
+    assert shared.utilisation > 0.99  # overloaded: 1/2 ms is 500/s
+    assert separate.p99() < 0.02 < shared.p99()
+
+
+def test_overhead_is_added_to_each_request() -> None:
+    run = simulate(10, lambda _n, _rng: 0.001, Config(), overhead_s=[0.003], requests=1000)
+    assert float(np.min(run.latencies_s)) == pytest.approx(0.004)
+
+
+def test_max_rate_bisects_a_monotone_p99() -> None:
+    assert max_rate(lambda r: r / 1000, 0.5, 1000.0, steps=30) == pytest.approx(500, rel=1e-6)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(PerfError, match="rate > 0"):
+        simulate(0, lambda _n, _rng: 0.001, Config())
+    with pytest.raises(PerfError, match="count, max_batch_size"):
+        Config(count=0)

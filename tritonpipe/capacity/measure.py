@@ -1,0 +1,146 @@
+"""Measuring a service profile on a running tritonserver (explicit model control): the model is
+reloaded with one instance and no queue delay while it is measured, then put back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import replace
+
+from tritonpipe.capacity.service import (
+    STABILITY,
+    Level,
+    Profile,
+    Window,
+    batch_times,
+    device_share,
+    measure_profile,
+    served_config,
+    window_of,
+)
+
+
+def server_level(
+    model: str,
+    url: str,
+    protocol: str,
+    stats_address: str,
+    concurrency: int,
+    window_ms: int,
+    input_data: str = "random",
+) -> Level:
+    """Requests of one row at ``concurrency`` for three windows: the executions per batch size
+    (Triton's statistics before and after) and each request's overhead."""
+    import tritonclient.http as triton_http
+
+    from tritonpipe.perf.generator import ProfileOptions, Profiler
+
+    client = triton_http.InferenceServerClient(stats_address)
+    try:
+        before = batch_times(dict(client.get_inference_statistics(model)), model)
+        options = ProfileOptions(
+            model=model,
+            url=url,
+            protocol=protocol,
+            loads=(concurrency,),
+            measurement_interval_ms=window_ms,
+            max_trials=3,
+            stability_percentage=100.0,
+            input_data=input_data,
+        )
+        result = asyncio.run(Profiler(options).run())[0]
+        after = batch_times(dict(client.get_inference_statistics(model)), model)
+    finally:
+        client.close()
+    row = result.row
+    server = (row.server_queue_us + row.server_input_us + row.server_infer_us) / 1e6
+    server += row.server_output_us / 1e6
+    executions = {
+        b: (after[b][0] - before.get(b, (0, 0))[0], after[b][1] - before.get(b, (0, 0))[1])
+        for b in after
+    }
+    overhead = tuple(max(0.0, v - server) for v in result.latencies_s)
+    counted = result.server
+    rate = rows = 0.0
+    if counted is not None and counted.executions > 0 and result.seconds > 0:
+        rate = counted.executions / result.seconds
+        rows = counted.inferences / counted.executions
+    return Level(executions, row.throughput, overhead, rate, rows)
+
+
+def server_measure(
+    model: str,
+    url: str,
+    protocol: str,
+    stats_address: str,
+    max_batch_size: int,
+    window_ms: int,
+    input_data: str = "random",
+) -> Callable[[], Window]:
+    """One window on a live server: concurrency 1, 2, 4, ... up to twice the largest batch;
+    execution times from Triton's per-batch-size statistics, overheads from the client's
+    latencies less the server's time."""
+
+    def measure() -> Window:
+        levels = []
+        concurrency = 1
+        while concurrency <= 2 * max_batch_size:
+            levels.append(
+                server_level(
+                    model, url, protocol, stats_address, concurrency, window_ms, input_data
+                )
+            )
+            concurrency *= 2
+        return window_of(levels, max_batch_size)
+
+    return measure
+
+
+def profile_server(
+    model: str,
+    url: str,
+    protocol: str,
+    http_address: str,
+    window_ms: int = 500,
+    input_data: str = "random",
+    devices: int = 1,
+    progress: Callable[[str], None] = lambda _: None,
+    max_batch_size: int | None = None,
+    stability: float = STABILITY,
+) -> Profile:
+    """The profile of ``model`` as served now (its config is what the simulation models);
+    ``max_batch_size`` profiles batches up to that size instead of the served largest."""
+    from tritonpipe.capacity.candidates import ServerConfigs
+
+    configs = ServerConfigs(http_address)
+    try:
+        config = served_config(configs.config(model), devices)
+        progress(f"profiling '{model}' (served as {config.describe()}) with one instance ...")
+        largest = max_batch_size or config.max_batch_size
+        knobs = {"count": 1, "max_queue_delay_us": 0, "max_batch_size": largest}
+        configs.apply(model, {model: knobs})
+        measure = server_measure(model, url, protocol, http_address, largest, window_ms, input_data)
+        profile = measure_profile(measure, config, model, progress=progress, stability=stability)
+        if config.count > config.devices:
+            # The instances share the device: how much of an execution holds it.
+            configs.apply(model, {model: {**knobs, "count": config.count}})
+            level = server_level(
+                model,
+                url,
+                protocol,
+                http_address,
+                2 * largest * config.count,
+                window_ms,
+                input_data,
+            )
+            share = device_share(profile, level)
+            progress(
+                f"  {config.count} instances at saturation: {share:.0%} of an execution holds "
+                "the device"
+            )
+            profile = replace(profile, device_share=share)
+        return profile
+    finally:
+        if configs.originals:
+            configs.restore()
+        configs.close()

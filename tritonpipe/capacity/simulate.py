@@ -1,0 +1,151 @@
+"""A discrete-event simulation of one Triton model under Poisson arrivals: the dynamic batcher
+forming batches, the instances executing them, and the device they share.
+
+The batcher forms a batch when an instance is free and requests are queued: at once when the
+queue holds a preferred or the largest batch, or when there is no queue delay; otherwise when the
+oldest request has waited ``max_queue_delay_us``; with preferred sizes, the largest one the queue
+holds goes at once. The instance then waits for the device (one
+execution at a time for ``devices=1``, as instances on one GPU share it, or the known-answer
+device's lock) and holds it for the service time of that batch size. Each request's latency is
+its queueing, batching and execution time plus one client/network overhead drawn from measured
+ones. With one instance, batches of one and exponential or fixed service times this is M/M/1 or
+M/D/1, whose exact answers the tests compare against."""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tritonpipe.errors import PerfError
+
+Service = Callable[[int, np.random.Generator], float]  # batch size -> seconds
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The serving knobs the simulation models."""
+
+    count: int = 1
+    max_batch_size: int = 1
+    max_queue_delay_us: int = 0
+    preferred_batch_sizes: tuple[int, ...] = ()
+    devices: int = 1  # executions that can run at once: 1 when the instances share one device
+
+    def __post_init__(self) -> None:
+        if min(self.count, self.max_batch_size, self.devices) < 1 or self.max_queue_delay_us < 0:
+            raise PerfError("count, max_batch_size and devices >= 1, queue delay >= 0")
+
+    def describe(self) -> str:
+        text = f"n={self.count},b={self.max_batch_size},d={self.max_queue_delay_us}"
+        preferred = "/".join(str(p) for p in self.preferred_batch_sizes)
+        return text + (f",p={preferred}" if preferred else "")
+
+
+@dataclass(frozen=True)
+class Run:
+    latencies_s: np.ndarray[Any, Any]  # per request, after the warm-up
+    mean_batch: float
+    utilisation: float  # of the device(s)
+
+    def p99(self) -> float:
+        return float(np.percentile(self.latencies_s, 99))
+
+
+def _take(pending: int, config: Config, expired: bool) -> int:
+    """How many queued requests the batcher sends now (0: wait for more)."""
+    largest = config.max_batch_size
+    if pending >= largest:
+        return largest
+    fits = [p for p in config.preferred_batch_sizes if p <= pending]
+    if fits:
+        return max(fits)
+    if config.max_queue_delay_us == 0 or expired:
+        return pending
+    return 0
+
+
+def simulate(
+    rate: float,
+    service: Service,
+    config: Config,
+    overhead_s: Sequence[float] = (0.0,),
+    requests: int = 20000,
+    seed: int = 0,
+    warmup: float = 0.05,
+    turnaround_s: float = 0.0,
+    device_share: float = 1.0,
+) -> Run:
+    """Latencies of ``requests`` Poisson arrivals at ``rate`` per second (the first ``warmup``
+    share dropped). ``overhead_s`` are client/network times, drawn with replacement;
+    ``turnaround_s`` is how long an instance stays unavailable after each execution (the
+    backend's work between executes, off the device); ``device_share`` is the part of each
+    execution that holds the device (the rest, the backend's own work before it, runs beside
+    other instances' executions)."""
+    if rate <= 0 or requests < 100:
+        raise PerfError("simulate: rate > 0 and at least 100 requests")
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1 / rate, requests))
+    extra = rng.choice(np.asarray(overhead_s, dtype=float), requests)
+    delay = config.max_queue_delay_us / 1e6
+    done = np.zeros(requests)
+    queue: deque[int] = deque()
+    free_instances = config.count
+    device_free = [0.0] * config.devices  # when each execution slot frees up (a heap)
+    events: list[tuple[float, int, int]] = []  # (time, kind, data): 0 instance free, 1 timeout
+    busy = 0.0
+    batches = 0
+    i = 0
+    now = 0.0
+    timeout_at = math.inf
+    while i < requests or queue or events:
+        next_arrival = arrivals[i] if i < requests else math.inf
+        next_event = events[0][0] if events else math.inf
+        if next_arrival <= next_event:
+            now = float(next_arrival)
+            queue.append(i)
+            i += 1
+        else:
+            now, kind, _ = heapq.heappop(events)
+            if kind == 0:
+                free_instances += 1
+            elif now < timeout_at:  # a stale timeout
+                continue
+        while free_instances and queue:
+            expired = now >= arrivals[queue[0]] + delay - 1e-12
+            take = _take(len(queue), config, expired)
+            if take == 0:
+                at = float(arrivals[queue[0]] + delay)
+                if at != timeout_at:
+                    timeout_at = at
+                    heapq.heappush(events, (at, 1, 0))
+                break
+            batch = [queue.popleft() for _ in range(take)]
+            seconds = service(take, rng)
+            host = seconds * (1 - device_share)
+            start = max(now + host, heapq.heappop(device_free))
+            end = start + seconds - host
+            heapq.heappush(device_free, end)
+            heapq.heappush(events, (end + turnaround_s, 0, 0))
+            free_instances -= 1
+            busy += seconds - host
+            batches += 1
+            for r in batch:
+                done[r] = end
+    keep = slice(int(requests * warmup), requests)
+    latencies = (done - arrivals + extra)[keep]
+    return Run(latencies, requests / max(batches, 1), busy / (now * config.devices))
+
+
+def max_rate(p99_at: Callable[[float], float], slo_s: float, high: float, steps: int = 14) -> float:
+    """The largest rate whose p99 is within ``slo_s``, by bisection below ``high``."""
+    low = 0.0
+    for _ in range(steps):
+        mid = (low + high) / 2
+        low, high = (mid, high) if p99_at(mid) <= slo_s else (low, mid)
+    return low

@@ -145,6 +145,17 @@ def _stream(bus: str) -> str:
 | `bus.dead_letter` | Redis stream of events that could not be scored, with the reason (created by the first write) |
 
 """
+    elif bus == "kafka":
+        creates = """## What it creates
+
+| name | what |
+|---|---|
+| topic `bus.topic` | input events, `bus.partitions` partitions (created at start-up when missing and `create_topics`) |
+| consumer group `bus.group` | shared by the workers; offsets committed only after the outputs of those events are acknowledged (`acks=all`) |
+| topic `bus.output` | predictions keyed by event id; a worker reads back the ids written since `dedupe_window_s` before writing, and `tritonpipe.stream.kafka_topics.read_outputs` keeps the first record per key |
+| topic `bus.dead_letter` | events that could not be scored, the reason in the `tritonpipe-reason` header |
+
+"""
     else:
         from tritonpipe.stream.nats_bus import dead_stream, output_stream
 
@@ -164,7 +175,9 @@ def _stream(bus: str) -> str:
     intro = f"""
 A stream job (YAML) for `tritonpipe stream JOB.yaml` on **{bus}** (`bus.type: {bus}`): workers
 read events from the bus, score them with the pipeline and write one output per event id;
-events that cannot be scored go to the dead-letter {"stream" if bus == "redis" else "subject"}.
+events that cannot be scored go to the dead-letter {
+        {"redis": "stream", "kafka": "topic"}.get(bus, "subject")
+    }.
 """
     return page(f"Stream job ({bus})", intro, stream_config.JobConfig, creates)
 
@@ -229,6 +242,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "batch-job.md": _batch,
     "stream-job-redis.md": lambda: _stream("redis"),
     "stream-job-nats.md": lambda: _stream("nats"),
+    "stream-job-kafka.md": lambda: _stream("kafka"),
     "records.md": _records,
 }
 

@@ -58,7 +58,7 @@ def test_every_in_process_failure_is_caught_by_except_pipeline_error(spec: Path)
     pipe = Pipeline.load(spec, "double")
     assert pipe({"x": np.ones((2, 3), np.float32)})["y"].tolist() == [[2.0] * 3] * 2
     bad_inputs = [
-        {"x": np.ones((2, 3), np.int64)},  # dtype
+        {"x": np.full((2, 3), "a")},  # a type that does not convert (int64 would, losslessly)
         {"x": np.ones((2, 4), np.float32)},  # shape
         {},  # missing
     ]

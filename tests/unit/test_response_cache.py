@@ -13,6 +13,7 @@ from tests.conftest import ASSETS, ROOT
 from tests.integration.test_response_cache import SPEC
 from tritonpipe.ensembles import build_repository, load_spec
 from tritonpipe.ensembles.cache import cache_refusals
+from tritonpipe.ensembles.spec import shadowed_models
 from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import parse_pbtxt
 from tritonpipe.server import ServerOptions
@@ -78,3 +79,9 @@ def test_no_cache_flag_without_a_cached_model(tmp_path: Path) -> None:
     build_repository(ASSETS / "capped_pipeline.yaml", tmp_path / "repo")
     args = ServerOptions(repository=tmp_path / "repo").arguments()
     assert not any(a.startswith("--cache-config") for a in args)
+
+
+def test_a_shadowed_pipeline_is_refused_a_cache() -> None:
+    spec = load_spec(ROOT / "examples/fraud/challenger.yaml")
+    (name,) = [n for n in spec.ensembles if shadowed_models(spec, n)]
+    assert any("shadow a challenger" in r for r in cache_refusals(spec, name))

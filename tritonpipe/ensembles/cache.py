@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tritonpipe.ensembles.spec import PipelineSpec
+from tritonpipe.ensembles.spec import PipelineSpec, shadowed_models
 from tritonpipe.errors import SpecError
 
 
@@ -32,7 +32,21 @@ def _prediction_log(spec: PipelineSpec, name: str) -> str | None:
     )
 
 
-REASONS: list[Callable[[PipelineSpec, str], str | None]] = [_feature_lookups, _prediction_log]
+def _shadow_scoring(spec: PipelineSpec, name: str) -> str | None:
+    shadowed = sorted(shadowed_models(spec, name))
+    if not shadowed:
+        return None
+    return (
+        f"model(s) {', '.join(shadowed)} shadow a challenger (shadow:), which must score every "
+        "sampled request; a request answered from the cache reaches neither version"
+    )
+
+
+REASONS: list[Callable[[PipelineSpec, str], str | None]] = [
+    _feature_lookups,
+    _prediction_log,
+    _shadow_scoring,
+]
 
 
 def cache_refusals(spec: PipelineSpec, name: str) -> list[str]:

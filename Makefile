@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger fraud-monitor bench-monitor
+.PHONY: help setup demo digits repository test test-long unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger fraud-monitor bench-monitor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench-monitor: .venv/.installed ## Monitoring benchmark: 1M logged predictions, 
 
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-long: .venv/.installed $(EXPORT) ## The long tests `make test` leaves out (minutes each: Kafka broker restart, full-size fraud monitor, canary rollback under load)
+	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 unit: .venv/.installed ## Unit tests only (no server)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

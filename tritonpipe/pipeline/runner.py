@@ -137,16 +137,22 @@ class Pipeline:
 
     def _convert(self, inputs: Any) -> Converted:
         try:
+            # Arrays by input name are checked strictly (an unknown name is a typo); a dict of
+            # plain columns (lists, as ``DataFrame.to_dict("list")`` gives) that holds every
+            # input is a table, whose other columns (ids, labels) are ignored as a DataFrame's.
             if isinstance(inputs, Mapping):
-                unknown = sorted(set(inputs) - {s.name for s in self.inputs})
-                if unknown:
+                names = {s.name for s in self.inputs}
+                unknown = sorted(set(inputs) - names)
+                arrays = all(isinstance(v, np.ndarray) for v in inputs.values())
+                if unknown and (arrays or not names <= set(inputs)):
                     raise RecordError(
                         [],
                         message=f"model '{self.name}' has no input "
                         f"{', '.join(map(repr, unknown))} (inputs: "
                         f"{', '.join(s.name for s in self.inputs)})",
                     )
-                return self.contract.check_arrays(inputs)
+                if arrays:
+                    return self.contract.check_arrays(inputs)
             return self.contract.from_columns(inputs)
         except RecordError as exc:
             raise PipelineInputError(f"pipeline '{self.name}': {exc}") from None

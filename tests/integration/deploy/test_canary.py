@@ -87,7 +87,7 @@ def test_a_canary_at_ten_percent_takes_ten_percent_of_requests(
     assert count_answers(weighted_fleet.balancer.http_url, 200) == {3.0: 200}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.xfail(
     reason="under roundrobin, one request in a few hundred times out (10 s) while a rolled "
     "replica returns to rotation; not yet understood (the leastconn rollout test passes)",

@@ -71,7 +71,7 @@ def test_fraud_monitor_done_means(tmp_path: Path) -> None:
     _check(tmp_path, accounts=1500, days=21)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_fraud_monitor_done_means_at_full_size(tmp_path: Path) -> None:
     _check(tmp_path, accounts=5000, days=28)
 

@@ -115,7 +115,7 @@ def test_partitions_of_a_killed_worker_move_and_each_event_has_one_record(
     records = [json.loads(body) for _, body in read_outputs(bus)]
     assert {r["consumer"] for r in records} == {"a", "b", "c"}
     by_id = {r["id"]: r for r in records}
-    assert by_id["e7"]["outputs"]["y"] == [16.0]  # 2 * (7 + 1)
+    assert by_id["e7"]["outputs"]["y"] == 16.0  # 2 * (7 + 1)
 
 
 def test_poison_events_are_dead_lettered_with_reason_in_a_header(
@@ -151,9 +151,9 @@ def test_poison_events_are_dead_lettered_with_reason_in_a_header(
     reasons = [h["tritonpipe-reason"] for h, _ in dead]
     assert len(reasons) == 4
     assert any("payload is not json" in d for d in reasons)
-    assert any("field 'x' (input 'x') is missing" in d for d in reasons)
+    assert "decode: input 'x': missing" in reasons, reasons
     assert any("input 'x' is negative" in d for d in reasons)
-    assert any("'x'" in d and "shape" in d.lower() for d in reasons), reasons
+    assert "decode: input 'x': 1 values, wants FP32[2]" in reasons, reasons
     assert {body for _, body in dead} >= {b"{not json"}
     assert all(h["tritonpipe-source"].startswith(f"{tag}.in:") for h, _ in dead)
     assert sorted(_ids(bus)) == sorted(e["id"] for e in good)
@@ -212,7 +212,7 @@ def test_a_redelivered_event_writes_no_second_record(
     assert set(_ids(bus).values()) == {1} and len(_ids(bus)) == 6
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_a_broker_restart_on_durable_storage_loses_and_duplicates_nothing(
     tmp_path: Path, job: Callable[..., Path]
 ) -> None:

@@ -39,6 +39,9 @@ def build(out: Path) -> Path:
         stage["function"] = str(HERE / stage["function"])
     for model in spec["models"].values():
         model["export"] = str(HERE / model["export"])
+    for ensemble in spec["ensembles"].values():  # warmup samples are relative to the spec too
+        for name, sample in (ensemble.get("warmup") or {}).items():
+            ensemble["warmup"][name] = str(HERE / sample)
     spec["models"]["digits_pt2"] = spec["models"]["digits_onnx"] | {
         "export": str(export_dir.resolve()),
         "format": "aoti",

@@ -44,25 +44,26 @@ def make(width={width}):
 
 def gpu_spec(folder: Path, kind: str) -> Path:
     """The digits spec with its TorchScript ensemble on two ``kind`` instances, plus ``convnet``."""
-    text = (DIGITS / "pipeline.yaml").read_text()
-    steps = "    steps: [preprocess, digits_torchscript, postprocess]\n"
-    text = text.replace(
-        steps, steps + f"    serving: {{instance_groups: [{{count: 2, kind: {kind}}}]}}\n"
-    )
-    text = text.replace(
-        "\nensembles:\n",
-        "  convnet:\n    export: convnet_export\n    format: torchscript\n    max_batch_size: 32\n"
-        f"    instance_groups: [{{count: 2, kind: {kind}}}]\n"
-        "    dynamic_batching: {max_queue_delay_microseconds: 0}\n\nensembles:\n",
-    )
+    import yaml
+
+    spec = yaml.safe_load((DIGITS / "pipeline.yaml").read_text())
+    spec["ensembles"]["digits_ts"]["serving"] = {"instance_groups": [{"count": 2, "kind": kind}]}
+    spec["models"]["convnet"] = {
+        "export": "convnet_export",
+        "format": "torchscript",
+        "max_batch_size": 32,
+        "instance_groups": [{"count": 2, "kind": kind}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 0},
+    }
     shutil.copy(DIGITS / "stages.py", folder / "stages.py")
+    shutil.copytree(DIGITS / "samples", folder / "samples", dirs_exist_ok=True)  # warmup PNGs
     (folder / "artifacts").mkdir(exist_ok=True)
     link = folder / "artifacts" / "export"
     if not link.exists():
         link.symlink_to(DIGITS / "artifacts" / "export")
-    spec = folder / "pipeline.yaml"
-    spec.write_text(text)
-    return spec
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
 
 
 def export_convnet(folder: Path, width: int, side: int) -> None:

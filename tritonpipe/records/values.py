@@ -183,7 +183,10 @@ def scalar_column(rule: InputRule, values: Any, bad: Bad) -> Array:
     if isinstance(values, np.ndarray) and values.dtype.kind in NUMBER_KINDS:
         return numeric(rule, values.reshape(n), np.arange(n), bad)
     kinds = set(map(type, values))
-    if kinds and all(_is_number_type(k) for k in kinds) or kinds and all(map(_is_bool_type, kinds)):
+    one_kind = all(issubclass(k, float | np.floating) for k in kinds) or all(
+        issubclass(k, int | np.integer) and not _is_bool_type(k) for k in kinds
+    )
+    if kinds and (one_kind or all(map(_is_bool_type, kinds))):
         try:
             array = np.asarray(values)
         except OverflowError:
@@ -203,26 +206,33 @@ def _mixed_numbers(rule: InputRule, values: Sequence[Any], bad: Bad) -> Array:
             bad.setdefault(pos, reason)
         else:
             good.append(pos)
+    if rule.numpy.kind != "b":  # a boolean is not a number here
+        flags = [pos for pos in good if _is_bool_type(type(values[pos]))]
+        for pos in flags:
+            bad.setdefault(pos, Reasons.wrong_type(rule.name, values[pos], rule.spec.dtype))
+        if flags:
+            good = [pos for pos in good if not _is_bool_type(type(values[pos]))]
     if not good:
         return out
-    picked = [values[pos] for pos in good]
-    kinds = set(map(type, picked))
-    floats = any(issubclass(k, float | np.floating) for k in kinds)
-    array = np.asarray(picked, dtype=np.float64 if floats else None)
+    # Floats and integers apart: one float64 array would round integers above 2**53.
+    floats = [p for p in good if isinstance(values[p], float | np.floating)]
+    ints = [p for p in good if not isinstance(values[p], float | np.floating)]
+    for group in (floats, ints):
+        if group:
+            out[group] = _group(rule, [values[p] for p in group], group, bad)
+    return out
+
+
+def _group(rule: InputRule, picked: list[Any], rows: list[int], bad: Bad) -> Array:
+    """Numbers of one kind (all floats, or all integers and booleans) at ``rows``."""
+    array = np.asarray(picked)
     if array.dtype == object:  # ints too large for int64
         if rule.numpy.kind != "f":
-            for pos, value in zip(good, picked, strict=True):
+            for pos, value in zip(rows, picked, strict=True):
                 bad.setdefault(pos, _huge(rule, value))
-            return out
+            return np.zeros(len(rows), dtype=rule.numpy)
         array = np.asarray([float(v) if abs(v) < 2**1000 else math.inf for v in picked])
-    if any(map(_is_bool_type, kinds)) and any(map(_is_number_type, kinds)):
-        array = array.astype(np.float64)
-        if rule.numpy.kind != "b":
-            for pos, value in zip(good, picked, strict=True):
-                if _is_bool_type(type(value)):
-                    bad.setdefault(pos, Reasons.wrong_type(rule.name, value, rule.spec.dtype))
-    out[good] = numeric(rule, array, np.asarray(good), bad)
-    return out
+    return numeric(rule, array, np.asarray(rows), bad)
 
 
 def _huge(rule: InputRule, value: Any) -> str:

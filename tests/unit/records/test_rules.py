@@ -240,3 +240,11 @@ def test_module_imports_only_numpy_and_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_booleans_among_big_integers_do_not_round_them() -> None:
+    """Found by test_properties: a boolean in an INT64 column made the column float64."""
+    contract = Contract.from_specs([_spec("n", "INT64")], [])
+    converted = contract.from_records([{"n": 2**53 + 1}, {"n": False}])
+    assert converted.inputs["n"][0, 0] == 2**53 + 1
+    assert [r.reason for r in converted.refusals] == ["input 'n': false is not INT64"]

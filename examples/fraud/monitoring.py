@@ -30,6 +30,8 @@ from tritonpipe.predlog import ParquetSink  # noqa: E402
 
 OUT = HERE.parent.parent / "build" / "monitor" / "fraud"
 LABEL_DELAY = pd.Timedelta(days=3)  # chargebacks arrive days later
+# generate.py's merchant categories, by index: not a model input, logged beside the features.
+CATEGORIES = ["grocery", "fuel", "restaurants", "travel", "electronics", "fashion", "online", "cash"]
 
 
 def served_features(txns: pd.DataFrame, accounts: pd.DataFrame) -> np.ndarray[Any, Any]:
@@ -65,11 +67,26 @@ class Scorer:
         return np.asarray(self.model.predict_proba(x)[:, 1])
 
 
-def drifted(txns: pd.DataFrame, day: pd.Timestamp, amount_scale: float = 2.0) -> pd.DataFrame:
-    """``txns`` with the amounts of ``day`` scaled (a price change, a new currency...)."""
+def merchant_category(txns: pd.DataFrame) -> np.ndarray[Any, Any]:
+    """Each transaction's merchant category by name (the log column the monitor reads)."""
+    return np.asarray(CATEGORIES)[txns["category"].to_numpy()]
+
+
+def drifted(
+    txns: pd.DataFrame,
+    day: pd.Timestamp,
+    amount_scale: float = 2.0,
+    grown: str = "online",
+    share: float = 0.3,
+) -> pd.DataFrame:
+    """``txns`` with the amounts of ``day`` scaled (a price change, a new currency...) and a
+    ``share`` of its transactions moved to the merchant category ``grown`` (a new shop opens)."""
     out = txns.copy()
     on_day = (out["timestamp"] >= day) & (out["timestamp"] < day + pd.Timedelta(days=1))
     out.loc[on_day, "amount"] = out.loc[on_day, "amount"] * amount_scale
+    rng = np.random.default_rng(11)
+    moved = on_day.to_numpy() & (rng.random(len(out)) < share)
+    out.loc[moved, "category"] = CATEGORIES.index(grown)
     return out
 
 
@@ -82,9 +99,10 @@ def write_logs(
     base = {"pipeline": "fraud", "model": "fraud", "model_version": "1", "row": 0}
     records = [
         {**base, "request_id": f"t{t}", "timestamp": s, "entity_account_id": int(a),
-         "features": f, "output_probability": float(p), "output_is_fraud": bool(p >= 0.5)}
-        for t, s, a, f, p in zip(txns["txn_id"], seconds, txns["account_id"], x.tolist(), probs,
-                                 strict=True)
+         "merchant_category": str(c), "features": f, "output_probability": float(p),
+         "output_is_fraud": bool(p >= 0.5)}
+        for t, s, a, c, f, p in zip(txns["txn_id"], seconds, txns["account_id"],
+                                    merchant_category(txns), x.tolist(), probs, strict=True)
     ]  # fmt: skip
     sink.write(records)
     sink.close()
@@ -115,7 +133,8 @@ def scenario(
     ref = ((txns["timestamp"] >= warm) & (txns["timestamp"] < split)).to_numpy()
     scorer = Scorer(x[ref], txns["is_fraud"].to_numpy()[ref])
     probs = scorer(x)
-    profile = build_profile(x[ref], FEATURES, probs[ref], threshold=0.5)
+    categories = {"merchant_category": merchant_category(txns[ref])}
+    profile = build_profile(x[ref], FEATURES, probs[ref], threshold=0.5, columns=categories)
     profile.save(out / "profile.json")
     normal = (txns["timestamp"] >= split).to_numpy()
     write_logs(out / "normal", txns[normal], x[normal], probs[normal])
@@ -141,7 +160,7 @@ def main() -> None:
     labels = ["--labels", str(args.out / "labels.parquet"), "--as-of", str(end)]
     runs = (
         ("normal days (as served)", "normal", [], "report-normal.html"),
-        ("a day whose amounts doubled", "drifted", [], "report-drifted.html"),
+        ("a day whose amounts doubled and online shops grew", "drifted", [], "report-drifted.html"),
         ("normal days, labels arriving 3 days late", "normal", labels, "report.html"),
     )
     for title, folder, extra, report in runs:

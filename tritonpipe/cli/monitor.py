@@ -25,7 +25,22 @@ Registry = Annotated[str | None, typer.Option(help="MLflow tracking URI for a mo
 Window = Annotated[str, typer.Option("--window", help="1d, 6h, 30min, or a row count.")]
 Prediction = Annotated[str, typer.Option(help="Log column of the score (0..1).")]
 Labels = Annotated[
-    str | None, typer.Option(help="Labels: Parquet path, or SQL URL#table (arrive later).")
+    str | None,
+    typer.Option(
+        help="Labels (arrive later): a Parquet path, a SQL URL#table, or feast:REPO#VIEW."
+    ),
+]
+Label = Annotated[str, typer.Option(help="Label column of the labels source.")]
+Key = Annotated[str, typer.Option(help="Request key shared by logs and labels.")]
+Entity = Annotated[
+    str | None,
+    typer.Option(
+        help="Join by this entity (logs' entity_<name>) and event time instead of the key."
+    ),
+]
+Tolerance = Annotated[
+    str | None,
+    typer.Option(help="Entity join: the oldest label event used (7d; Feast: the view's ttl)."),
 ]
 Psi = Annotated[float, typer.Option(help="PSI above which a column may drift.")]
 PValue = Annotated[float, typer.Option(help="KS / chi-square p-value below which it does.")]
@@ -55,6 +70,8 @@ def compute(
     labels: str | None,
     label: str = "label",
     key: str = "request_id",
+    entity: str | None = None,
+    tolerance: str | None = None,
     psi: float = 0.2,
     p_value: float = 0.01,
     as_of: str | None = None,
@@ -66,12 +83,17 @@ def compute(
 
     frame = load(logs)
     if labels is not None:
+        when = pd.Timestamp(as_of or pd.Timestamp.now(tz="UTC"))
+        when = when.tz_localize("UTC") if when.tzinfo is None else when
+        known = read_labels(labels, as_of=when)
         frame = join_labels(
             frame,
-            read_labels(labels),
+            known,
             label=label,
             key=key,
-            as_of=pd.Timestamp(as_of or pd.Timestamp.now(tz="UTC")),
+            entity=entity,
+            tolerance=tolerance or known.attrs.get("ttl"),
+            as_of=when,
         )
     limits = Thresholds(psi=psi, p_value=p_value)
     return monitor(frame, profile, every=window, prediction=prediction, thresholds=limits)
@@ -85,8 +107,10 @@ def run(
     window: Window = "1d",
     prediction: Prediction = "output_probability",
     labels: Labels = None,
-    label: Annotated[str, typer.Option(help="Label column of the labels source.")] = "label",
-    key: Annotated[str, typer.Option(help="Key shared by logs and labels.")] = "request_id",
+    label: Label = "label",
+    key: Key = "request_id",
+    entity: Entity = None,
+    tolerance: Tolerance = None,
     psi: Psi = 0.2,
     p_value: PValue = 0.01,
     as_of: Annotated[
@@ -105,7 +129,8 @@ def run(
     try:
         result = compute(
             logs, _profile(profile, registry), window=window, prediction=prediction,
-            labels=labels, label=label, key=key, psi=psi, p_value=p_value, as_of=as_of,
+            labels=labels, label=label, key=key, entity=entity, tolerance=tolerance, psi=psi,
+            p_value=p_value, as_of=as_of,
         )  # fmt: skip
     except TritonPipeError as exc:
         raise fail(str(exc)) from None
@@ -139,6 +164,10 @@ def serve(
     window: Window = "1h",
     prediction: Prediction = "output_probability",
     labels: Labels = None,
+    label: Label = "label",
+    key: Key = "request_id",
+    entity: Entity = None,
+    tolerance: Tolerance = None,
     psi: Psi = 0.2,
     p_value: PValue = 0.01,
     port: Annotated[int, typer.Option(help="Metrics port.")] = 9109,
@@ -161,6 +190,10 @@ def serve(
             window=window,
             prediction=prediction,
             labels=labels,
+            label=label,
+            key=key,
+            entity=entity,
+            tolerance=tolerance,
             psi=psi,
             p_value=p_value,
         )  # fmt: skip

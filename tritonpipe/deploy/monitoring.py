@@ -261,15 +261,16 @@ ALERTS = (
     ),
     Alert(
         name="ModelFeatureDrift",
-        # The verdict gauge is 1 when PSI and the two-sample test both say so; held for
-        # ``drift_for`` (N refreshes of `monitor serve`) before it fires.
-        query="max by (model, version, feature) (tritonpipe_monitor_drift)",
-        condition="== 1",
-        for_="30m",
+        # A window drifts when PSI is above its threshold and the two-sample test agrees;
+        # `monitor serve` counts the windows in a row that did, so this fires once drift has
+        # held for N windows (one odd window does not page), then for ``for:`` more.
+        query="max by (model, version, feature) (tritonpipe_monitor_drift_windows)",
+        condition=">= {drift_windows}",
+        for_="5m",
         severity="warn",
         summary=(
             "{{ $labels.feature }} of {{ $labels.model }} v{{ $labels.version }} drifted "
-            "from its training reference"
+            "from its training reference for {{ $value }} windows in a row"
         ),
         pending="monitor",
     ),
@@ -297,6 +298,7 @@ class Thresholds:
     failure_ratio: float = 0.01
     stream_lag: int = 10000
     auc_floor: float = 0.7  # live ROC AUC from late labels (`monitor serve --labels`)
+    drift_windows: int = 3  # monitor windows in a row a feature must drift before it alerts
     for_: str | None = None  # overrides every alert's hold time (tests use 0s)
 
 
@@ -307,6 +309,7 @@ def alert_expr(alert: Alert, thresholds: Thresholds) -> str:
         failure_ratio=thresholds.failure_ratio,
         stream_lag=thresholds.stream_lag,
         auc_floor=thresholds.auc_floor,
+        drift_windows=thresholds.drift_windows,
         queue_1h=QUEUE_1H,
         queue_5m=QUEUE_5M,
     )

@@ -1,5 +1,6 @@
 """`monitor serve`: a Prometheus endpoint whose gauges are the latest window's drift per model,
-version and feature, recomputed from the logs every ``interval_s``."""
+version and feature (and for how many windows in a row it has drifted), recomputed from the logs
+every ``interval_s``."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class Exporter:
         self.psi = gauge("tritonpipe_monitor_psi", "PSI of the latest window", by_feature)
         self.p_value = gauge("tritonpipe_monitor_p_value", "KS/chi-square p-value", by_feature)
         self.drift = gauge("tritonpipe_monitor_drift", "1 when the column drifts", by_feature)
+        self.streak = gauge(
+            "tritonpipe_monitor_drift_windows",
+            "Windows in a row, up to the latest, in which the column drifted", by_feature,
+        )  # fmt: skip
         self.nulls = gauge("tritonpipe_monitor_null_rate", "Null rate", by_feature)
         self.outside = gauge("tritonpipe_monitor_out_of_range", "Out-of-range rate", by_feature)
         self.rows = gauge("tritonpipe_monitor_window_rows", "Rows in the latest window", by_model)
@@ -50,11 +55,13 @@ class Exporter:
         last = result.windows[-1]
         model = {"model": result.model, "version": result.version}
         self.rows.labels(**model).set(last.rows)
+        streaks = result.streaks()
         for c in last.columns:
             labels = {**model, "feature": c.feature}
             self.psi.labels(**labels).set(c.psi)
             self.p_value.labels(**labels).set(c.p_value)
             self.drift.labels(**labels).set(1.0 if c.drift else 0.0)
+            self.streak.labels(**labels).set(streaks[c.feature])
             self.nulls.labels(**labels).set(c.null_rate)
             self.outside.labels(**labels).set(c.out_of_range)
         labelled = [w for w in result.windows if w.quality]

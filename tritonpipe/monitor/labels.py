@@ -1,7 +1,8 @@
 """Labels that arrive after the predictions, joined point-in-time.
 
-A labels source is a Parquet file or folder, or a SQL query (``postgresql://...`` / ``sqlite:///``
-URL with ``?query=`` or a table name after ``#``), with a label column, the time the label became
+A labels source is a Parquet file or folder, a SQL table (``postgresql://...`` / ``sqlite:///``
+URL with the table name after ``#``), or a Feast feature view (``feast:REPO#VIEW``, see
+:mod:`tritonpipe.monitor.feast_labels`), with a label column, the time the label became
 known (``label_time``), and a key: the request id (``request_id``, and ``row`` when present), or
 an entity and the event time (the label of the latest event of that entity at or before the
 prediction, within ``tolerance``). ``as_of`` keeps only labels known by then, so a window
@@ -17,11 +18,16 @@ from typing import Any
 from tritonpipe.errors import MonitorError
 
 
-def read_labels(source: str | Path) -> Any:
-    """A labels DataFrame from a Parquet path or a SQL URL (``url#table`` or ``url?query=...``)."""
+def read_labels(source: str | Path, *, as_of: Any = None) -> Any:
+    """A labels DataFrame from a Parquet path, a SQL URL (``url#table``) or a Feast feature view
+    (``feast:REPO#VIEW``; ``as_of`` bounds the rows read)."""
     import pandas as pd
 
     text = str(source)
+    if text.startswith("feast:"):
+        from tritonpipe.monitor.feast_labels import read_feast_labels
+
+        return read_feast_labels(text, as_of=as_of)
     if "://" in text and not text.startswith("file://"):
         import sqlalchemy
 
@@ -57,14 +63,15 @@ def join_labels(
     label_time: str | None = "label_time",
     entity: str | None = None,
     event_time: str = "event_time",
-    tolerance: str | None = None,
+    tolerance: Any = None,
     as_of: Any = None,
 ) -> Any:
     """``predictions`` with a ``label`` column (NaN where no label is known as of ``as_of``).
 
     By request id: ``labels`` has ``key`` (and ``row`` when both frames have it). By entity:
     ``labels`` has ``entity`` and ``event_time``; each prediction takes the label of the latest
-    event at or before its ``timestamp`` (within ``tolerance``), matched on the column
+    event at or before its ``timestamp`` (within ``tolerance``: ``"7d"`` or a Timedelta), matched
+    on the column
     ``entity_<entity>`` of the logs."""
     import pandas as pd
 

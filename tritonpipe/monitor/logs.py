@@ -39,6 +39,16 @@ def feature_matrix(frame: Any, width: int, column: str = "features") -> Array:
     return values.reshape(len(frame), width)
 
 
+def log_column(frame: Any, column: str) -> Array:
+    """The values of a scalar log column (a profile feature read by name), as numpy."""
+    if column not in frame:
+        raise MonitorError(
+            f"prediction logs have no {column!r} column (the reference profile reads feature "
+            f"{column!r} from it; columns: {', '.join(map(str, frame.columns))})"
+        )
+    return np.asarray(frame[column].to_numpy())
+
+
 def prediction_vector(frame: Any, column: str) -> Array:
     if column not in frame:
         found = ", ".join(c for c in frame.columns if c.startswith("output_"))

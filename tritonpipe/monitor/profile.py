@@ -1,13 +1,16 @@
 """A reference profile: the training data's per-feature distribution and the prediction's.
 
 Numeric features keep decile bin edges (PSI), a sorted sample (the KS test), the null rate and
-the observed range; categorical features keep their category frequencies. Saved as JSON beside a
+the observed range; categorical features keep their category frequencies. A feature is read from
+its place in the logged feature vector, or, when it has a ``column``, from that log column (a
+request field the model does not take, such as a merchant category). Saved as JSON beside a
 registry version (``monitor/profile.json``) when the model is registered.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ class FeatureProfile:
     sample: list[float] = field(default_factory=list)  # sorted (numeric)
     low: float | None = None
     high: float | None = None
+    column: str | None = None  # the log column holding it; None: its place in the feature vector
 
 
 @dataclass(kw_only=True)
@@ -120,19 +124,30 @@ def build_profile(
     *,
     categorical: tuple[str, ...] = (),
     threshold: float | None = None,
+    columns: Mapping[str, Array] | None = None,
 ) -> Profile:
     """A profile from a [rows, len(names)] feature matrix (the serving feature code's output)
-    and the model's predictions on the same rows."""
+    and the model's predictions on the same rows; ``columns`` adds features read from log
+    columns of those names (string or ``categorical`` ones are profiled as categories)."""
     matrix = np.asarray(features)
     if matrix.ndim != 2 or matrix.shape[1] != len(names):
         raise MonitorError(
             f"features: expected [rows, {len(names)}] for {len(names)} names, got {matrix.shape}"
         )
+    extra = []
+    for name, values in (columns or {}).items():
+        if len(values) != len(matrix):
+            raise MonitorError(
+                f"column {name!r}: {len(values)} values for {len(matrix)} feature rows"
+            )
+        extra.append(profile_column(name, np.asarray(values), categorical=name in categorical))
+        extra[-1].column = name
     return Profile(
         features=[
             profile_column(n, matrix[:, i], categorical=n in categorical)
             for i, n in enumerate(names)
-        ],
+        ]
+        + extra,
         prediction=None if predictions is None else profile_column(PREDICTION, predictions),
         threshold=threshold,
     )

@@ -43,13 +43,13 @@ def _score(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return np.asarray(1 / (1 + np.exp(-(np.nan_to_num(x[:, 1]) + 0.2 * x[:, 2] - 2))))
 
 
-def _write(folder: Path, days: list[np.ndarray[Any, Any]]) -> None:
+def _write(folder: Path, days: list[np.ndarray[Any, Any]], version: str = "3") -> None:
     sink = ParquetSink(folder, roll_rows=1000, roll_seconds=3600)
     records = []
     for d, x in enumerate(days):
         for i, (row, p) in enumerate(zip(x.tolist(), _score(x), strict=True)):
             records.append({"request_id": f"d{d}-{i}", "row": 0, "timestamp": d * DAY + i,
-                            "model": "scorer", "model_version": "3", "features": row,
+                            "model": "scorer", "model_version": version, "features": row,
                             "output_score": [float(p)]})  # fmt: skip
     sink.write(records)
     sink.close()
@@ -156,3 +156,19 @@ def test_cli_report_and_fail_on_drift(logs: tuple[Path, Profile], tmp_path: Path
     assert wrong.exit_code == 1 and "--window 'soon'" in wrong.output
     missing = runner.invoke(app, [*base[:-1], "output_nope"])
     assert missing.exit_code == 1 and "no 'output_nope' column" in missing.output
+
+
+def test_drift_streaks_count_windows_in_a_row_up_to_the_latest(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    ref = _features(rng, 5000)
+    profile = build_profile(ref, NAMES, _score(ref), categorical=("cat",))
+    moved = [_features(rng, 800, shift=s) for s in (6, 0, 6, 6)]
+    _write(tmp_path / "a", [*moved, _features(rng, 50, shift=6)])
+    result = monitor(load(tmp_path / "a"), profile, every="1d", prediction="output_score")
+    both = ["weight", "prediction"]
+    assert [w.drifted for w in result.windows] == [both, [], both, both, []]
+    assert result.windows[-1].rows == 50  # too few rows for a verdict: the streak goes on
+    assert result.streaks() == {"cat": 0, "embedding": 0, "weight": 2, "prediction": 2}
+    _write(tmp_path / "b", [*moved[:3], _features(rng, 800)])
+    back = monitor(load(tmp_path / "b"), profile, every="1d", prediction="output_score")
+    assert back.streaks()["weight"] == 0  # a calm window ends it

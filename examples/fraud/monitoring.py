@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ def write_logs(
     folder: Path, txns: pd.DataFrame, x: np.ndarray[Any, Any], probs: np.ndarray[Any, Any]
 ) -> None:
     """One prediction-log record per transaction, through the Parquet sink serving uses."""
+    if folder.exists():  # a rerun replaces the day's logs rather than adding to them
+        shutil.rmtree(folder)
     sink = ParquetSink(folder, roll_rows=50_000, roll_seconds=3600)
     seconds = txns["timestamp"].astype("int64").to_numpy() / 1e9
     base = {"pipeline": "fraud", "model": "fraud", "model_version": "1", "row": 0}
@@ -148,6 +151,47 @@ def scenario(
     return {"profile": profile, "txns": txns[normal].reset_index(drop=True), "day": day}
 
 
+def labels_repo(out: Path, labels: pd.DataFrame) -> Path:
+    """A Feast repository whose ``chargebacks`` view holds the labels, keyed by request id and
+    stamped when each chargeback arrived (the labels source the late-label runs read)."""
+    from datetime import timedelta
+
+    from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType
+    from feast.types import Int64
+
+    repo = out / "labels_repo"
+    (repo / "data").mkdir(parents=True, exist_ok=True)
+    (repo / "feature_store.yaml").write_text(
+        "project: fraud_labels\nprovider: local\nregistry: data/registry.db\n"
+        "online_store: {type: sqlite, path: data/online.db}\noffline_store: {type: file}\n"
+        "entity_key_serialization_version: 2\n"
+    )
+    labels.to_parquet(repo / "data" / "chargebacks.parquet", index=False)
+    request = Entity(name="request", join_keys=["request_id"], value_type=ValueType.STRING)
+    source = FileSource(path=str((repo / "data" / "chargebacks.parquet").resolve()),
+                        timestamp_field="label_time")  # fmt: skip
+    view = FeatureView(name="chargebacks", entities=[request], ttl=timedelta(0),
+                       schema=[Field(name="label", dtype=Int64)], source=source)  # fmt: skip
+    FeatureStore(repo_path=str(repo)).apply([request, view])
+    return repo
+
+
+class Transcript:
+    """stdout that also keeps what was printed (the per-run verdict lines)."""
+
+    def __init__(self, out: Any) -> None:
+        self.out, self.lines = out, [""]
+
+    def write(self, text: str) -> int:
+        self.lines[-1] += text
+        *done, rest = self.lines[-1].split("\n")
+        self.lines[-1:] = [*done, rest]
+        return int(self.out.write(text))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def main() -> None:
     from tritonpipe.cli.main import app
 
@@ -155,19 +199,31 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     made = scenario(args.out)
+    repo = labels_repo(args.out, pd.read_parquet(args.out / "labels.parquet"))
     profile = str(args.out / "profile.json")
     end = made["txns"]["timestamp"].max()  # monitored at the end of the last day
-    labels = ["--labels", str(args.out / "labels.parquet"), "--as-of", str(end)]
+    labels = ["--labels", f"feast:{repo}#chargebacks", "--as-of", str(end)]
     runs = (
         ("normal days (as served)", "normal", [], "report-normal.html"),
         ("a day whose amounts doubled and online shops grew", "drifted", [], "report-drifted.html"),
-        ("normal days, labels arriving 3 days late", "normal", labels, "report.html"),
-    )
-    for title, folder, extra, report in runs:
-        print(f"\n== {title}")
-        command = ["monitor", "run", str(args.out / folder), "--profile", profile]
-        with contextlib.suppress(SystemExit):
-            app([*command, "--report", str(args.out / report), *extra])
+        ("normal days, chargebacks arriving 3 days late (Feast view)", "normal", labels,
+         "report.html"),
+        ("the drifted day, chargebacks arriving 3 days late (Feast view)", "drifted", labels,
+         "report-drifted-labels.html"),
+    )  # fmt: skip
+    transcript = Transcript(sys.stdout)
+    verdicts = []
+    with contextlib.redirect_stdout(transcript):  # type: ignore[type-var]
+        for title, folder, extra, report in runs:
+            print(f"\n== {title}")
+            command = ["monitor", "run", str(args.out / folder), "--profile", profile]
+            with contextlib.suppress(SystemExit):
+                app([*command, "--report", str(args.out / report), *extra])
+            verdicts.append(next(v for v in reversed(transcript.lines) if v.startswith("verdict")))
+    normal, drift = verdicts[0].removeprefix("verdict: "), verdicts[1].removeprefix("verdict: ")
+    labelled = sum("labelled)" in line for line in transcript.lines)
+    print(f"\nfinal verdict: normal days: {normal}; drifted day: {drift}; "
+          f"quality from late labels on {labelled} days; reports in {args.out}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ def test_categories_training_never_saw_count_as_out_of_range() -> None:
     moved = column_drift(ref, np.array(["red", "green", "green", "blue"] * 100), Thresholds())
     assert not same.drift and same.out_of_range == 0
     assert moved.drift and moved.out_of_range == pytest.approx(0.5)
+    nulls = column_drift(ref, np.array([None] * 300, dtype=object), Thresholds())
+    assert not nulls.drift and nulls.null_rate == 1 and nulls.p_value == 1
 
 
 def test_labels_join_point_in_time_by_request_id_and_by_entity() -> None:

@@ -80,7 +80,9 @@ def join_labels(
         raise MonitorError(f"labels have no column {missing[0]!r} (columns: {list(labels)})")
     known = labels
     if label_time and as_of is not None:
-        known = labels[_utc(labels[label_time]) <= pd.Timestamp(as_of)]
+        when = pd.Timestamp(as_of)
+        when = when.tz_localize("UTC") if when.tzinfo is None else when  # naive: UTC
+        known = labels[_utc(labels[label_time]) <= when]
     out = predictions.drop(columns=[c for c in ("label",) if c in predictions])
     if entity is None:
         keys = [k for k in (key, "row") if k in known and k in predictions]

@@ -79,7 +79,10 @@ def _distributions(result: Result) -> str:
                color="#d62728" if col.drift else "#1f77b4")  # fmt: skip
         ax.set_title(f"{ref.name}  PSI {col.psi:.2f}", fontsize=9,
                      color="#d62728" if col.drift else "black")  # fmt: skip
-        ax.set_xticks(x, labels if ref.kind == "categorical" else [], fontsize=6)
+        if ref.kind == "categorical":
+            ax.set_xticks(x, labels, fontsize=6, rotation=60, ha="right")
+        else:
+            ax.set_xticks(x, [])
     for ax in list(axes.flat)[len(refs) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)

@@ -32,7 +32,9 @@ from tritonpipe.predlog import ParquetSink  # noqa: E402
 OUT = HERE.parent.parent / "build" / "monitor" / "fraud"
 LABEL_DELAY = pd.Timedelta(days=3)  # chargebacks arrive days later
 # generate.py's merchant categories, by index: not a model input, logged beside the features.
-CATEGORIES = ["grocery", "fuel", "restaurants", "travel", "electronics", "fashion", "online", "cash"]
+CATEGORIES = [
+    "grocery", "fuel", "restaurants", "travel", "electronics", "fashion", "online", "cash",
+]  # fmt: skip
 
 
 def served_features(txns: pd.DataFrame, accounts: pd.DataFrame) -> np.ndarray[Any, Any]:

@@ -51,16 +51,18 @@ def _repo(root: Path, chargebacks: pd.DataFrame, outcomes: pd.DataFrame) -> Path
         entities=[request],
         ttl=timedelta(days=0),
         schema=[Field(name="is_fraud", dtype=Int64)],
-        source=FileSource(path=str(repo / "data" / "chargebacks.parquet"),
-                          timestamp_field="arrived"),  # fmt: skip
+        source=FileSource(
+            path=str(repo / "data" / "chargebacks.parquet"), timestamp_field="arrived"
+        ),  # fmt: skip
     )
     by_user = FeatureView(
         name="user_outcomes",
         entities=[user],
         ttl=timedelta(hours=20),
         schema=[Field(name="label", dtype=Int64), Field(name="label_time", dtype=UnixTimestamp)],
-        source=FileSource(path=str(repo / "data" / "outcomes.parquet"),
-                          timestamp_field="event_timestamp"),  # fmt: skip
+        source=FileSource(
+            path=str(repo / "data" / "outcomes.parquet"), timestamp_field="event_timestamp"
+        ),  # fmt: skip
     )
     FeatureStore(repo_path=str(repo)).apply([request, user, by_request, by_user])
     return repo

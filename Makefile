@@ -59,7 +59,7 @@ fraud: .venv/.installed ## Fraud example: generate -> Feast features -> train + 
 	.venv/bin/tritonpipe build examples/fraud/pipeline.yaml --out build/fraud_repository 2>&1 | grep -v -i -e warn -e Downloading
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/demo.py --repository build/fraud_repository
 
-fraud-monitor: .venv/.installed ## Fraud example: monitor normal days, a drifted day, then late labels (report in build/monitor/fraud)
+fraud-monitor: .venv/.installed ## Fraud example: monitor normal days, a drifted day (amounts, merchant category), then late labels from Feast (reports in build/monitor/fraud)
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/monitoring.py
 
 bench-monitor: .venv/.installed ## Monitoring benchmark: 1M logged predictions, seconds and rows/s

@@ -1,6 +1,7 @@
 """Monitoring the fraud model: the reference profile stored at registration, the days to monitor
-(normal ones, and one made to drift), prediction logs written by the real Parquet sink, and the
-labels (is_fraud) arriving a few days after each prediction.
+(normal ones, and one made to drift: amounts doubled and online shops grown), prediction logs
+written by the real Parquet sink, and the labels (is_fraud) arriving three days after each
+prediction, read back from a Feast feature view.
 
     python examples/fraud/monitoring.py     # make fraud-monitor
 
@@ -14,6 +15,7 @@ import argparse
 import contextlib
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +202,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
+    # Feast's SQLite online-store config warns about its own field names on import.
+    warnings.filterwarnings("ignore", message='Field name "vector_', category=UserWarning)
     made = scenario(args.out)
     repo = labels_repo(args.out, pd.read_parquet(args.out / "labels.parquet"))
     profile = str(args.out / "profile.json")

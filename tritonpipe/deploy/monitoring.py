@@ -151,6 +151,11 @@ PANELS = (
         pending="monitor",
     ),
     Query(
+        title="Feature drift: windows in a row (the drift alert's count)",
+        expr="max by (model, version, feature) (tritonpipe_monitor_drift_windows)",
+        pending="monitor",
+    ),
+    Query(
         title="Drifting columns",
         expr="sum by (model, version) (tritonpipe_monitor_drift)",
         pending="monitor",

@@ -201,8 +201,14 @@ def test_every_query_returns_data_under_load(
 
 
 def test_rules_load_and_pending_queries_parse(prometheus: str) -> None:
-    groups = get(f"{prometheus}/api/v1/rules")["data"]["groups"]  # type: ignore[index]
-    rules = {r["name"]: r for g in groups for r in g["rules"]}  # type: ignore[union-attr,index]
+    # A rule's health is "unknown" until its group is first evaluated: wait for that.
+    deadline = time.monotonic() + 60
+    while True:
+        groups = get(f"{prometheus}/api/v1/rules")["data"]["groups"]  # type: ignore[index]
+        rules = {r["name"]: r for g in groups for r in g["rules"]}  # type: ignore[union-attr,index]
+        if all(r["health"] != "unknown" for r in rules.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert set(rules) == {a.name for a in ALERTS}
     assert all(r["health"] == "ok" for r in rules.values()), rules
     # Metrics that land with other issues: the query is valid PromQL, it just has no data yet.

@@ -72,6 +72,23 @@ def serve(
             "repository has response_cache enabled (a pipeline's response_cache: true).",
         ),
     ] = 64 << 20,
+    trace_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenTelemetry tracing: Triton's spans and one span per pipeline step, sent "
+            "over OTLP/HTTP to this endpoint (a collector's, Jaeger's or Tempo's "
+            "http://HOST:4318/v1/traces).",
+            envvar="TRITONPIPE_TRACE_URL",
+        ),
+    ] = None,
+    trace_rate: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --trace-url: trace 1 request in N (0: only requests carrying a "
+            "traceparent, which are always traced).",
+        ),
+    ] = 1,
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
@@ -131,6 +148,8 @@ def serve(
             protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
             cache_bytes=cache_size,
+            trace_url=trace_url,
+            trace_rate=trace_rate,
         )
         check_repository(repository)
         if docker:

@@ -8,6 +8,7 @@ most once a minute, and its spans are dropped (no retries piling up behind a dea
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -195,4 +196,6 @@ def shared_exporter(url: str) -> OtlpExporter:
         exporter = _shared.get(url)
         if exporter is None:
             exporter = _shared[url] = OtlpExporter(url)
+            # A CLI run (batch, stream) ends with its last spans sent, at most 2 s late.
+            atexit.register(exporter.flush, 2.0)
         return exporter

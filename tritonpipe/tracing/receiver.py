@@ -133,7 +133,9 @@ class OtlpReceiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop listening (again: nothing); a sender then finds no collector."""
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> OtlpReceiver:

@@ -112,9 +112,7 @@ def _by_name(spans: list[ReceivedSpan]) -> dict[str, list[ReceivedSpan]]:
 
 
 def _step_spans(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
-    return sorted(
-        (s for s in spans if "tritonpipe.step" in s.attributes), key=lambda s: s.start_ns
-    )
+    return sorted((s for s in spans if "tritonpipe.step" in s.attributes), key=lambda s: s.start_ns)
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
@@ -210,7 +208,13 @@ def test_a_stream_worker_gives_the_same_step_spans(
     redis = RedisServer(tmp_path / "redis").start()
     try:
         config = tmp_path / "job.yaml"
-        bus = {"type": "redis", "url": redis.url, "stream": "in", "output": "out", "dead_letter": "dead"}
+        bus = {
+            "type": "redis",
+            "url": redis.url,
+            "stream": "in",
+            "output": "out",
+            "dead_letter": "dead",
+        }
         config.write_text(
             yaml.safe_dump(
                 {

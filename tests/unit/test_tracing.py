@@ -238,9 +238,7 @@ def test_a_failing_step_is_an_error_span_and_an_unsampled_parent_is_not_traced(
     assert {s.trace_id for s in spans} != {TRACE} and len(spans) == 3
 
 
-def test_without_a_trace_url_nothing_is_hooked(
-    spec: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_a_trace_url_nothing_is_hooked(spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("TRITONPIPE_TRACE_URL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                  "OTEL_EXPORTER_OTLP_ENDPOINT"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
 from tritonpipe.tracing.spans import Attribute, Span
 
@@ -40,7 +41,7 @@ def url_from_env() -> str | None:
     return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
-def _value(value: Attribute) -> object:
+def _value(value: Attribute) -> Any:
     from opentelemetry.proto.common.v1 import common_pb2
 
     if isinstance(value, bool):
@@ -65,7 +66,9 @@ def encode(spans: Iterable[Span], service: str) -> bytes:
     out = []
     for span in spans:
         status = trace_pb2.Status(
-            code=trace_pb2.Status.STATUS_CODE_ERROR if span.error else 0,
+            code=trace_pb2.Status.STATUS_CODE_ERROR
+            if span.error
+            else trace_pb2.Status.STATUS_CODE_UNSET,
             message=span.error or "",
         )
         out.append(
@@ -74,7 +77,7 @@ def encode(spans: Iterable[Span], service: str) -> bytes:
                 span_id=span.context.span_id,
                 parent_span_id=span.parent_id,
                 name=span.name,
-                kind=span.kind,
+                kind=span.kind,  # type: ignore[arg-type]
                 start_time_unix_nano=span.start_ns,
                 end_time_unix_nano=span.end_ns,
                 attributes=attributes(span.attributes),

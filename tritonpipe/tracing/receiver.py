@@ -126,7 +126,7 @@ class OtlpReceiver:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1/traces"
+        return f"http://{host!s}:{port}/v1/traces"
 
     def start(self) -> OtlpReceiver:
         self._thread.start()

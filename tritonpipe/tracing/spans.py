@@ -104,8 +104,9 @@ def log_span(
         "tritonpipe.batch.requests": requests,
     }
     message = None if error is None else f"{type(error).__name__}: {error}"[:500]
-    return Span("log predictions", parent.child(), parent.span_id, start_ns, end_ns, attributes,
-                message)
+    return Span(
+        "log predictions", parent.child(), parent.span_id, start_ns, end_ns, attributes, message
+    )
 
 
 def positions(steps: Sequence[Any]) -> dict[int, int]:

@@ -4,7 +4,7 @@ span of a pipeline carries (https://www.w3.org/TR/trace-context/)."""
 from __future__ import annotations
 
 import json
-import os
+import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,7 +49,7 @@ class SpanContext:
 
     @classmethod
     def new_trace(cls) -> SpanContext:
-        return cls(os.urandom(16), new_span_id())
+        return cls((random.getrandbits(128) or 1).to_bytes(16, "big"), new_span_id())
 
     def child(self) -> SpanContext:
         """A new span in the same trace."""
@@ -61,8 +61,9 @@ class SpanContext:
 
 
 def new_span_id() -> bytes:
-    span_id = os.urandom(8)
-    return span_id if any(span_id) else b"\x00" * 7 + b"\x01"
+    """8 random bytes, never all zero (W3C: invalid). ``random``, not ``os.urandom``: ids need
+    no secrecy, and this runs per span on the answer path (``random`` reseeds after a fork)."""
+    return (random.getrandbits(64) or 1).to_bytes(8, "big")
 
 
 def current() -> SpanContext | None:

@@ -41,58 +41,48 @@ def url_from_env() -> str | None:
     return f"{base.rstrip('/')}/v1/traces" if base else None
 
 
-def _value(value: Attribute) -> Any:
-    from opentelemetry.proto.common.v1 import common_pb2
-
+def _set(target: Any, value: Attribute) -> None:
+    """``value`` into an OTLP ``AnyValue``."""
     if isinstance(value, bool):
-        return common_pb2.AnyValue(bool_value=value)
-    if isinstance(value, int):
-        return common_pb2.AnyValue(int_value=value)
-    if isinstance(value, float):
-        return common_pb2.AnyValue(double_value=value)
-    return common_pb2.AnyValue(string_value=str(value))
+        target.bool_value = value
+    elif isinstance(value, int):
+        target.int_value = value
+    elif isinstance(value, float):
+        target.double_value = value
+    else:
+        target.string_value = str(value)
 
 
 def encode(spans: Iterable[Span], service: str) -> bytes:
-    """An ``ExportTraceServiceRequest`` holding ``spans`` under one resource (``service.name``)."""
+    """An ``ExportTraceServiceRequest`` holding ``spans`` under one resource (``service.name``).
+    Built field by field in place (``add``): several times faster than keyword constructors."""
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-    from opentelemetry.proto.common.v1 import common_pb2
-    from opentelemetry.proto.resource.v1 import resource_pb2
-    from opentelemetry.proto.trace.v1 import trace_pb2
 
-    def attributes(values: dict[str, Attribute]) -> list[common_pb2.KeyValue]:
-        return [common_pb2.KeyValue(key=k, value=_value(v)) for k, v in values.items()]
-
-    out = []
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    service_name = resource.resource.attributes.add()
+    service_name.key = "service.name"
+    service_name.value.string_value = service
+    scope = resource.scope_spans.add()
+    scope.scope.name = "tritonpipe"
+    out = scope.spans
     for span in spans:
-        status = trace_pb2.Status(
-            code=trace_pb2.Status.STATUS_CODE_ERROR
-            if span.error
-            else trace_pb2.Status.STATUS_CODE_UNSET,
-            message=span.error or "",
-        )
-        out.append(
-            trace_pb2.Span(
-                trace_id=span.context.trace_id,
-                span_id=span.context.span_id,
-                parent_span_id=span.parent_id,
-                name=span.name,
-                kind=span.kind,  # type: ignore[arg-type]
-                start_time_unix_nano=span.start_ns,
-                end_time_unix_nano=span.end_ns,
-                attributes=attributes(span.attributes),
-                status=status,
-            )
-        )
-    resource = resource_pb2.Resource(attributes=attributes({"service.name": service}))
-    scope = common_pb2.InstrumentationScope(name="tritonpipe")
-    request = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[
-            trace_pb2.ResourceSpans(
-                resource=resource, scope_spans=[trace_pb2.ScopeSpans(scope=scope, spans=out)]
-            )
-        ]
-    )
+        item = out.add()
+        item.trace_id = span.context.trace_id
+        item.span_id = span.context.span_id
+        item.parent_span_id = span.parent_id
+        item.name = span.name
+        item.kind = span.kind
+        item.start_time_unix_nano = span.start_ns
+        item.end_time_unix_nano = span.end_ns
+        attributes = item.attributes
+        for key, value in span.attributes.items():
+            attribute = attributes.add()
+            attribute.key = key
+            _set(attribute.value, value)
+        if span.error:
+            item.status.code = 2  # STATUS_CODE_ERROR
+            item.status.message = span.error
     return request.SerializeToString()  # type: ignore[no-any-return]
 
 

@@ -298,3 +298,32 @@ def test_server_options_start_tritons_tracing_and_tell_the_models(tmp_path: Path
     assert "--trace-config=rate=0" in args
     assert on.environment() == {"TRITONPIPE_TRACE_URL": url}
     assert f"-e TRITONPIPE_TRACE_URL={url}" in on.docker_command()
+
+
+def test_step_kinds_name_lookups_and_models() -> None:
+    from types import SimpleNamespace
+
+    from tritonpipe.tracing.spans import step_kind
+
+    def step(kind: str, file: str = "", function: str = "") -> SimpleNamespace:
+        return SimpleNamespace(kind=kind, file=file, function=function)
+
+    # A feature lookup is the stage `build` generates: lookup_<name>.py, function lookup.
+    assert step_kind(step("stage", "/m/1/lookup_user_features.py", "lookup")) == "lookup"
+    assert step_kind(step("stage", "stages.py", "lookup")) == "stage"
+    assert step_kind(step("stage", "lookup_cat.py", "cat")) == "stage"
+    assert {step_kind(step(k)) for k in ("onnx", "torchscript", "aoti")} == {"model"}
+
+
+def test_tracing_refuses_to_start_without_its_protobuf_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from tritonpipe.errors import TritonPipeError
+
+    monkeypatch.setitem(
+        sys.modules, "opentelemetry.proto.collector.trace.v1.trace_service_pb2", None
+    )
+    with pytest.raises(TritonPipeError, match=r"needs opentelemetry-proto: pip install"):
+        OtlpExporter("http://127.0.0.1:4318/v1/traces")

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from tritonpipe.errors import TritonPipeError
 from tritonpipe.tracing.spans import Attribute, Span
 
 log = logging.getLogger("tritonpipe.tracing")
@@ -99,6 +100,13 @@ class OtlpExporter:
         interval_s: float = 0.5,
         timeout_s: float = 2.0,
     ) -> None:
+        try:
+            import opentelemetry.proto.collector.trace.v1.trace_service_pb2  # noqa: F401
+        except ImportError as exc:
+            raise TritonPipeError(
+                f"tracing to {url} needs opentelemetry-proto: pip install 'tritonpipe[tracing]' "
+                f"(or unset {URL_ENV})"
+            ) from exc
         self.url = url
         self.service = service or os.environ.get(SERVICE_ENV) or DEFAULT_SERVICE
         self.queue_size = queue_size

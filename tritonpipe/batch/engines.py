@@ -60,7 +60,7 @@ class InProcessEngine(Engine):
     ) -> None:
         from tritonpipe.pipeline import Pipeline
 
-        self.pipe = Pipeline.load(pipeline, model, threads=threads)
+        self.pipe = Pipeline.load(pipeline, model, threads=threads, traced_as="batch")
         self.name = self.pipe.name
         self.inputs = self.pipe.inputs
         self.outputs = self.pipe.outputs

@@ -72,6 +72,23 @@ def serve(
             "repository has response_cache enabled (a pipeline's response_cache: true).",
         ),
     ] = 64 << 20,
+    trace_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenTelemetry tracing: Triton's spans and one span per pipeline step, sent "
+            "over OTLP/HTTP to this endpoint (a collector's, Jaeger's or Tempo's "
+            "http://HOST:4318/v1/traces).",
+            envvar="TRITONPIPE_TRACE_URL",
+        ),
+    ] = None,
+    trace_rate: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --trace-url: trace 1 request in N (0: only requests carrying a "
+            "traceparent, which are always traced).",
+        ),
+    ] = 1,
     docker: Annotated[
         bool, typer.Option(help="Print the equivalent docker run for NVIDIA's NGC image and exit.")
     ] = False,
@@ -110,6 +127,15 @@ def serve(
     if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
 
+        if trace_url:
+            typer.secho(
+                "error: --trace-url serves one server; with --replicas or TLS, start each "
+                "replica's tracing yourself (see the README's tracing section)",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(1)
+
         serve_replicas(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
@@ -131,6 +157,8 @@ def serve(
             protect_inference=protect_inference,
             exit_timeout_s=exit_timeout,
             cache_bytes=cache_size,
+            trace_url=trace_url,
+            trace_rate=trace_rate,
         )
         check_repository(repository)
         if docker:

@@ -22,6 +22,7 @@ from tritonpipe.errors import (
 from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
 from tritonpipe.records import Contract, Converted, Refusal
 from tritonpipe.tensors import Array, TensorSpec
+from tritonpipe.tracing.steps import PipelineTracing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +54,9 @@ class Pipeline:
     :class:`PipelineError` naming it (``invalid`` when the input was at fault).
     """
 
-    def __init__(self, runner: Runner, plan: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, runner: Runner, plan: Mapping[str, Any] | None = None, *, traced_as: str = "pipeline"
+    ) -> None:
         self._runner = runner
         self.name = runner.name
         self.inputs = _specs(runner.inputs)
@@ -72,14 +75,23 @@ class Pipeline:
         # The records contract: options (ranges, categories, binary outputs) from the plan.
         contract = plan.get("contract", {}) if plan is not None else {}
         self.contract = Contract.from_specs(self.inputs, self.outputs, **contract)
+        # With TRITONPIPE_TRACE_URL (or OTEL_EXPORTER_OTLP_*) set: a span per call and per step.
+        self._tracing = PipelineTracing.from_env(runner, label=traced_as)
 
     @classmethod
     def load(
-        cls, source: str | Path, name: str | None = None, *, threads: int | None = None
+        cls,
+        source: str | Path,
+        name: str | None = None,
+        *,
+        threads: int | None = None,
+        traced_as: str = "pipeline",
     ) -> Pipeline:
         """Load ``name`` from a pipeline spec (YAML) or a repository ``tritonpipe build`` wrote.
 
         ``threads`` caps onnxruntime's and torch's intra-op threads (Triton's models use 1).
+        ``traced_as`` names the runner in trace spans (``batch``, ``stream``; see
+        :mod:`tritonpipe.tracing`).
         """
         path = Path(source)
         built: tempfile.TemporaryDirectory[str] | None = None
@@ -99,7 +111,8 @@ class Pipeline:
         else:
             plan = from_spec(path, name)
         try:
-            pipe = cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads), plan)
+            runner = Runner(plan, path if path.is_dir() else path.parent, threads=threads)
+            pipe = cls(runner, plan, traced_as=traced_as)
             pipe._built = built
             return pipe
         except TritonPipeError:
@@ -110,7 +123,7 @@ class Pipeline:
                 invalid=False,
             ) from exc
 
-    def __call__(self, inputs: Any) -> dict[str, Array]:
+    def __call__(self, inputs: Any, *, traceparent: str | None = None) -> dict[str, Array]:
         """Run on one batch (any size: split by ``max_batch_size``); outputs by name.
 
         ``inputs``: arrays by input name, a dict of columns, a pandas DataFrame or a pyarrow
@@ -118,7 +131,16 @@ class Pipeline:
         (:mod:`tritonpipe.records`: float64 to FP32, 1-D columns to [n, 1], lists to vectors);
         a bad value raises :class:`PipelineError` (``invalid``, with ``refusals``) naming the
         row and input, e.g. ``record 3: input 'temperature': null``.
+
+        With tracing on, the call is a span (under ``traceparent``, a W3C header value, else
+        the caller's active OpenTelemetry span) holding one span per step run.
         """
+        if self._tracing is None:
+            return self._call(inputs)
+        with self._tracing.call(traceparent):
+            return self._call(inputs)
+
+    def _call(self, inputs: Any) -> dict[str, Array]:
         if self.max_batch_size <= 0:  # unbatched: arrays exactly as the model takes them
             try:
                 arrays, batch = check_inputs(self._info, inputs)
@@ -158,11 +180,23 @@ class Pipeline:
             raise PipelineInputError(f"pipeline '{self.name}': {exc}") from None
 
     def run_records(
-        self, records: Sequence[Any], id_field: str | None = None
+        self,
+        records: Sequence[Any],
+        id_field: str | None = None,
+        *,
+        traceparent: str | None = None,
     ) -> list[dict[str, Any] | Refusal]:
         """Score records (JSON/msgpack dicts): for each, its outputs as record values (``str``
         for text, ``bytes`` for binary, numbers, lists) or the :class:`Refusal` that kept it
-        out (a bad value, or an output that cannot be encoded)."""
+        out (a bad value, or an output that cannot be encoded). Traced as ``__call__``."""
+        if self._tracing is None:
+            return self._records(records, id_field)
+        with self._tracing.call(traceparent, len(records)):
+            return self._records(records, id_field)
+
+    def _records(
+        self, records: Sequence[Any], id_field: str | None
+    ) -> list[dict[str, Any] | Refusal]:
         converted = self.contract.from_records(records, id_field=id_field)
         results: list[dict[str, Any] | Refusal] = [*converted.refusals]
         order = [r.row for r in converted.refusals]
@@ -188,10 +222,19 @@ class Pipeline:
         return out
 
     def run_requests(
-        self, requests: Sequence[Mapping[str, Any]]
+        self, requests: Sequence[Mapping[str, Any]], *, traceparent: str | None = None
     ) -> list[dict[str, Array] | PipelineError]:
         """Many requests as Triton's dynamic batcher hands them to a model: merged where shapes
-        agree, split back, and a failure fails only its own request (returned, not raised)."""
+        agree, split back, and a failure fails only its own request (returned, not raised).
+        Traced as ``__call__``: one span for the call, the step runs under it."""
+        if self._tracing is None:
+            return self._requests(requests)
+        with self._tracing.call(traceparent, len(requests)):
+            return self._requests(requests)
+
+    def _requests(
+        self, requests: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Array] | PipelineError]:
         results: list[dict[str, Array] | PipelineError | None] = [None] * len(requests)
         valid: list[int] = []
         checked: list[dict[str, Array]] = []

@@ -88,6 +88,7 @@ class TritonPredictionLog:
         self._metrics: dict[str, Any] = {}
         self._families: list[Any] = []
         self._lock = threading.Lock()
+        self.sink_type: str = sink.type
         labels = {"sink": sink.type}
         for key, help_text in (
             ("records", "Prediction-log records written by tritonpipe"),

@@ -189,7 +189,7 @@ class TritonServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.install.environment(),
+                env={**self.install.environment(), **self.options.environment()},
                 start_new_session=True,
             )
         log.info(

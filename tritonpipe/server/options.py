@@ -14,6 +14,7 @@ TOKEN_HEADER = "tritonpipe-token"
 RESTRICTED = ("model-repository", "shared-memory", "statistics", "trace", "logging")
 # What a refusal tells the caller to do.
 TOKEN_HINT = f"pass the server's token (--token or TRITONPIPE_TOKEN; header {TOKEN_HEADER})"
+TRACE_URL_ENV = "TRITONPIPE_TRACE_URL"  # read by tritonpipe.tracing inside the models
 NGC_IMAGE = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51.0, as in the wheel
 
 
@@ -60,6 +61,11 @@ class ServerOptions:
     exit_timeout_s: int = 30
     # Triton's local response cache, started when a model's config enables response_cache.
     cache_bytes: int = DEFAULT_CACHE_BYTES
+    # OpenTelemetry tracing (tritonpipe.tracing): Triton's spans and each step's, to this
+    # OTLP/HTTP endpoint; Triton traces 1 request in ``trace_rate`` (0: only requests that
+    # carry a client's traceparent, which Triton always traces).
+    trace_url: str | None = None
+    trace_rate: int = 1
     extra_args: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -107,7 +113,27 @@ class ServerOptions:
             rule = f"{apis}:{TOKEN_HEADER}={self.token}"
             args += [f"--http-restricted-api={rule}", f"--grpc-restricted-protocol={rule}"]
         args += cache_arguments(self.repository, self.cache_bytes, self.extra_args)
+        args += self.trace_arguments()
         return args + list(self.extra_args)
+
+    def trace_arguments(self) -> list[str]:
+        """Triton's OpenTelemetry tracing to ``trace_url``; the models' step spans go there too
+        (``environment``)."""
+        if not self.trace_url:
+            return []
+        if self.trace_rate < 0:
+            raise ServerError(f"trace rate {self.trace_rate}: use 0 or more")
+        return [
+            "--trace-config=mode=opentelemetry",
+            f"--trace-config=opentelemetry,url={self.trace_url}",
+            f"--trace-config=rate={self.trace_rate}",
+            "--trace-config=level=TIMESTAMPS",
+            "--trace-config=count=-1",
+        ]
+
+    def environment(self) -> dict[str, str]:
+        """Variables the server's Python models need besides Triton's own (the step spans' URL)."""
+        return {TRACE_URL_ENV: self.trace_url} if self.trace_url else {}
 
     def token_banner(self) -> str:
         """What the token protects, for the line ``serve`` prints once it is up."""
@@ -131,7 +157,8 @@ class ServerOptions:
             for a in self.arguments("/models")
             if not a.startswith(("--http-address", "--grpc-address", "--metrics-address"))
         ]
+        env = " ".join(f"-e {k}={v}" for k, v in self.environment().items())
         return (
-            f"docker run --rm --gpus all --shm-size 1g {ports} "
+            f"docker run --rm --gpus all --shm-size 1g {ports} {env + ' ' if env else ''}"
             f"-v {self.repository.resolve()}:/models {NGC_IMAGE} tritonserver " + " ".join(args)
         )

@@ -38,7 +38,7 @@ class EmbeddedScorer(Scorer):
     def __init__(self, source: str, name: str | None, threads: int | None = 1) -> None:
         from tritonpipe.pipeline import Pipeline
 
-        self.pipeline = Pipeline.load(source, name, threads=threads)
+        self.pipeline = Pipeline.load(source, name, threads=threads, traced_as="stream")
         self.name = self.pipeline.name
         self.inputs, self.outputs = self.pipeline.inputs, self.pipeline.outputs
         contract = self.pipeline.contract

@@ -28,6 +28,9 @@ import numpy as np
 
 Arrays = dict[str, "np.ndarray[Any, Any]"]
 StepFn = Callable[[Arrays], Arrays]
+# Called after every step run: (step, indexes of the requests it served, start and end in
+# nanoseconds since the epoch, the exception it raised or None). Tracing builds spans from it.
+StepHook = Callable[["Step", Sequence[int], int, int, "BaseException | None"], None]
 
 PLAN_FILE = "plan.json"
 # Exceptions a stage raises about its input: the caller's fault, answered as invalid-argument.
@@ -105,6 +108,8 @@ class Step:
     inputs: list[Decl]
     outputs: list[Decl]
     run: StepFn
+    file: str = ""  # the plan's file and function (a stage's), which tracing names kinds by
+    function: str = ""
     executions: int = 0
     requests: int = 0
     nanoseconds: int = 0
@@ -242,7 +247,7 @@ def _load_step(
         run = _load_aoti(folder / file, gpu, device_id, threads, in_names, out_names)
     else:
         raise ValueError(f"step '{data['name']}': unknown kind '{kind}'")
-    return Step(data["name"], kind, inputs, outputs, run)
+    return Step(data["name"], kind, inputs, outputs, run, file, data.get("function", ""))
 
 
 def _conform(step: Step, decl: Decl, value: Any, rows: int | None) -> np.ndarray[Any, Any]:
@@ -372,6 +377,8 @@ class Runner:
         # Pipeline tensors returned besides the outputs (e.g. the feature vector a prediction log
         # records), split per request like them.
         self.keep: list[str] = []
+        self.on_step: StepHook | None = None
+        self._serving: Sequence[int] = (0,)  # the requests the running batch serves
 
     @classmethod
     def from_folder(cls, folder: Path, **options: Any) -> Runner:
@@ -385,15 +392,24 @@ class Runner:
             self._check(arrays)
         rows = _rows(arrays) if self.batched else None
         tensors = dict(arrays)
+        hook = self.on_step
         for step in self.steps:
             args = {d.name: tensors[d.tensor] for d in step.inputs}
+            wall = time.time_ns() if hook is not None else 0
             start = time.perf_counter_ns()
+            error: BaseException | None = None
             try:
                 out = self._call(step, args)
+            except BaseException as exc:
+                error = exc
+                raise
             finally:  # a failed run took time too
-                step.nanoseconds += time.perf_counter_ns() - start
+                spent = time.perf_counter_ns() - start
+                step.nanoseconds += spent
                 step.executions += 1
                 step.requests += requests
+                if hook is not None:
+                    hook(step, self._serving, wall, wall + spent, error)
             for decl in step.outputs:
                 if decl.name not in out:
                     raise missing_output(step, decl, out)
@@ -439,21 +455,26 @@ class Runner:
                 valid.append(i)
             except StepFailed as exc:
                 results[i] = exc
-        for members in self._groups(requests, valid):
-            if len(members) > 1:
-                try:
-                    for i, out in zip(
-                        members, self._run_merged([requests[i] for i in members]), strict=True
-                    ):
-                        results[i] = out
-                    continue
-                except StepFailed:
-                    pass  # each request runs alone below and gets its own error
-            for i in members:
-                try:
-                    results[i] = self.run(requests[i], checked=True)
-                except StepFailed as exc:
-                    results[i] = exc
+        try:
+            for members in self._groups(requests, valid):
+                if len(members) > 1:
+                    self._serving = members
+                    try:
+                        for i, out in zip(
+                            members, self._run_merged([requests[i] for i in members]), strict=True
+                        ):
+                            results[i] = out
+                        continue
+                    except StepFailed:
+                        pass  # each request runs alone below and gets its own error
+                for i in members:
+                    self._serving = (i,)
+                    try:
+                        results[i] = self.run(requests[i], checked=True)
+                    except StepFailed as exc:
+                        results[i] = exc
+        finally:
+            self._serving = (0,)
         return [r for r in results if r is not None]
 
     def _groups(self, requests: Sequence[Arrays], members: list[int]) -> list[list[int]]:

@@ -5,12 +5,15 @@ beside it), which runs the steps listed in ``plan.json``: one step for a single 
 several for a fused model. Requests merged by the dynamic batcher run as one batch and are split
 back; a merged batch that fails runs request by request, so one bad request fails alone. Each
 step's executions, requests and time are reported as Triton custom metrics on the metrics
-endpoint (labels ``model``, ``step`` and ``position``, the step's place in the plan).
+endpoint (labels ``model``, ``step`` and ``position``, the step's place in the plan). With
+``TRITONPIPE_TRACE_URL`` set, each step run is also an OpenTelemetry span under the request's
+Triton trace (tritonpipe.tracing, installed with tritonpipe).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -85,6 +88,11 @@ class TritonPythonModel:
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [o["name"] for o in config["output"]]
         self.metrics = _StepMetrics(self.name, [s.name for s in self.runner.steps])
+        self.tracing = None
+        if os.environ.get("TRITONPIPE_TRACE_URL"):
+            from tritonpipe.tracing.triton import TritonTracing
+
+            self.tracing = TritonTracing.from_env(self.runner)
         # Prediction logs (tritonpipe.predlog, installed with tritonpipe): only a model whose
         # config carries `tritonpipe.predlog` (the one answering a logging ensemble) logs.
         self.predlog = None
@@ -107,6 +115,7 @@ class TritonPythonModel:
             )
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        traced = self.tracing is not None and self.tracing.begin(requests)
         arrays = [self._read(r) for r in requests]
         results = self.runner.run_requests(arrays)
         self.metrics.report(self.runner.take_timings())
@@ -118,13 +127,21 @@ class TritonPythonModel:
             ]
             # One id per request, so a shadow's records pair with the champion's.
             ids = [r.request_id() or uuid.uuid4().hex for r in requests]
-            self.predlog.after_execute(requests, kept, responses, ids=ids)
+            if traced and self.tracing is not None:
+                with self.tracing.steps.log(self.predlog.sink_type, len(requests)):
+                    self.predlog.after_execute(requests, kept, responses, ids=ids)
+            else:
+                self.predlog.after_execute(requests, kept, responses, ids=ids)
             if self.shadow is not None:  # queued only: the challenger runs after the answer
                 self.shadow.submit(ids, arrays, results)
+        if traced and self.tracing is not None:
+            self.tracing.end()  # spans queued; sent by the exporter's thread
         return responses
 
     def finalize(self) -> None:
         self.metrics.flush()
+        if self.tracing is not None:
+            self.tracing.close()
         if self.shadow is not None:
             self.shadow.close()
         if self.predlog is not None:  # writes every queued record on a clean stop

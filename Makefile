@@ -68,7 +68,7 @@ bench-monitor: .venv/.installed ## Monitoring benchmark: 1M logged predictions, 
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-long: .venv/.installed $(EXPORT) ## The long tests `make test` leaves out (minutes each: Kafka broker restart, full-size fraud monitor, canary rollback under load)
+test-long: .venv/.installed $(EXPORT) ## The long tests `make test` leaves out (minutes each: Kafka broker restart, full-size fraud monitor)
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 unit: .venv/.installed ## Unit tests only (no server)

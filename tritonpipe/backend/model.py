@@ -108,7 +108,10 @@ class TritonPythonModel:
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [self._read(r) for r in requests]
+        start = time.perf_counter()
         results = self.runner.run_requests(arrays)
+        # What each answer waited for the pipeline (lookups and steps of its whole batch).
+        latency_ms = (time.perf_counter() - start) * 1000
         self.metrics.report(self.runner.take_timings())
         responses = [self._respond(q, r) for q, r in zip(requests, results, strict=True)]
         if self.predlog is not None:  # a local sink has the records before the answers leave
@@ -118,7 +121,7 @@ class TritonPythonModel:
             ]
             # One id per request, so a shadow's records pair with the champion's.
             ids = [r.request_id() or uuid.uuid4().hex for r in requests]
-            self.predlog.after_execute(requests, kept, responses, ids=ids)
+            self.predlog.after_execute(requests, kept, responses, ids=ids, latency_ms=latency_ms)
             if self.shadow is not None:  # queued only: the challenger runs after the answer
                 self.shadow.submit(ids, arrays, results)
         return responses

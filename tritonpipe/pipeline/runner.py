@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tritonpipe.backend.runtime import Runner, StepFailed
+from tritonpipe.backend.runtime import Arrays, Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
 from tritonpipe.errors import (
     InputError,
@@ -22,6 +24,9 @@ from tritonpipe.errors import (
 from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, needs_build
 from tritonpipe.records import Contract, Converted, Refusal
 from tritonpipe.tensors import Array, TensorSpec
+
+if TYPE_CHECKING:
+    from tritonpipe.shadow.inprocess import PipelineShadows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +74,9 @@ class Pipeline:
         )
         self._times: dict[str, list[int]] = {s.name: [0, 0, 0] for s in runner.steps}
         self._built: tempfile.TemporaryDirectory[str] | None = None  # removed with the pipeline
+        self._output_names = [d.tensor for d in runner.outputs]
+        self._shadows: PipelineShadows | None = None  # a spec's shadow: (tritonpipe.shadow)
+        self._closing: weakref.finalize[Any, Any] | None = None
         # The records contract: options (ranges, categories, binary outputs) from the plan.
         contract = plan.get("contract", {}) if plan is not None else {}
         self.contract = Contract.from_specs(self.inputs, self.outputs, **contract)
@@ -101,6 +109,13 @@ class Pipeline:
         try:
             pipe = cls(Runner(plan, path if path.is_dir() else path.parent, threads=threads), plan)
             pipe._built = built
+            if path.is_dir():
+                from tritonpipe.shadow.inprocess import PipelineShadows
+
+                # A spec's shadow: scores here too; its logs' paths start at the spec's folder
+                # (built from a spec) or beside the repository (as when Triton serves it).
+                base = Path(source).resolve().parent
+                pipe._attach_shadows(PipelineShadows.find(path, plan["name"], base))
             return pipe
         except TritonPipeError:
             raise
@@ -109,6 +124,36 @@ class Pipeline:
                 f"pipeline '{plan['name']}' failed to load: {type(exc).__name__}: {exc}",
                 invalid=False,
             ) from exc
+
+    def _attach_shadows(self, shadows: PipelineShadows | None) -> None:
+        if shadows is None:
+            return
+        self._shadows = shadows
+        self._runner.keep = list(dict.fromkeys([*self._runner.keep, *shadows.keep]))
+        self._closing = weakref.finalize(
+            self, shadows.close
+        )  # run once: here, when dropped, or at exit
+
+    def close(self) -> None:
+        """Let a shadowing pipeline's challengers score what they have queued and flush the
+        prediction logs (also done when the pipeline is garbage-collected, or at exit)."""
+        if self._closing is not None:
+            self._closing()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answered(self, arrays: dict[str, Array], out: dict[str, Array], ms: float) -> Arrays:
+        """The caller's outputs; a shadowing pipeline logs the batch and samples it first."""
+        if self._shadows is None:
+            return out
+        first = out[self._output_names[0]] if self._output_names else None
+        rows = int(first.shape[0]) if first is not None and first.ndim else 1
+        self._shadows.after_run({**arrays, **out}, rows, ms)
+        return {name: out[name] for name in self._output_names}
 
     def __call__(self, inputs: Any) -> dict[str, Array]:
         """Run on one batch (any size: split by ``max_batch_size``); outputs by name.
@@ -179,13 +224,14 @@ class Pipeline:
         return [results[i] for _, i in ranked]
 
     def _run(self, arrays: dict[str, Array]) -> dict[str, Array]:
+        start = time.perf_counter()
         try:
             out = self._runner.run(arrays)
         except StepFailed as exc:
             raise _error(self.name, exc) from exc
         finally:
             self._collect()
-        return out
+        return self._answered(arrays, out, (time.perf_counter() - start) * 1000)
 
     def run_requests(
         self, requests: Sequence[Mapping[str, Any]]
@@ -201,8 +247,14 @@ class Pipeline:
                 valid.append(i)
             except InputError as exc:
                 results[i] = PipelineInputError(f"pipeline '{self.name}': {exc}")
-        for i, result in zip(valid, self._runner.run_requests(checked), strict=True):
-            results[i] = _error(self.name, result) if isinstance(result, StepFailed) else result
+        start = time.perf_counter()
+        ran = self._runner.run_requests(checked)
+        ms = (time.perf_counter() - start) * 1000
+        for i, arrays, result in zip(valid, checked, ran, strict=True):
+            if isinstance(result, StepFailed):
+                results[i] = _error(self.name, result)
+            else:
+                results[i] = self._answered(arrays, result, ms)
         self._collect()
         return [r for r in results if r is not None]
 

@@ -139,11 +139,10 @@ def compare_logs(
     for (version, role), group in frame.groupby(["model_version", "role"], sort=False):
         decided = group[decision_col].astype(bool).to_numpy()
         scores = group[score_col].astype(float).to_numpy()
-        latency: dict[str, float] = {}
+        p50 = p99 = None
         if "latency_ms" in group and group["latency_ms"].notna().any():
             known = group["latency_ms"].dropna().astype(float).to_numpy()
-            p50, p99 = np.percentile(known, [50, 99])
-            latency = {"latency_ms_p50": float(p50), "latency_ms_p99": float(p99)}
+            p50, p99 = (float(v) for v in np.percentile(known, [50, 99]))
         extra: dict[str, Any] = {}
         if labels is not None:
             known = group["label"].notna().to_numpy()
@@ -160,7 +159,8 @@ def compare_logs(
                 records=len(group),
                 decision_rate=float(decided.mean()),
                 score_mean=float(scores.mean()),
-                **latency,
+                latency_ms_p50=p50,
+                latency_ms_p99=p99,
                 **extra,
             )  # fmt: skip
         )

@@ -17,6 +17,7 @@ reads them back under the model's own names, which its log and shadow configs us
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -84,7 +85,7 @@ class PipelineShadows:
             folder = _latest(repository / step_model)
             if not (folder / SHADOW_FILE).is_file() or PARAMETER not in config.parameters:
                 continue
-            predlog = json.loads(config.parameters[PARAMETER].string_value)
+            predlog: dict[str, Any] = json.loads(config.parameters[PARAMETER].string_value)
             plan = json.loads((folder / "plan.json").read_text())
             own = [d["tensor"] for d in plan["inputs"] + plan["outputs"]]
             own += [d["tensor"] for s in plan["steps"] for d in s["inputs"] + s["outputs"]]
@@ -96,7 +97,7 @@ class PipelineShadows:
                     config=predlog,
                     logger=PredictionLogger(
                         make_sink(predlog["sink"], base=base),
-                        to_records=lambda entry, c=predlog: _rows(c, entry),
+                        to_records=functools.partial(_rows, predlog),
                         queue_size=predlog.get("queue_size", 10_000),
                     ),
                     shadow=ShadowScoring(folder, predlog, base),

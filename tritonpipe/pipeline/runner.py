@@ -146,16 +146,20 @@ class Pipeline:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _answered(self, arrays: dict[str, Array], out: dict[str, Array], ms: float) -> Arrays:
+    def _answered(
+        self, arrays: Arrays, out: Arrays, ms: float, ids: list[str] | None = None
+    ) -> Arrays:
         """The caller's outputs; a shadowing pipeline logs the batch and samples it first."""
         if self._shadows is None:
             return out
         first = out[self._output_names[0]] if self._output_names else None
         rows = int(first.shape[0]) if first is not None and first.ndim else 1
-        self._shadows.after_run({**arrays, **out}, rows, ms)
+        self._shadows.after_run({**arrays, **out}, rows, ms, ids)
         return {name: out[name] for name in self._output_names}
 
-    def __call__(self, inputs: Any) -> dict[str, Array]:
+    def __call__(
+        self, inputs: Any, *, request_ids: Sequence[str] | None = None
+    ) -> dict[str, Array]:
         """Run on one batch (any size: split by ``max_batch_size``); outputs by name.
 
         ``inputs``: arrays by input name, a dict of columns, a pandas DataFrame or a pyarrow
@@ -163,6 +167,9 @@ class Pipeline:
         (:mod:`tritonpipe.records`: float64 to FP32, 1-D columns to [n, 1], lists to vectors);
         a bad value raises :class:`PipelineError` (``invalid``, with ``refusals``) naming the
         row and input, e.g. ``record 3: input 'temperature': null``.
+
+        ``request_ids``: one per row, the ids a shadowing pipeline logs them under (labels
+        join on them in ``tritonpipe logs compare``); random ids otherwise.
         """
         if self.max_batch_size <= 0:  # unbatched: arrays exactly as the model takes them
             try:
@@ -177,7 +184,16 @@ class Pipeline:
                 f"pipeline '{self.name}': {error}", refusals=converted.refusals
             )
         arrays = converted.inputs
-        parts = [self._run(c) for c in chunks(arrays, converted.count, self.max_batch_size)]
+        if request_ids is not None and len(request_ids) != converted.count:
+            raise PipelineInputError(
+                f"pipeline '{self.name}': {len(request_ids)} request ids for {converted.count} rows"
+            )
+        parts, done = [], 0
+        for part in chunks(arrays, converted.count, self.max_batch_size):
+            rows = len(next(iter(part.values()))) if part else 0
+            ids = None if request_ids is None else list(request_ids[done : done + rows])
+            parts.append(self._run(part, ids))
+            done += rows
         return join(parts) if parts else {}
 
     def _convert(self, inputs: Any) -> Converted:
@@ -223,7 +239,7 @@ class Pipeline:
         ranked = sorted(zip(order, range(len(order)), strict=True))
         return [results[i] for _, i in ranked]
 
-    def _run(self, arrays: dict[str, Array]) -> dict[str, Array]:
+    def _run(self, arrays: dict[str, Array], ids: list[str] | None = None) -> dict[str, Array]:
         start = time.perf_counter()
         try:
             out = self._runner.run(arrays)
@@ -231,7 +247,7 @@ class Pipeline:
             raise _error(self.name, exc) from exc
         finally:
             self._collect()
-        return self._answered(arrays, out, (time.perf_counter() - start) * 1000)
+        return self._answered(arrays, out, (time.perf_counter() - start) * 1000, ids)
 
     def run_requests(
         self, requests: Sequence[Mapping[str, Any]]

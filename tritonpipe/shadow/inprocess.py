@@ -105,15 +105,21 @@ class PipelineShadows:
             )
         return cls(found) if found else None
 
-    def after_run(self, tensors: dict[str, Array], rows: int, latency_ms: float) -> None:
-        """Log one scored batch (the plan's inputs, outputs and kept tensors) and queue its
-        sampled rows for each challenger."""
+    def after_run(
+        self,
+        tensors: dict[str, Array],
+        rows: int,
+        latency_ms: float,
+        request_ids: list[str] | None = None,
+    ) -> None:
+        """Log one scored batch (the plan's inputs, outputs and kept tensors) under
+        ``request_ids`` (random when None) and queue its sampled rows for each challenger."""
         if not rows:
             return
         now = time.time()
+        ids = request_ids or [uuid.uuid4().hex for _ in range(rows)]
         for model in self.models:
             own = {t: tensors[c] for t, c in model.names.items() if c in tensors}
-            ids = [uuid.uuid4().hex for _ in range(rows)]
             model.logger.log(
                 {
                     "ids": ids,

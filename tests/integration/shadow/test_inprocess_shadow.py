@@ -145,3 +145,22 @@ def test_a_stream_worker_shadows_and_answers_with_the_champion(
             float(score(np.array(vector), CHAMPION)[0]), abs=1e-5
         )
     check_logs(churn_copy.parent / "churn_logs", n)
+
+
+def test_a_pipeline_logs_rows_under_the_callers_request_ids(churn_copy: Path) -> None:
+    from tritonpipe.errors import PipelineError
+    from tritonpipe.pipeline import Pipeline
+
+    rng = np.random.default_rng(5)
+    n = 100  # above max_batch_size 32: ids follow the rows across chunks
+    frame = pd.DataFrame({"usage": list(rng.normal(0, 2, size=(n, 3))),
+                          "plan": rng.integers(0, 50, n)})  # fmt: skip
+    ids = [f"order-{i}" for i in range(n)]
+    with Pipeline.load(churn_copy) as pipe:
+        with pytest.raises(PipelineError, match="3 request ids for 100 rows"):
+            pipe(frame, request_ids=ids[:3])
+        out = pipe(frame, request_ids=ids)
+    assert set(out) == {"probability", "churn"}  # nothing the shadow needed leaks out
+    logs = check_logs(churn_copy.parent / "churn_logs", n)
+    served = logs[~is_shadow(logs)].set_index("request_id").loc[ids]
+    np.testing.assert_allclose(served["output_probability"], out["probability"][:, 0], atol=1e-6)

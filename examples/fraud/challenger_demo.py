@@ -40,6 +40,7 @@ from tritonpipe.server import ServerOptions, TritonServer  # noqa: E402
 from tritonpipe.shadow.variants import variant_spec  # noqa: E402
 
 SPEC = HERE / "challenger.yaml"
+LOG = Path("prediction_logs") / "fraud_challenger"  # the spec's log: path (beside a repository)
 
 
 def take(arrays: dict[str, np.ndarray[Any, Any]], rows: slice) -> dict[str, np.ndarray[Any, Any]]:
@@ -61,7 +62,7 @@ def shadow_step(build: Path, day: pd.DataFrame, arrays: dict[str, Any], rows: in
                 build_repository(path, repos[which])
         else:
             build_repository(spec, repos[which])
-    logs = build / "prediction_logs" / "fraud_challenger"
+    logs = build / LOG
     shutil.rmtree(logs, ignore_errors=True)
     shutil.rmtree(build / "prediction_logs" / "fraud_champion_only", ignore_errors=True)
     figures: dict[str, dict[int, tuple[float, float]]] = {}
@@ -93,7 +94,7 @@ def inprocess_step(day: pd.DataFrame, arrays: dict[str, Any], rows: int) -> None
     relative path starts at the spec's folder)."""
     from tritonpipe.pipeline import Pipeline
 
-    logs = HERE / "prediction_logs" / "fraud_challenger"
+    logs = HERE / LOG
     shutil.rmtree(logs, ignore_errors=True)
     ids = [f"batch-{i}" for i in range(rows)]
     with Pipeline.load(SPEC) as pipe:
@@ -129,7 +130,7 @@ def canary_step(build: Path, day: pd.DataFrame, arrays: dict[str, Any], rows: in
                           take(arrays, slice(0, rows)), 8, "canary"))  # fmt: skip
         canary.rollback(build / "fraud_canary_champion")
     time.sleep(1.5)
-    frames = [read_logs(p) for p in sorted(workdir.glob("replica-*/prediction_logs/fraud"))]
+    frames = [read_logs(p) for p in sorted(workdir.glob(f"replica-*/{LOG}"))]
     frame = pd.concat([f for f in frames if len(f)], ignore_index=True)
     frame = frame[frame["request_id"].astype(str).str.startswith("canary-")]
     shares = frame["model_version"].astype(str).value_counts(normalize=True)

@@ -102,9 +102,10 @@ class TritonPythonModel:
         if self.predlog is not None and (folder / "shadow.json").is_file():
             from tritonpipe.shadow.runtime import ShadowScoring
 
-            self.shadow = ShadowScoring.from_folder(
-                folder, self.runner, self.predlog.config, Path(args["model_repository"]).parent
-            )
+            base = Path(args["model_repository"]).parent.parent  # as the prediction log's
+            self.shadow = ShadowScoring.from_folder(folder, self.predlog.config, base)
+            if self.shadow is not None:  # returned beside the outputs, never in the answer
+                self.runner.keep = list(dict.fromkeys([*self.runner.keep, *self.shadow.carry]))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         arrays = [self._read(r) for r in requests]

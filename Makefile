@@ -68,7 +68,7 @@ bench-monitor: .venv/.installed ## Monitoring benchmark: 1M logged predictions, 
 test: lint typecheck $(EXPORT) ## Lint, type-check, and run unit + integration tests against a real tritonserver
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-long: .venv/.installed $(EXPORT) ## The long tests `make test` leaves out (minutes each: Kafka broker restart, full-size fraud monitor, canary rollback under load)
+test-long: .venv/.installed $(EXPORT) ## The long tests `make test` leaves out (minutes each: Kafka broker restart, full-size fraud monitor)
 	$(PY) -m pytest -m long $(PYTEST_ARGS)
 
 unit: .venv/.installed ## Unit tests only (no server)
@@ -115,8 +115,8 @@ bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out benchmarks/results/stream.md
 
 fraud-challenger: .venv/.installed ## Second fraud version (after `make fraud`): train @challenger, shadow it, canary 10%, compare agreement + AUC
-	$(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
-	PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
+	set -o pipefail; $(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
+	set -o pipefail; PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes benchmarks/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.fraud --out benchmarks/results/fraud_pipeline.md

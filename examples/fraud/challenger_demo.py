@@ -5,7 +5,9 @@
    latency with and without the shadow at 1, 8 and 32 connections is printed side by side.
 2. compare: agreement of decisions, score deltas and ROC AUC per version with a bootstrap
    interval, from the logs and the day's labels (report with plots in build/fraud_compare).
-3. canary: two replicas behind HAProxy (roundrobin), one rolled onto @challenger at 10% of the
+3. in-process: the same spec run by tritonpipe.pipeline.Pipeline (what batch and stream jobs
+   use) shadows the same way; compared from its logs.
+4. canary: two replicas behind HAProxy (roundrobin), one rolled onto @challenger at 10% of the
    traffic; the share each version answered is counted from the logs; then rolled back.
 
     python examples/fraud/challenger_demo.py    (after make fraud and train.py --alias challenger)
@@ -38,6 +40,7 @@ from tritonpipe.server import ServerOptions, TritonServer  # noqa: E402
 from tritonpipe.shadow.variants import variant_spec  # noqa: E402
 
 SPEC = HERE / "challenger.yaml"
+LOG = Path("prediction_logs") / "fraud_challenger"  # the spec's log: path (beside a repository)
 
 
 def take(arrays: dict[str, np.ndarray[Any, Any]], rows: slice) -> dict[str, np.ndarray[Any, Any]]:
@@ -59,7 +62,7 @@ def shadow_step(build: Path, day: pd.DataFrame, arrays: dict[str, Any], rows: in
                 build_repository(path, repos[which])
         else:
             build_repository(spec, repos[which])
-    logs = build / "prediction_logs" / "fraud_challenger"
+    logs = build / LOG
     shutil.rmtree(logs, ignore_errors=True)
     shutil.rmtree(build / "prediction_logs" / "fraud_champion_only", ignore_errors=True)
     figures: dict[str, dict[int, tuple[float, float]]] = {}
@@ -86,6 +89,23 @@ def labels_of(day: pd.DataFrame, tag: str) -> pd.DataFrame:
     return pd.DataFrame({"request_id": ids, "label": day["is_fraud"].astype(int).to_numpy()})
 
 
+def inprocess_step(day: pd.DataFrame, arrays: dict[str, Any], rows: int) -> None:
+    """A batch or stream job's in-process pipeline shadows the same way (the spec's log; its
+    relative path starts at the spec's folder)."""
+    from tritonpipe.pipeline import Pipeline
+
+    logs = HERE / LOG
+    shutil.rmtree(logs, ignore_errors=True)
+    ids = [f"batch-{i}" for i in range(rows)]
+    with Pipeline.load(SPEC) as pipe:
+        pipe(take(arrays, slice(0, rows)), request_ids=ids)
+    result = compare_logs(read_logs(logs), labels=labels_of(day.iloc[:rows], "batch"),
+                          resamples=300)  # fmt: skip
+    print(f"in-process (as batch and stream jobs run it), {rows:,} transactions:")
+    for line in result.lines():
+        print(f"  {line}")
+
+
 def canary_step(build: Path, day: pd.DataFrame, arrays: dict[str, Any], rows: int) -> None:
     with variant_spec(SPEC, "champion") as path:
         build_repository(path, build / "fraud_canary_champion")
@@ -110,7 +130,7 @@ def canary_step(build: Path, day: pd.DataFrame, arrays: dict[str, Any], rows: in
                           take(arrays, slice(0, rows)), 8, "canary"))  # fmt: skip
         canary.rollback(build / "fraud_canary_champion")
     time.sleep(1.5)
-    frames = [read_logs(p) for p in sorted(workdir.glob("replica-*/prediction_logs/fraud"))]
+    frames = [read_logs(p) for p in sorted(workdir.glob(f"replica-*/{LOG}"))]
     frame = pd.concat([f for f in frames if len(f)], ignore_index=True)
     frame = frame[frame["request_id"].astype(str).str.startswith("canary-")]
     shares = frame["model_version"].astype(str).value_counts(normalize=True)
@@ -139,6 +159,7 @@ def main() -> None:
     for line in result.lines():
         print(f"  {line}")
     print(f"  report: {write_report(result, build / 'fraud_compare')}")
+    inprocess_step(day, arrays, args.rows)
     canary_step(build, day, arrays, args.rows)
 
 

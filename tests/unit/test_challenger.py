@@ -106,6 +106,7 @@ def logs(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
             "model_version": "3",
             "output_probability": champion,
             "output_alert": champion > 0.5,
+            "latency_ms": np.linspace(1.0, 3.0, n),
         }
     )
     shadow = pd.DataFrame({"request_id": ids[: n // 2], "row": 0, "model_version": "4",
@@ -130,12 +131,18 @@ def test_compare_pairs_shadow_records_and_gives_quality_with_intervals(tmp_path:
     by_role = {v.role: v for v in result.versions}
     assert by_role["served"].records == 400 and by_role["shadow"].records == 200
     assert by_role["shadow"].latency_ms_p50 == pytest.approx(0.4)
+    assert by_role["served"].latency_ms_p50 == pytest.approx(2.0)
+    assert by_role["served"].latency_ms_p99 == pytest.approx(
+        np.percentile(np.linspace(1, 3, 400), 99)
+    )
     for v in result.versions:
         assert v.auc is not None and v.auc[1] <= v.auc[0] <= v.auc[2]
     # The challenger was made better: its AUC interval sits above the champion's point.
     assert by_role["shadow"].auc[1] > by_role["served"].auc[0]  # type: ignore[index]
     text = "\n".join(result.lines())
     assert "decision agreement" in text and "95% bootstrap" in text
+    assert "latency p50 2.00 ms p99 2.98 ms" in text
+    assert "compute per request p50 0.40 ms p99 0.40 ms" in text
     report = write_report(result, tmp_path / "report")
     assert "![" in report.read_text() and (tmp_path / "report" / "scores.png").is_file()
 

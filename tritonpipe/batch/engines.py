@@ -73,6 +73,9 @@ class InProcessEngine(Engine):
     def predict_rows(self, arrays: Arrays) -> list[Arrays | TritonPipeError]:
         return list(self.pipe.run_requests(_slices(arrays, 1)))
 
+    def close(self) -> None:
+        self.pipe.close()  # a shadowing pipeline's challenger finishes, its logs flush
+
 
 class TritonEngine(Engine):
     """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time;

@@ -24,7 +24,10 @@ class VersionStats:
     records: int
     decision_rate: float  # share of records whose decision is true
     score_mean: float
-    latency_ms_p50: float | None = None  # shadow records: the challenger's compute per request
+    # Served records: the time the pipeline took for the batch that answered each request
+    # (lookups and steps, in the model); shadow records: the challenger's compute per request.
+    latency_ms_p50: float | None = None
+    latency_ms_p99: float | None = None
     labelled: int = 0
     auc: tuple[float, float, float] | None = None  # (value, low, high), 95% bootstrap
     accuracy: tuple[float, float, float] | None = None
@@ -58,8 +61,9 @@ class Comparison:
                 f"version {v.version} ({v.role}): {v.records:,} records, {self.decision} rate "
                 f"{v.decision_rate:.2%}, mean {self.score} {v.score_mean:.4f}"
             )
-            if v.latency_ms_p50 is not None:
-                text += f", compute p50 {v.latency_ms_p50:.2f} ms"
+            if v.latency_ms_p50 is not None and v.latency_ms_p99 is not None:
+                what = "compute per request" if v.role == "shadow" else "latency"
+                text += f", {what} p50 {v.latency_ms_p50:.2f} ms p99 {v.latency_ms_p99:.2f} ms"
             if v.auc is not None and v.accuracy is not None:
                 text += (
                     f"; {v.labelled:,} labelled: AUC {v.auc[0]:.4f} [{v.auc[1]:.4f}, "
@@ -135,9 +139,10 @@ def compare_logs(
     for (version, role), group in frame.groupby(["model_version", "role"], sort=False):
         decided = group[decision_col].astype(bool).to_numpy()
         scores = group[score_col].astype(float).to_numpy()
-        latency = None
+        p50 = p99 = None
         if "latency_ms" in group and group["latency_ms"].notna().any():
-            latency = float(group["latency_ms"].median())
+            known = group["latency_ms"].dropna().astype(float).to_numpy()
+            p50, p99 = (float(v) for v in np.percentile(known, [50, 99]))
         extra: dict[str, Any] = {}
         if labels is not None:
             known = group["label"].notna().to_numpy()
@@ -154,7 +159,8 @@ def compare_logs(
                 records=len(group),
                 decision_rate=float(decided.mean()),
                 score_mean=float(scores.mean()),
-                latency_ms_p50=latency,
+                latency_ms_p50=p50,
+                latency_ms_p99=p99,
                 **extra,
             )  # fmt: skip
         )

@@ -170,6 +170,10 @@ def render_config(options: BalancerOptions, socket_path: Path, pem: Path | None)
         "defaults",
         "    mode http",
         "    timeout connect 2s",
+        # A health check connects within the check interval, then may wait this long for the
+        # answer: a busy replica (a loaded machine, a model reloading next door) is not marked
+        # down for one slow answer, while a dead one (refused connection) still falls at once.
+        "    timeout check 2s",
         "    timeout client 120s",
         "    timeout server 120s",
         "    timeout http-request 30s",

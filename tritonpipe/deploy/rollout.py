@@ -7,8 +7,11 @@ Triton's version policy (latest 1) unloads the old version once the new one is r
 in-flight requests finish. Any failure rolls that replica back, then every replica already
 updated, and raises :class:`DeployError` saying why: the old build keeps serving throughout.
 
-With one replica there is no other to take the traffic: the replica stays in rotation, Triton
-swaps versions without dropping requests, and the smoke check runs right after the swap."""
+A replica is drained whenever the balancer has another replica in rotation to take its traffic,
+however many this rollout updates (a canary rolls one replica of several: left in rotation, it
+would answer while its models reload, some requests waiting many seconds). With no other replica
+in rotation the replica stays in: Triton swaps versions without dropping requests, and the smoke
+check runs right after the swap."""
 
 from __future__ import annotations
 
@@ -73,6 +76,20 @@ def load_order(build: Path) -> list[str]:
     return sorted(models, key=is_ensemble)
 
 
+def others_in_rotation(rows: Mapping[tuple[str, str], Mapping[str, str]], replica: str) -> bool:
+    """Whether a replica other than ``replica`` is up with a weight in every backend (``show
+    stat`` rows by (backend, replica)): only then can ``replica`` be drained."""
+    backends = {backend for backend, _ in rows}
+    return bool(backends) and all(
+        any(
+            name != replica and row["status"].startswith("UP") and int(row["weight"] or 0) > 0
+            for (b, name), row in rows.items()
+            if b == backend
+        )
+        for backend in backends
+    )
+
+
 def _replace(path: Path, data: bytes) -> None:
     """Write by rename: the old file may be a hard link shared with other replicas."""
     tmp = path.with_name(path.name + ".tmp")
@@ -98,7 +115,7 @@ class Rollout:
         if not replicas:
             raise DeployError("no replicas to update")
         self.replicas = list(replicas)
-        self.runtime = runtime if len(self.replicas) > 1 else None
+        self.runtime = runtime
         self.token = token
         self.smoke_inputs = dict(smoke_inputs or {})
         self.smoke_models = list(smoke_models) if smoke_models else None
@@ -190,17 +207,23 @@ class Rollout:
 
     # -- balancer --------------------------------------------------------------------------
     def _drain(self, replica: Replica) -> None:
-        if self.runtime is None:
+        if self.runtime is None or not others_in_rotation(self.runtime.servers(), replica.name):
             return
         self.runtime.set_state(replica.name, "drain")
         deadline = time.monotonic() + self.drain_timeout_s
-        while self.runtime.in_flight(replica.name) and time.monotonic() < deadline:
+        while (left := self.runtime.in_flight(replica.name)) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if left:
+            self.progress(
+                f"{replica.name}: {left} request(s) still open after {self.drain_timeout_s:.0f}s "
+                "of draining; Triton finishes them before unloading the old version"
+            )
         self.progress(f"{replica.name}: drained from the balancer")
 
     def _enable(self, replica: Replica) -> None:
         if self.runtime is None:
             return
+        # Ready again (a no-op for a replica never drained), then up by the health checks.
         self.runtime.set_state(replica.name, "ready")
         self.runtime.wait_state(replica.name, up=True, timeout_s=self.load_timeout_s)
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import tempfile
+import time
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tritonpipe.backend.runtime import Runner, StepFailed
+from tritonpipe.backend.runtime import Arrays, Runner, StepFailed
 from tritonpipe.client.checks import ModelInfo, check_inputs, chunks, join
 from tritonpipe.errors import (
     InputError,
@@ -23,6 +25,9 @@ from tritonpipe.pipeline.plans import default_name, from_repository, from_spec, 
 from tritonpipe.records import Contract, Converted, Refusal
 from tritonpipe.tensors import Array, TensorSpec
 from tritonpipe.tracing.steps import PipelineTracing
+
+if TYPE_CHECKING:
+    from tritonpipe.shadow.inprocess import PipelineShadows
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +77,9 @@ class Pipeline:
         )
         self._times: dict[str, list[int]] = {s.name: [0, 0, 0] for s in runner.steps}
         self._built: tempfile.TemporaryDirectory[str] | None = None  # removed with the pipeline
+        self._output_names = [d.tensor for d in runner.outputs]
+        self._shadows: PipelineShadows | None = None  # a spec's shadow: (tritonpipe.shadow)
+        self._closing: weakref.finalize[Any, Any] | None = None
         # The records contract: options (ranges, categories, binary outputs) from the plan.
         contract = plan.get("contract", {}) if plan is not None else {}
         self.contract = Contract.from_specs(self.inputs, self.outputs, **contract)
@@ -114,6 +122,13 @@ class Pipeline:
             runner = Runner(plan, path if path.is_dir() else path.parent, threads=threads)
             pipe = cls(runner, plan, traced_as=traced_as)
             pipe._built = built
+            if path.is_dir():
+                from tritonpipe.shadow.inprocess import PipelineShadows
+
+                # A spec's shadow: scores here too; its logs' paths start at the spec's folder
+                # (built from a spec) or beside the repository (as when Triton serves it).
+                base = Path(source).resolve().parent
+                pipe._attach_shadows(PipelineShadows.find(path, plan["name"], base))
             return pipe
         except TritonPipeError:
             raise
@@ -123,7 +138,45 @@ class Pipeline:
                 invalid=False,
             ) from exc
 
-    def __call__(self, inputs: Any, *, traceparent: str | None = None) -> dict[str, Array]:
+    def _attach_shadows(self, shadows: PipelineShadows | None) -> None:
+        if shadows is None:
+            return
+        self._shadows = shadows
+        self._runner.keep = list(dict.fromkeys([*self._runner.keep, *shadows.keep]))
+        self._closing = weakref.finalize(
+            self, shadows.close
+        )  # run once: here, when dropped, or at exit
+
+    def close(self) -> None:
+        """Let a shadowing pipeline's challengers score what they have queued and flush the
+        prediction logs (also done when the pipeline is garbage-collected, or at exit)."""
+        if self._closing is not None:
+            self._closing()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _answered(
+        self, arrays: Arrays, out: Arrays, ms: float, ids: list[str] | None = None
+    ) -> Arrays:
+        """The caller's outputs; a shadowing pipeline logs the batch and samples it first."""
+        if self._shadows is None:
+            return out
+        first = out[self._output_names[0]] if self._output_names else None
+        rows = int(first.shape[0]) if first is not None and first.ndim else 1
+        self._shadows.after_run({**arrays, **out}, rows, ms, ids)
+        return {name: out[name] for name in self._output_names}
+
+    def __call__(
+        self,
+        inputs: Any,
+        *,
+        request_ids: Sequence[str] | None = None,
+        traceparent: str | None = None,
+    ) -> dict[str, Array]:
         """Run on one batch (any size: split by ``max_batch_size``); outputs by name.
 
         ``inputs``: arrays by input name, a dict of columns, a pandas DataFrame or a pyarrow
@@ -132,15 +185,18 @@ class Pipeline:
         a bad value raises :class:`PipelineError` (``invalid``, with ``refusals``) naming the
         row and input, e.g. ``record 3: input 'temperature': null``.
 
+        ``request_ids``: one per row, the ids a shadowing pipeline logs them under (labels
+        join on them in ``tritonpipe logs compare``); random ids otherwise.
+
         With tracing on, the call is a span (under ``traceparent``, a W3C header value, else
         the caller's active OpenTelemetry span) holding one span per step run.
         """
         if self._tracing is None:
-            return self._call(inputs)
+            return self._call(inputs, request_ids)
         with self._tracing.call(traceparent):
-            return self._call(inputs)
+            return self._call(inputs, request_ids)
 
-    def _call(self, inputs: Any) -> dict[str, Array]:
+    def _call(self, inputs: Any, request_ids: Sequence[str] | None) -> dict[str, Array]:
         if self.max_batch_size <= 0:  # unbatched: arrays exactly as the model takes them
             try:
                 arrays, batch = check_inputs(self._info, inputs)
@@ -154,7 +210,16 @@ class Pipeline:
                 f"pipeline '{self.name}': {error}", refusals=converted.refusals
             )
         arrays = converted.inputs
-        parts = [self._run(c) for c in chunks(arrays, converted.count, self.max_batch_size)]
+        if request_ids is not None and len(request_ids) != converted.count:
+            raise PipelineInputError(
+                f"pipeline '{self.name}': {len(request_ids)} request ids for {converted.count} rows"
+            )
+        parts, done = [], 0
+        for part in chunks(arrays, converted.count, self.max_batch_size):
+            rows = len(next(iter(part.values()))) if part else 0
+            ids = None if request_ids is None else list(request_ids[done : done + rows])
+            parts.append(self._run(part, ids))
+            done += rows
         return join(parts) if parts else {}
 
     def _convert(self, inputs: Any) -> Converted:
@@ -212,14 +277,15 @@ class Pipeline:
         ranked = sorted(zip(order, range(len(order)), strict=True))
         return [results[i] for _, i in ranked]
 
-    def _run(self, arrays: dict[str, Array]) -> dict[str, Array]:
+    def _run(self, arrays: dict[str, Array], ids: list[str] | None = None) -> dict[str, Array]:
+        start = time.perf_counter()
         try:
             out = self._runner.run(arrays)
         except StepFailed as exc:
             raise _error(self.name, exc) from exc
         finally:
             self._collect()
-        return out
+        return self._answered(arrays, out, (time.perf_counter() - start) * 1000, ids)
 
     def run_requests(
         self, requests: Sequence[Mapping[str, Any]], *, traceparent: str | None = None
@@ -244,8 +310,14 @@ class Pipeline:
                 valid.append(i)
             except InputError as exc:
                 results[i] = PipelineInputError(f"pipeline '{self.name}': {exc}")
-        for i, result in zip(valid, self._runner.run_requests(checked), strict=True):
-            results[i] = _error(self.name, result) if isinstance(result, StepFailed) else result
+        start = time.perf_counter()
+        ran = self._runner.run_requests(checked)
+        ms = (time.perf_counter() - start) * 1000
+        for i, arrays, result in zip(valid, checked, ran, strict=True):
+            if isinstance(result, StepFailed):
+                results[i] = _error(self.name, result)
+            else:
+                results[i] = self._answered(arrays, result, ms)
         self._collect()
         return [r for r in results if r is not None]
 

@@ -67,6 +67,8 @@ def _records(config: dict[str, Any], entry: dict[str, Any]) -> list[Record]:
         "model": config["model"],
         "model_version": config["model_version"],
     }
+    if entry.get("latency_ms") is not None:
+        base["latency_ms"] = float(entry["latency_ms"])
     names = list(columns)
     return [
         {**base, "row": row, **dict(zip(names, values, strict=True))}
@@ -126,10 +128,12 @@ class TritonPredictionLog:
         arrays: list[Any],
         responses: list[Any],
         ids: list[str] | None = None,
+        latency_ms: float | None = None,
     ) -> None:
         """Log the answered requests of one execute; never raises into the prediction.
 
-        ``ids``: each request's id when the caller chose them (a shadow reuses them)."""
+        ``ids``: each request's id when the caller chose them (a shadow reuses them);
+        ``latency_ms``: the time the execute spent in the pipeline, logged on each record."""
         now = time.time()
         entries = []
         chosen = ids if ids is not None else [None] * len(requests)
@@ -145,6 +149,7 @@ class TritonPredictionLog:
                     "timestamp": now,
                     "inputs": inputs,
                     "outputs": outputs,
+                    "latency_ms": latency_ms,
                 }
             except Exception:  # noqa: BLE001 - counted as a logging error, the answer stands
                 self.logger.errors += 1

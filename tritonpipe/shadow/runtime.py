@@ -17,7 +17,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,14 @@ class ShadowScoring:
     def __init__(
         self,
         folder: Path,
-        champion: Runner,
         predlog_config: dict[str, Any],
-        repository: Path,
+        base: Path,
         *,
         seed: int | None = None,
     ) -> None:
+        """``folder``: the champion model's version folder (``shadow.json``); ``base``: the
+        folder the log's relative paths start from. The champion must return ``carry`` (the
+        tensors the challenger reads and the log records) beside its outputs."""
         config = json.loads((folder / SHADOW_FILE).read_text())
         self.sample = float(config["sample"])
         self.version = str(config["version"])
@@ -61,14 +63,12 @@ class ShadowScoring:
         self.needs = [d["tensor"] for d in config["plan"]["inputs"]]
         logged = [*predlog_config["entity_keys"], *filter(None, [predlog_config.get("features")])]
         self.carry = list(dict.fromkeys([*self.needs, *logged]))
-        # The champion returns these pipeline tensors beside its outputs (never in the answer).
-        champion.keep = list(dict.fromkeys([*champion.keep, *self.carry]))
         self.record_config = {**predlog_config, "model_version": self.version}
         self.random = random.Random(seed)
         self.sampled = self.skipped = self.scored = self.failed = 0
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=int(config["queue_size"]))
         self.logger = PredictionLogger(
-            make_sink(predlog_config["sink"], base=repository.parent),
+            make_sink(predlog_config["sink"], base=base),
             to_records=lambda entries: [
                 r for e in entries for r in shadow_records(self.record_config, e)
             ],
@@ -79,11 +79,11 @@ class ShadowScoring:
 
     @classmethod
     def from_folder(
-        cls, folder: Path, champion: Runner, predlog_config: dict[str, Any] | None, repository: Path
+        cls, folder: Path, predlog_config: dict[str, Any] | None, base: Path
     ) -> ShadowScoring | None:
         if not (folder / SHADOW_FILE).is_file() or predlog_config is None:
             return None
-        return cls(folder, champion, predlog_config, repository)
+        return cls(folder, predlog_config, base)
 
     def submit(self, ids: Sequence[str], arrays: Sequence[Any], results: Sequence[Any]) -> None:
         """Queue the sampled answered requests of one execute; never blocks, never raises."""
@@ -94,6 +94,20 @@ class ShadowScoring:
             self.sampled += 1
             tensors = {**inputs, **result}
             item = (request_id, now, {t: tensors[t] for t in self.carry if t in tensors})
+            try:
+                self._queue.put_nowait(item)
+            except queue.Full:
+                self.skipped += 1
+
+    def submit_rows(self, ids: Sequence[str], tensors: Mapping[str, Any]) -> None:
+        """Queue the sampled rows of one answered batch (row ``i`` is request ``ids[i]``)."""
+        now = time.time()
+        carried = [t for t in self.carry if t in tensors]
+        for i, request_id in enumerate(ids):
+            if self.random.random() >= self.sample:
+                continue
+            self.sampled += 1
+            item = (request_id, now, {t: tensors[t][i : i + 1] for t in carried})
             try:
                 self._queue.put_nowait(item)
             except queue.Full:

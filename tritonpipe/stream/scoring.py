@@ -56,6 +56,9 @@ class EmbeddedScorer(Scorer):
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         return self.pipeline.run_requests(requests)
 
+    def close(self) -> None:
+        self.pipeline.close()  # a shadowing pipeline's challenger finishes, its logs flush
+
 
 class TritonScorer(Scorer):
     """A Triton server (``--url``): one batched request; on a rejected batch, each event alone,

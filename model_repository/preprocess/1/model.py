@@ -110,14 +110,18 @@ class TritonPythonModel:
         if self.predlog is not None and (folder / "shadow.json").is_file():
             from tritonpipe.shadow.runtime import ShadowScoring
 
-            self.shadow = ShadowScoring.from_folder(
-                folder, self.runner, self.predlog.config, Path(args["model_repository"]).parent
-            )
+            base = Path(args["model_repository"]).parent.parent  # as the prediction log's
+            self.shadow = ShadowScoring.from_folder(folder, self.predlog.config, base)
+            if self.shadow is not None:  # returned beside the outputs, never in the answer
+                self.runner.keep = list(dict.fromkeys([*self.runner.keep, *self.shadow.carry]))
 
     def execute(self, requests: list[Any]) -> list[Any]:
         traced = self.tracing is not None and self.tracing.begin(requests)
         arrays = [self._read(r) for r in requests]
+        start = time.perf_counter()
         results = self.runner.run_requests(arrays)
+        # What each answer waited for the pipeline (lookups and steps of its whole batch).
+        latency_ms = (time.perf_counter() - start) * 1000
         self.metrics.report(self.runner.take_timings())
         responses = [self._respond(q, r) for q, r in zip(requests, results, strict=True)]
         if self.predlog is not None:  # a local sink has the records before the answers leave
@@ -129,9 +133,13 @@ class TritonPythonModel:
             ids = [r.request_id() or uuid.uuid4().hex for r in requests]
             if traced and self.tracing is not None:
                 with self.tracing.steps.log(self.predlog.sink_type, len(requests)):
-                    self.predlog.after_execute(requests, kept, responses, ids=ids)
+                    self.predlog.after_execute(
+                        requests, kept, responses, ids=ids, latency_ms=latency_ms
+                    )
             else:
-                self.predlog.after_execute(requests, kept, responses, ids=ids)
+                self.predlog.after_execute(
+                    requests, kept, responses, ids=ids, latency_ms=latency_ms
+                )
             if self.shadow is not None:  # queued only: the challenger runs after the answer
                 self.shadow.submit(ids, arrays, results)
         if traced and self.tracing is not None:

@@ -90,6 +90,9 @@ def test_shadow_scores_the_sampled_share_into_the_log_and_never_into_an_answer(
     assert abs(len(shadow) - REQUESTS * SAMPLE) <= spread, len(shadow)
     assert set(shadow["request_id"]) <= set(answers)
     assert served["model_version"].nunique() == 1 and shadow["model_version"].nunique() == 1
+    # Both versions' latencies are in the log: the champion's as it answered, the shadow's.
+    assert served["latency_ms"].notna().all() and (served["latency_ms"] > 0).all()
+    assert shadow["latency_ms"].notna().all() and (shadow["latency_ms"] > 0).all()
     assert served["model_version"].iloc[0] != shadow["model_version"].iloc[0]
     pairs = served.merge(shadow, on=["request_id", "row"], suffixes=("", "_shadow"))
     assert len(pairs) == len(shadow)
@@ -114,4 +117,6 @@ def test_shadow_scores_the_sampled_share_into_the_log_and_never_into_an_answer(
     assert result.exit_code == 0, result.output
     assert f"shadow pairs: {len(shadow):,}" in result.output
     assert "AUC" in result.output and "(shadow)" in result.output
+    assert "(served)" in result.output and ", latency p50 " in result.output
+    assert "compute per request p50 " in result.output
     assert (report / "report.md").is_file() and (report / "pairs.png").is_file()

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ASSETS
-from tritonpipe.deploy.rollout import Replica, Rollout, load_order, synthetic_inputs, versions
+from tritonpipe.deploy.rollout import (
+    Replica,
+    Rollout,
+    load_order,
+    others_in_rotation,
+    synthetic_inputs,
+    versions,
+)
 from tritonpipe.ensembles import build_repository
 from tritonpipe.errors import DeployError
 
@@ -45,11 +52,25 @@ def test_smoke_inputs_are_zeros_and_bytes_need_a_sample() -> None:
         synthetic_inputs("digits", [{"name": "image", "datatype": "BYTES", "shape": [-1, 1]}])
 
 
-def test_one_replica_is_never_drained(tmp_path: Path) -> None:
-    from tritonpipe.deploy.balancer import Runtime
+def row(status: str, weight: int) -> dict[str, str]:
+    return {"status": status, "weight": str(weight)}
 
-    one = Rollout(
-        [Replica(name="r", http_url="http://127.0.0.1:1", repository=tmp_path)],
-        Runtime(tmp_path / "s"),
-    )
-    assert one.runtime is None
+
+def test_a_replica_is_drained_only_when_another_takes_its_traffic() -> None:
+    def both(**replicas: dict[str, str]) -> dict[tuple[str, str], dict[str, str]]:
+        return {(b, n): r for b in ("triton_http", "triton_grpc") for n, r in replicas.items()}
+
+    # One replica of two (a canary) is drained though the rollout updates only it.
+    assert others_in_rotation(both(a=row("UP", 1), b=row("UP", 9)), "a")
+    assert others_in_rotation(both(a=row("UP", 1), b=row("UP 1/2", 9)), "a")
+    # Alone, or the other down, drained or at weight 0: it stays in rotation.
+    assert not others_in_rotation(both(a=row("UP", 1)), "a")
+    assert not others_in_rotation(both(a=row("UP", 1), b=row("DOWN", 9)), "a")
+    assert not others_in_rotation(both(a=row("UP", 1), b=row("DRAIN", 9)), "a")
+    assert not others_in_rotation(both(a=row("UP", 1), b=row("MAINT", 9)), "a")
+    assert not others_in_rotation(both(a=row("UP", 1), b=row("UP", 0)), "a")
+    # Up for HTTP but down for gRPC is not enough.
+    rows = both(a=row("UP", 1), b=row("UP", 9))
+    rows[("triton_grpc", "b")] = row("DOWN", 9)
+    assert not others_in_rotation(rows, "a")
+    assert not others_in_rotation({}, "a")

@@ -57,3 +57,11 @@ def test_the_encoder_export_reports_each_step_and_beats_through_the_aoti_build(
     assert beats and all(
         re.fullmatch(r"aoti: still compiling with AOTInductor \(\d+ s\)", b) for b in beats
     )
+
+
+def test_the_parity_summary_names_each_dynamic_dims_sizes(encoder_export: Path) -> None:
+    from tritonpipe.cli.main import tried_shapes
+    from tritonpipe.export import Manifest
+
+    summary = tried_shapes(Manifest.read(encoder_export))
+    assert re.fullmatch(r"batch 1, 7, 64; tokens dim 1 at 1, 24, \d+", summary), summary

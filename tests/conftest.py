@@ -64,18 +64,26 @@ ENCODER = ROOT / "examples" / "encoder" / "model.py"
 @pytest.fixture(scope="session")
 def encoder_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The variable-length encoder exported once per session in all three formats: compiling the
-    AOTInductor package is the slow part (tens of seconds on 2 cores), so tests share it."""
-    from tritonpipe.export import export, parse_export_input
+    AOTInductor package is the slow part (tens of seconds on 2 cores), so tests share it. What
+    the export reported while it ran is in ``progress.txt`` beside the export folder."""
+    from tritonpipe.export import export, parse_export_input, progress
 
     out = tmp_path_factory.mktemp("encoder") / "export"
-    export(
-        f"{ENCODER}:encoder",
-        [parse_export_input("tokens:INT64:-1=24")],
-        out,
-        formats=["onnx", "torchscript", "aoti"],
-        output_names=["logits", "hidden"],
-        max_batch_size=64,
-    )
+    lines: list[str] = []
+    every_s, progress.EVERY_S = progress.EVERY_S, 1.0  # a beat a second for the progress test
+    try:
+        export(
+            f"{ENCODER}:encoder",
+            [parse_export_input("tokens:INT64:-1=24")],
+            out,
+            formats=["onnx", "torchscript", "aoti"],
+            output_names=["logits", "hidden"],
+            max_batch_size=64,
+            progress=lines.append,
+        )
+    finally:
+        progress.EVERY_S = every_s
+    (out.parent / "progress.txt").write_text("\n".join(lines) + "\n")  # see test_export_progress
     return out
 
 

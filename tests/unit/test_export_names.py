@@ -156,8 +156,12 @@ def test_parity_names_the_one_output_that_is_wrong(tmp_path: Path) -> None:
 
 def test_a_failing_capture_prints_one_error_line(tmp_path: Path) -> None:
     """torch's fake-tensor logger prints a traceback of its own when a capture fails; the
-    user sees only the error."""
+    user sees only the error, after the export's progress lines."""
     result = cli("export", f"{TABULAR}:mismatched", "-i", "x:FP32:3", "--out", str(tmp_path / "o"))
     assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: the eager model fails"), result.stderr
+    *steps, error = result.stderr.strip().splitlines()
+    assert steps == [
+        "capturing the model with torch.export",
+        "running the eager model at 3 input shapes",
+    ], result.stderr
+    assert error.startswith("error: the eager model fails"), result.stderr

@@ -46,7 +46,7 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
         ),
         (
             BASE.replace("dtype: BYTES", "dtype: STRING"),
-            "inputs.tag.dtype: Value error, unknown dtype 'STRING'",
+            "inputs.tag.dtype: unknown dtype 'STRING'",
         ),
         (BASE + "batch: {max_events: 0}\n", "batch.max_events: Input should be greater than 0"),
         ("- a list\n", "a stream job config is a mapping"),
@@ -55,7 +55,7 @@ def test_defaults_and_paths(tmp_path: Path) -> None:
 def test_config_errors_name_the_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(SpecError, match="job.yaml") as info:
         _config(tmp_path, text)
-    assert message in str(info.value)
+    assert message in str(info.value) and "Value error" not in str(info.value)
 
 
 def test_decode_json_and_msgpack(tmp_path: Path) -> None:

@@ -158,7 +158,9 @@ def parse_config(raw: dict[str, Any], *, where: str = "job config") -> JobConfig
         return JobConfig.model_validate(raw)
     except ValidationError as exc:
         problems = [
-            f"{where}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{where}: {'.'.join(str(p) for p in e['loc'])}: "
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
         ]
         raise SpecError("\n".join(problems)) from None
 

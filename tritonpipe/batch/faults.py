@@ -3,7 +3,9 @@
 ``TRITONPIPE_BATCH_FAULT=POINT:N:ACTION`` fails the Nth commit of this process at ``POINT``
 (``file``: after its first data file is in place; ``ledger``: after every data file, before the
 ledger marker) by ``ACTION`` (``raise``: an OSError, as a failed write; ``kill``: SIGKILL).
-Unset, :func:`fault_point` does nothing.
+Under ``--engine spark`` the commits run in the driver, after its rejects files took the
+pipeline's refusals, so a kill there leaves what a killed driver leaves. Unset,
+:func:`fault_point` does nothing.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from tritonpipe.export.inputs import (
 )
 from tritonpipe.export.manifest import FORMATS, MANIFEST, Manifest, OutputParity, sha256
 from tritonpipe.export.parity import measure, parity_batch_sizes, run_cases
+from tritonpipe.export.progress import WRITING, Heartbeat
 from tritonpipe.loading import load_function
 from tritonpipe.tensors import Array, TensorSpec, from_torch
 
@@ -166,6 +167,7 @@ def export(
     specs = with_ranges([as_export_input(i) for i in inputs], raw)
     model = _wrap(raw)
     example = _example(specs, max_batch_size)
+    progress("capturing the model with torch.export")
     # torch.export first, whatever the exporter: it finds dims that must vary together (a mask
     # and its tokens). Its refusal is raised after the eager check, whose message is plainer when
     # the model itself cannot take the shapes, and only where a format is made from its program.
@@ -174,6 +176,7 @@ def export(
         refusal = None
     cases = parity_cases(specs, parity_batch_sizes(max_batch_size), groups)
     arrays = [make_arrays(specs, c.shapes, seed=100 + n) for n, c in enumerate(cases)]
+    progress(f"running the eager model at {len(cases)} input shapes")
     results = run_cases("the eager model", _eager(raw, specs), cases, arrays, specs)
     if refusal is not None:
         raise refusal
@@ -204,22 +207,30 @@ def export(
     for fmt in formats:
         # A temporary name (same suffix: AOTInductor wants .pt2) until every format passed.
         path = out_dir / f".partial-{os.getpid()}-{FORMATS[fmt]}"
-        progress(f"{fmt}: exporting and checking parity at {len(cases)} input shapes")
+        progress(f"{fmt}: {WRITING[fmt]}")
         try:
-            tool = _write(
-                fmt, model, (program, shapes), example, specs, outputs, path, opset, exporter
-            )
-            try:
-                run = fmts.runner(fmt, path, manifest.inputs, outputs)
-            except Exception as exc:  # a file its own runtime cannot load
-                raise ExportError(
-                    f"{fmt} export failed: its runtime cannot load it: {exc}"
-                ) from exc
-            actual = run_cases(f"the {fmt} export", run, cases, arrays, specs)
+            with Heartbeat(progress, fmt, WRITING[fmt].split(" (")[0]) as beat:
+                tool = _write(
+                    fmt, model, (program, shapes), example, specs, outputs, path, opset, exporter
+                )
+                progress(
+                    f"{fmt}: written in {beat.elapsed():.1f} s; "
+                    f"checking parity at {len(cases)} input shapes"
+                )
+                beat.phase = "checking parity"
+                try:
+                    run = fmts.runner(fmt, path, manifest.inputs, outputs)
+                except Exception as exc:  # a file its own runtime cannot load
+                    raise ExportError(
+                        f"{fmt} export failed: its runtime cannot load it: {exc}"
+                    ) from exc
+                actual = run_cases(f"the {fmt} export", run, cases, arrays, specs)
         except ExportError as exc:
             path.unlink(missing_ok=True)
             failures.append(str(exc))
+            progress(f"{fmt}: failed")
             continue
+        progress(f"{fmt}: done in {beat.elapsed():.1f} s")
         staged[fmt] = path
         manifest.artifacts[fmt] = {"file": FORMATS[fmt], "sha256": sha256(path), "exporter": tool}
         if fmt == "onnx":

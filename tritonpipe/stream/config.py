@@ -177,6 +177,7 @@ def load_config(path: str | Path, **overrides: Any) -> JobConfig:
         return JobConfig.model_validate({**raw, "base": path.parent})
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise SpecError(f"{path}: {problems}") from exc

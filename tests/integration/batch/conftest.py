@@ -1,4 +1,7 @@
-"""A small scoring pipeline (one numpy stage, no model files) and Parquet inputs for batch jobs."""
+"""A small scoring pipeline (numpy stages, no model files) and Parquet inputs for batch jobs.
+
+``scorer`` takes no parameters; ``flag`` takes a threshold and a list of weights, which the spec
+sets away from their defaults (tests check their effect in every engine)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,15 @@ def score(amount, history):
         raise ValueError("amount must be >= 0")
     total = amount * 2 + history.sum(axis=1, keepdims=True)
     return {"score": total.astype(np.float32), "parts": history * 2}
+
+
+def flag(amount, history, threshold=1000.0, weights=(1.0, 1.0, 1.0)):
+    """An alert above ``threshold``; a risk weighting the history by ``weights``."""
+    risk = history @ np.asarray(weights, dtype=np.float64)
+    return {"alert": amount > threshold, "risk": risk.reshape(-1, 1)}
 '''
+
+FLAG_PARAMETERS = {"threshold": 50.0, "weights": [0.5, -2.0, 0.0]}
 
 SPEC = {
     "stages": {
@@ -35,7 +46,20 @@ SPEC = {
                 {"name": "parts", "dtype": "FP64", "shape": [3]},
             ],
             "max_batch_size": 64,
-        }
+        },
+        "flag": {
+            "function": "stages.py:flag",
+            "parameters": FLAG_PARAMETERS,
+            "inputs": [
+                {"name": "amount", "dtype": "FP32", "shape": [1]},
+                {"name": "history", "dtype": "FP64", "shape": [3]},
+            ],
+            "outputs": [
+                {"name": "alert", "dtype": "BOOL", "shape": [1]},
+                {"name": "risk", "dtype": "FP64", "shape": [1]},
+            ],
+            "max_batch_size": 64,
+        },
     }
 }
 

@@ -114,6 +114,13 @@ def test_config_errors_name_the_field(scorer: Path, tmp_path: Path) -> None:
     spec["output"]["type"] = "excel"
     with pytest.raises(SpecError, match="output.type"):
         parse_config(spec)
+    spec["output"]["type"] = "parquet"
+    spec["source"]["repo"] = "features"  # only for a feast source: the model's own check
+    with pytest.raises(SpecError) as info:
+        parse_config(spec)
+    assert str(info.value) == (
+        "job config: source: repo, feature_service and as_of are for source type feast"
+    )
 
 
 SLOW_STAGES = """

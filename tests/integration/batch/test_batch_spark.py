@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,9 +12,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from tests.integration.batch.conftest import job, make_rows
 from tritonpipe.batch import parse_config, run_job
+from tritonpipe.batch.faults import VARIABLE
 from tritonpipe.errors import BatchError
 
 
@@ -97,4 +102,55 @@ def test_spark_bad_rows_and_rerun_match_in_process(
     assert (rerun.skipped, rerun.committed) == (4, 2)
     counts = pd.read_parquet(out)["txn_id"].value_counts()
     assert set(counts.index) == set(range(300)) - {157, 270}, "lost rows"
+    assert counts.max() == 1, "duplicated rows"
+
+
+def test_spark_rerun_after_a_kill_inside_a_commit_reports_each_reject_once(
+    scorer: Path, tmp_path: Path, spark: Any
+) -> None:
+    """Killed (SIGKILL, tritonpipe.batch.faults) inside the second unit's commit, after its
+    rejects file took the pipeline's refusals and before its ledger marker: the rerun rejects
+    each bad row exactly once, and its summary counts what the rejects files of the units it
+    committed hold."""
+    from tritonpipe.batch.spark import run_spark
+
+    # (file, row, amt): NaN is refused by the converter (on the executors), -1 by the pipeline.
+    bad = {(0, 3, np.nan), (0, 70, -1.0), (1, 20, np.nan), (1, 30, -1.0), (1, 80, -1.0)}
+    for part in range(2):
+        rows = make_rows(100, seed=part, start=part * 100)
+        for file, row, value in bad:
+            if file == part:
+                rows.loc[row, "amt"] = value
+        rows.to_parquet(tmp_path / f"in-{part}.parquet")
+    rejects = tmp_path / "rejects"
+    spec = job(scorer, tmp_path, {"type": "parquet", "path": str(tmp_path / "out")})
+    spec["source"].update(path=str(tmp_path / "in-*.parquet"), rows_per_unit=50)  # 4 units
+    spec["bad_rows"] = {"policy": "reject", "rejects": str(rejects)}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(spec))
+
+    env = {**os.environ, VARIABLE: "ledger:2:kill"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "tritonpipe.cli", "batch", str(tmp_path / "job.yaml"),
+         "--engine", "spark", "--master", "local[2]", "--no-progress"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    markers = sorted(p.stem for p in (tmp_path / "out" / "_ledger").glob("*.json"))
+    assert len(markers) == 1  # the first unit only
+    second = sorted(rejects.glob("rejects-in-0-*.parquet"))[-1]
+    assert list(pd.read_parquet(second)["row"]) == [70]  # the pipeline's reject, no marker yet
+
+    rerun = run_spark(parse_config(spec), spark=spark)
+    assert (rerun.skipped, rerun.committed) == (1, 3)
+    redone = [
+        p for p in rejects.glob("*.parquet") if p.stem.removeprefix("rejects-") not in markers
+    ]
+    assert rerun.rejected == sum(len(pd.read_parquet(p)) for p in redone) == 4
+    found = pd.read_parquet(rejects)
+    where = sorted(
+        zip(found["file"].map(lambda f: int(Path(f).stem[-1])), found["row"], strict=True)
+    )
+    assert where == sorted((f, r) for f, r, _ in bad), "a reject lost or repeated"
+    counts = pd.read_parquet(tmp_path / "out")["txn_id"].value_counts()
+    assert set(counts.index) == set(range(200)) - {f * 100 + r for f, r, _ in bad}, "lost rows"
     assert counts.max() == 1, "duplicated rows"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.integration.batch.conftest import job, make_rows
+from tests.integration.batch.conftest import FLAG_PARAMETERS, job, make_rows
 from tritonpipe.batch import TritonEngine, parse_config, run_job
 from tritonpipe.cli.main import app
 from tritonpipe.ensembles import build_repository
@@ -78,3 +78,32 @@ def test_cli_batch_with_url_and_prediction_log(
     assert sorted(logged["txn_id"]) == list(range(90))
     bad = CliRunner().invoke(app, ["batch", str(tmp_path / "job.yaml"), "--engine", "nope"])
     assert bad.exit_code == 1 and "choose inprocess, triton or spark" in bad.output
+
+
+def test_stage_parameters_take_effect_in_process_and_on_triton(
+    scorer: Path, tmp_path: Path, scorer_server: TritonServer
+) -> None:
+    """The flag stage's threshold and weights as the spec sets them (not their defaults), in
+    the in-process engine and the Triton engine alike."""
+    rows = make_rows(120)
+    rows.to_parquet(tmp_path / "in.parquet")
+    history = np.stack(rows["history"].to_list())
+    expected_alert = rows["amt"].to_numpy() > FLAG_PARAMETERS["threshold"]
+    expected_risk = history @ np.asarray(FLAG_PARAMETERS["weights"])
+    assert 0 < expected_alert.sum() < len(rows)  # the default threshold (1000) flags none
+
+    def run(out: str, engine: TritonEngine | None = None) -> pd.DataFrame:
+        spec = job(
+            scorer, tmp_path / "in.parquet", {"type": "parquet", "path": str(tmp_path / out)}
+        )
+        spec["model"] = "flag"
+        run_job(parse_config(spec), engine, progress=False)
+        return pd.read_parquet(tmp_path / out).sort_values("txn_id").reset_index(drop=True)
+
+    for got in (
+        run("local"),
+        run("remote", TritonEngine(scorer_server.grpc_url, "flag", batch_size=32)),
+    ):
+        assert list(got["txn_id"]) == list(range(120))
+        np.testing.assert_array_equal(got["alert"].to_numpy(), expected_alert)
+        np.testing.assert_allclose(got["risk"].to_numpy(), expected_risk, rtol=1e-12)

@@ -53,6 +53,7 @@ def test_request_without_token_is_refused_at_the_balancer(fleet: ReplicaSet, pro
             assert "refused by the balancer" in str(info.value)
         else:
             assert "401" in str(info.value)
+        assert "--token" in str(info.value) and "TRITONPIPE_TOKEN" in str(info.value)
     assert successes(fleet) == before
     # Health stays open, as on Triton itself, for outer probes.
     with Client(url, retries=0) as client:

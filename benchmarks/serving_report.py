@@ -178,8 +178,9 @@ def report(
         f"Machine: {machine}.",
         "",
         f"Command: `make bench-serving` (`python -m benchmarks.serving`), {seconds:g} s per "
-        f"point after a 1 s warm-up, one PNG per request, {rounds} round(s) (the median "
-        f"round is shown), extra tritonserver arguments: {extra}. Every side runs "
+        f"point after a 1 s warm-up, one PNG per request, {rounds} round(s) (each side's "
+        "median round by throughput is shown; of two, the slower), extra tritonserver "
+        f"arguments: {extra}. Every side runs "
         f"{cores} worker(s) (one per core) with one intra-op thread each; wrk (one thread) "
         "and every server share the machine.",
     ]

@@ -36,7 +36,7 @@ def sample_array(tensor: TensorSpec, path: Path, where: str) -> Array:
     if dtype(tensor.dtype).triton == "BYTES":
         dims = [d if d > 0 else 1 for d in tensor.shape]
         return np.full(dims, path.read_bytes(), dtype=object)
-    array = np.load(path, allow_pickle=False)
+    array: Array = np.load(path, allow_pickle=False)
     dims = list(array.shape)
     if len(dims) != len(tensor.shape) or any(
         d != w and w != -1 for d, w in zip(dims, tensor.shape, strict=True)
@@ -45,7 +45,8 @@ def sample_array(tensor: TensorSpec, path: Path, where: str) -> Array:
             f"{path}: warmup sample for '{tensor.name}' has shape {dims}, "
             f"the tensor is {tensor.dtype}{list(tensor.shape)} (one row, no batch dim)"
         )
-    return array.astype(np.dtype(dtype(tensor.dtype).numpy))
+    cast: Array = array.astype(np.dtype(dtype(tensor.dtype).numpy))
+    return cast
 
 
 def _raw(tensor: TensorSpec, array: Array) -> bytes:

@@ -105,8 +105,13 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes benchmarks/results/sweep.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.sweep --out benchmarks/results/sweep.md
 
-bench-serving: repository ## Serve the digits pipeline fused, unfused, in-process and as FastAPI; compare (writes benchmarks/results/serving.md)
+bench-serving: repository .venv/.peers ## Serve the digits pipeline on Triton (fused, unfused), in-process, FastAPI, BentoML, Ray Serve; compare (writes benchmarks/results/serving.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.serving --out benchmarks/results/serving.md
+
+# The serving benchmark's peers (BentoML, Ray Serve): only this target installs them.
+.venv/.peers: .venv/.installed pyproject.toml constraints.txt
+	$(PIP_STEPS) install --progress-bar off -c constraints.txt -e '.[bench-peers]'
+	touch $@
 
 fraud-stream: .venv/.installed ## Fraud as a stream (after `make fraud`; BUS=redis|nats|kafka): replay the held-out day, 2 workers, events/s, lag, e2e p50/p99
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/stream_demo.py --rate $(or $(RATE),100) --workers 2 --bus $(or $(BUS),redis) 2>&1 | grep --line-buffered -v -i -e warn -e Downloading

@@ -1,4 +1,4 @@
-"""Serving benchmark: the digits pipeline four ways, on one machine, in one run.
+"""Serving benchmark: the digits pipeline on Triton and on its peers, one machine, one run.
 
     python -m benchmarks.serving --repository model_repository \
         --out benchmarks/results/serving.md
@@ -7,12 +7,15 @@
    batch 1, and batched throughput at batch 64 on one core and on every core (one process each);
 2. the unfused ensemble (``digits_steps``: one Triton model per step, a process hop per step);
 3. the fused model (``digits``: the same steps in one Python-backend model);
-4. FastAPI + onnxruntime (uvicorn, one worker per core) running the same stage functions and
-   ONNX file: the server users write themselves.
-HTTP load comes from wrk (one PNG per request; Triton's binary tensor protocol) for all three
-servers; gRPC load from perf_analyzer for the two Triton targets. Then the fused model's queue
-delay and instance count are varied through explicit model control (a config override) at 1 and
-32 connections. Prints each table with its ratios and writes Markdown with the machine described.
+4. the peers (``benchmarks/peers.py``): FastAPI + onnxruntime (the server users write
+   themselves), BentoML with adaptive batching and Ray Serve with ``@serve.batch``, each running
+   the same stage functions and ONNX file on one worker per core.
+HTTP load comes from wrk (one PNG per request; Triton's binary tensor protocol) for every server,
+all of them up at once and measured in turn at each connection count (``--rounds`` repeats the
+sweep, each round in the reverse order of the last), with the CPU each side's process tree used;
+gRPC load from perf_analyzer for the two Triton targets. Then the fused model's queue delay and
+instance count are varied through explicit model control (a config override) at 1 and 32
+connections. Prints each table with its ratios and writes Markdown with the machine described.
 """
 
 from __future__ import annotations
@@ -26,13 +29,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tritonclient.http as triton_http
 
+from benchmarks import peers
+from benchmarks.peers import Peer, cpu_seconds
+from benchmarks.serving_report import report as _report
 from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.results_csv import read_csv
@@ -105,27 +111,12 @@ def in_process(repository: Path, seconds: float) -> dict[str, float]:
     return result
 
 
-def _start_fastapi(port: int, onnx: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "TRITONPIPE_STAGES": str(DIGITS / "stages.py"),
-        "TRITONPIPE_ONNX": str(onnx),
-    }
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.fastapi_baseline:app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(os.cpu_count() or 1)]
-    command += ["--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(command, env=env)
-    png = _images(1)[0, 0]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=png)
-            urllib.request.urlopen(request, timeout=2).read()
-            return process
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("the FastAPI baseline did not start")
+@dataclass(frozen=True)
+class Point:
+    """One side at one connection count: wrk's figures and the cores its processes used."""
+
+    wrk: WrkResult
+    cores: float
 
 
 def _measure(url: str, body: bytes, headers: dict[str, str], c: int, seconds: float) -> WrkResult:
@@ -134,6 +125,22 @@ def _measure(url: str, body: bytes, headers: dict[str, str], c: int, seconds: fl
     if result.errors:
         raise RuntimeError(f"{url}: {result.errors} failed requests at {c} connections")
     return result
+
+
+def _point(peer: Peer, c: int, seconds: float) -> Point:
+    run_wrk(peer.url, peer.body, connections=c, seconds=1, headers=peer.headers)  # warm up
+    cpu, start = cpu_seconds(peer.pid), time.monotonic()
+    result = run_wrk(peer.url, peer.body, connections=c, seconds=seconds, headers=peer.headers)
+    cores = (cpu_seconds(peer.pid) - cpu) / (time.monotonic() - start)
+    if result.errors:
+        raise RuntimeError(f"{peer.label}: {result.errors} failed requests at {c} connections")
+    return Point(result, cores)
+
+
+def _median_point(points: list[Point]) -> Point:
+    """The round with the median throughput (its own latencies and CPU with it)."""
+    ranked = sorted(points, key=lambda p: p.wrk.throughput)
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def _grpc(
@@ -161,200 +168,146 @@ def _reload(server: TritonServer, count: int, delay_us: int) -> None:
     client.close()
 
 
-def _head(*columns: str) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+def _http_sweep(sides: list[Peer], rounds: int, seconds: float) -> dict[tuple[str, int], Point]:
+    """Every side at every connection count, in turn; each round reverses the order."""
+    taken: dict[tuple[str, int], list[Point]] = {}
+    order = list(sides)
+    for r in range(rounds):
+        for c in CONNECTIONS:
+            for peer in order:
+                point = _point(peer, c, seconds)
+                taken.setdefault((peer.label, c), []).append(point)
+                print(
+                    f"  round {r + 1} {peer.label:<8} c={c:<3} {point.wrk} cores={point.cores:.2f}",
+                    flush=True,
+                )
+        order.reverse()
+    return {key: _median_point(points) for key, points in taken.items()}
 
 
-def _row(label: str, values: list[str]) -> str:
-    return "| " + " | ".join([label, *values]) + " |"
+def _idle_cores(sides: list[Peer], seconds: float = 3.0) -> dict[str, float]:
+    """The cores each side's processes use with no load (Ray's agents, BentoML's supervisor)."""
+    before = {p.label: cpu_seconds(p.pid) for p in sides}
+    time.sleep(seconds)
+    return {p.label: (cpu_seconds(p.pid) - before[p.label]) / seconds for p in sides}
+
+
+def _start_peers(
+    names: str, repo: Path, png: bytes, folder: Path, missing: dict[str, str]
+) -> list[Peer]:
+    running = []
+    for label in [p for p in names.split(",") if p]:
+        print(f"starting {label} ...", flush=True)
+        onnx = repo / "digits_onnx" / "1" / "model.onnx"
+        try:
+            running.append(peers.start(label, free_port(), onnx, png, folder / f"{label}.log"))
+        except RuntimeError as exc:
+            missing[label] = str(exc)
+            print(f"  {label}: {exc}", flush=True)
+    return running
+
+
+def _triton(
+    args: argparse.Namespace,
+    repo: Path,
+    folder: Path,
+    sections: set[str],
+    running: list[Peer],
+    http: dict[tuple[str, int], Point],
+    idle: dict[str, float],
+    grpc: dict[tuple[str, int], tuple[float, float, float] | None],
+    delays: dict[tuple[int, int, int], WrkResult],
+) -> None:
+    """Start Triton, then measure every side over HTTP, Triton's targets over gRPC, and the
+    fused model's instance / queue-delay sweep."""
+    options = ServerOptions(
+        repository=repo,
+        model_control="explicit",
+        models=tuple(TARGETS.values()),
+        exit_timeout_s=5,
+        extra_args=tuple(args.triton_arg),
+    )
+    png = _images(1)[0, 0]
+    body, headers = _triton_request(png)
+    with TritonServer(options, log_path=folder / "server.log") as server:
+        if "http" in sections:
+            sides = [
+                Peer(label, f"{server.http_url}/v2/models/{model}/infer", body, headers)
+                for label, model in TARGETS.items()
+            ]
+            for side in sides:
+                side.pid = server.pid or 0
+            sides += running
+            idle.update(_idle_cores(sides))
+            http.update(_http_sweep(sides, args.rounds, args.seconds))
+        if "grpc" in sections:
+            data = folder / "png.json"
+            data.write_text(json.dumps(to_json([{"image": np.array([png], dtype=object)}])))
+            for c in CONNECTIONS:
+                for label, model in TARGETS.items():
+                    grpc[(label, c)] = _grpc(server, model, c, data, folder)
+                    print(f"  grpc {label:<8} c={c:<3} {grpc[(label, c)]}", flush=True)
+        if "sweep" in sections:
+            url = f"{server.http_url}/v2/models/digits/infer"
+            for count, delay in ((1, 0), (2, 0), (2, 200), (2, 1000)):
+                _reload(server, count, delay)
+                for c in (1, 32):
+                    result = _measure(url, body, headers, c, args.seconds)
+                    delays[(count, delay, c)] = result
+                    print(f"  fused count={count} delay={delay} c={c} {result}", flush=True)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
     parser.add_argument("--seconds", type=float, default=8.0, help="wrk duration per point")
+    parser.add_argument("--rounds", type=int, default=2, help="HTTP sweeps, order reversed")
+    parser.add_argument("--peers", default="fastapi,bentoml,ray", help="comma-separated peers")
+    parser.add_argument(
+        "--sections",
+        default="inprocess,http,grpc,sweep",
+        help="what to run: inprocess, http, grpc, sweep",
+    )
+    parser.add_argument(
+        "--triton-arg",
+        action="append",
+        default=[],
+        help="extra tritonserver argument (repeatable), e.g. --http-thread-count=4",
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write Markdown here.")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     machine = describe_machine()
     repo = args.repository.resolve()
-    print("in-process runner ...", flush=True)
-    local = in_process(repo, args.seconds / 2)
-    print(f"  {local}", flush=True)
+    local: dict[str, float] = {}
+    if "inprocess" in sections:
+        print("in-process runner ...", flush=True)
+        local = in_process(repo, args.seconds / 2)
+        print(f"  {local}", flush=True)
     png = _images(1)[0, 0]
-    body, headers = _triton_request(png)
-    http: dict[tuple[str, int], WrkResult] = {}
+    http: dict[tuple[str, int], Point] = {}
+    idle: dict[str, float] = {}
+    missing: dict[str, str] = {}
     grpc: dict[tuple[str, int], tuple[float, float, float] | None] = {}
     delays: dict[tuple[int, int, int], WrkResult] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        options = ServerOptions(
-            repository=repo,
-            model_control="explicit",
-            models=tuple(TARGETS.values()),
-            exit_timeout_s=5,
-        )
-        port = free_port()
-        fastapi = _start_fastapi(port, repo / "digits_onnx" / "1" / "model.onnx")
+        running: list[Peer] = []
         try:
-            with TritonServer(options, log_path=folder / "server.log") as server:
-                for c in CONNECTIONS:
-                    for label, model in TARGETS.items():
-                        url = f"{server.http_url}/v2/models/{model}/infer"
-                        http[(label, c)] = _measure(url, body, headers, c, args.seconds)
-                        print(f"  http {label:<8} c={c:<3} {http[(label, c)]}", flush=True)
-                    url = f"http://127.0.0.1:{port}/predict"
-                    http[("fastapi", c)] = _measure(url, png, {}, c, args.seconds)
-                    print(f"  http fastapi  c={c:<3} {http[('fastapi', c)]}", flush=True)
-                data = folder / "png.json"
-                data.write_text(json.dumps(to_json([{"image": np.array([png], dtype=object)}])))
-                for c in CONNECTIONS:
-                    for label, model in TARGETS.items():
-                        grpc[(label, c)] = _grpc(server, model, c, data, folder)
-                        print(f"  grpc {label:<8} c={c:<3} {grpc[(label, c)]}", flush=True)
-                url = f"{server.http_url}/v2/models/digits/infer"
-                for count, delay in ((1, 0), (2, 0), (2, 200), (2, 1000)):
-                    _reload(server, count, delay)
-                    for c in (1, 32):
-                        delays[(count, delay, c)] = _measure(url, body, headers, c, args.seconds)
-                        result = delays[(count, delay, c)]
-                        print(f"  fused count={count} delay={delay} c={c} {result}", flush=True)
+            if "http" in sections:
+                running = _start_peers(args.peers, repo, png, folder, missing)
+            _triton(args, repo, folder, sections, running, http, idle, grpc, delays)
         finally:
-            fastapi.terminate()
-            fastapi.wait(10)
-    report = _report(machine, local, http, grpc, delays, args.seconds)
+            for peer in running:
+                peer.stop()
+    report = _report(
+        machine, local, http, idle, missing, grpc, delays, args.seconds, args.rounds, args
+    )
     print("\n" + report)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
     return 0
-
-
-def _report(
-    machine: str,
-    local: dict[str, float],
-    http: dict[tuple[str, int], WrkResult],
-    grpc: dict[tuple[str, int], tuple[float, float, float] | None],
-    delays: dict[tuple[int, int, int], WrkResult],
-    seconds: float,
-) -> str:
-    cores = os.cpu_count() or 1
-    lines = [
-        "# Serving the digits pipeline: fused, unfused, in-process and FastAPI",
-        "",
-        f"Machine: {machine}.",
-        "",
-        f"Command: `make bench-serving` (`python -m benchmarks.serving`), {seconds:g} s "
-        "per point after a 1 s warm-up, one PNG per request, one run.",
-        "",
-        "## In-process runner (no server, one intra-op thread per process)",
-        "",
-        f"- per call at batch 1: median {local['per_call_us']:.0f} us",
-        f"- batch 64, one process: {local['batch64_1proc']:.0f} images/s",
-        f"- batch 64, one process per core: {local[f'batch64_{cores}proc']:.0f} images/s",
-        "",
-        "## HTTP (wrk, binary tensors for Triton, raw PNG body for FastAPI)",
-        "",
-        *_head(
-            "connections",
-            *("unfused req/s", "fused req/s", "FastAPI req/s", "fused/unfused", "fused/FastAPI"),
-            *("p50 ms unfused", "p50 ms fused", "p50 ms FastAPI"),
-            *("p99 ms unfused", "p99 ms fused", "p99 ms FastAPI"),
-        ),
-    ]
-    for c in CONNECTIONS:
-        u, f, a = http[("unfused", c)], http[("fused", c)], http[("fastapi", c)]
-        lines.append(
-            _row(
-                str(c),
-                [f"{u.throughput:.0f}", f"{f.throughput:.0f}", f"{a.throughput:.0f}"]
-                + [f"{f.throughput / u.throughput:.2f}", f"{f.throughput / a.throughput:.2f}"]
-                + [f"{r.p50_us / 1000:.2f}" for r in (u, f, a)]
-                + [f"{r.p99_us / 1000:.2f}" for r in (u, f, a)],
-            )
-        )
-    lines += [
-        "",
-        "## gRPC (perf_analyzer)",
-        "",
-        *_head(
-            "concurrency",
-            *("unfused infer/s", "fused infer/s", "fused/unfused"),
-            *("p50 ms unfused", "p50 ms fused", "p99 ms unfused", "p99 ms fused"),
-        ),
-    ]
-    for c in CONNECTIONS:
-        u3, f3 = grpc[("unfused", c)], grpc[("fused", c)]
-        if u3 is None or f3 is None:
-            lines.append(_row(str(c), ["no stable measurement"] + [""] * 6))
-            continue
-        lines.append(
-            _row(
-                str(c),
-                [f"{u3[0]:.0f}", f"{f3[0]:.0f}", f"{f3[0] / u3[0]:.2f}"]
-                + [
-                    f"{u3[1] / 1000:.2f}",
-                    f"{f3[1] / 1000:.2f}",
-                    f"{u3[2] / 1000:.2f}",
-                    f"{f3[2] / 1000:.2f}",
-                ],
-            )
-        )
-    lines += [
-        "",
-        "## Fused model: instances and queue delay (HTTP, wrk)",
-        "",
-        *_head(
-            *("instances", "max_queue_delay_us", "req/s at 1", "p50 ms at 1"),
-            *("req/s at 32", "p50 ms at 32", "p99 ms at 32"),
-        ),
-    ]
-    for count, delay in sorted({(k[0], k[1]) for k in delays}):
-        one, many = delays[(count, delay, 1)], delays[(count, delay, 32)]
-        lines.append(
-            _row(
-                str(count),
-                [str(delay), f"{one.throughput:.0f}", f"{one.p50_us / 1000:.2f}"]
-                + [
-                    f"{many.throughput:.0f}",
-                    f"{many.p50_us / 1000:.2f}",
-                    f"{many.p99_us / 1000:.2f}",
-                ],
-            )
-        )
-    limit = local[f"batch64_{cores}proc"]
-    f1, f8, f32 = (http[("fused", c)] for c in CONNECTIONS)
-    checks = [
-        (
-            "fused >= 2.5x unfused at 8 connections",
-            f8.throughput / http[("unfused", 8)].throughput,
-            2.5,
-        ),
-        (
-            "fused >= 2.5x unfused at 32 connections",
-            f32.throughput / http[("unfused", 32)].throughput,
-            2.5,
-        ),
-        (
-            "fused >= 1.1x FastAPI at 8 connections",
-            f8.throughput / http[("fastapi", 8)].throughput,
-            1.1,
-        ),
-        (
-            "fused >= 1.5x FastAPI at 32 connections",
-            f32.throughput / http[("fastapi", 32)].throughput,
-            1.5,
-        ),
-        ("served at 32 >= 30% of in-process batched (all cores)", f32.throughput / limit, 0.30),
-    ]
-    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
-    for name, value, floor in checks:
-        lines.append(f"| {name} | {value:.2f} | {'yes' if value >= floor else 'no'} |")
-    gap = f1.p50_us / 1000 - local["per_call_us"] / 1000
-    lines.append(
-        f"| fused p50 at 1 connection within 0.5 ms of in-process per call | +{gap:.2f} ms "
-        f"| {'yes' if gap <= 0.5 else 'no'} |"
-    )
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""warmup: on an ensemble: samples become Triton's model_warmup in the fused model, or in the
-first step of an unfused ensemble, in Triton's raw input format; bad samples are named."""
+"""warmup: on an ensemble: samples become Triton's model_warmup in the fused model, or in every
+step model of an unfused ensemble (later steps get what the earlier ones computed from the
+sample), in Triton's raw input format; bad samples are named."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SPEC = """
 stages:
   scale:
     function: test_stages.py:affine
+    parameters: {scale: 2}
     inputs: [{name: x, dtype: FP32, shape: [4]}]
     outputs: [{name: y, dtype: FP32, shape: [4]}]
   count:
@@ -46,7 +48,7 @@ def _spec(tmp_path: Path, text: str = SPEC) -> Path:
     return tmp_path / "pipeline.yaml"
 
 
-def test_fused_and_first_unfused_model_get_the_sample(tmp_path: Path) -> None:
+def test_fused_model_and_every_unfused_step_get_a_warmup(tmp_path: Path) -> None:
     build_repository(_spec(tmp_path), tmp_path / "repo")
     for model in ("fused", "scale"):
         config = parse_pbtxt((tmp_path / "repo" / model / "config.pbtxt").read_text())
@@ -56,10 +58,26 @@ def test_fused_and_first_unfused_model_get_the_sample(tmp_path: Path) -> None:
         assert warmup.inputs["x"].input_data_file == "x"
         raw = (tmp_path / "repo" / model / "warmup" / "x").read_bytes()
         assert raw == np.array([1.5, 2, 3, 4], np.float32).tobytes()
-    for model in ("count", "unfused"):
-        assert not parse_pbtxt(
-            (tmp_path / "repo" / model / "config.pbtxt").read_text()
-        ).model_warmup
+    # The second step is warmed with the first step's output on the sample (scale: 2).
+    (warmup,) = parse_pbtxt((tmp_path / "repo" / "count" / "config.pbtxt").read_text()).model_warmup
+    assert list(warmup.inputs["x"].dims) == [4]
+    raw = (tmp_path / "repo" / "count" / "warmup" / "x").read_bytes()
+    assert raw == np.array([3, 4, 6, 8], np.float32).tobytes()
+    assert not parse_pbtxt(
+        (tmp_path / "repo" / "unfused" / "config.pbtxt").read_text()
+    ).model_warmup
+
+
+def test_a_step_that_fails_on_the_sample_is_named(tmp_path: Path) -> None:
+    path = _spec(
+        tmp_path,
+        SPEC.replace(
+            "test_stages.py:affine\n    parameters: {scale: 2}",
+            "test_stages.py:affine\n    parameters: {scale: nope}",
+        ),
+    )
+    with pytest.raises(SpecError, match=r"ensembles.unfused.warmup: step model 'scale' failed"):
+        build_repository(path, tmp_path / "repo")
 
 
 def test_bytes_sample_is_length_prefixed(tmp_path: Path) -> None:

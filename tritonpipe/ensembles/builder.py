@@ -27,7 +27,12 @@ from tritonpipe.ensembles.plan import (
     units,
 )
 from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
-from tritonpipe.ensembles.warmup import add_warmup, add_zero_warmup
+from tritonpipe.ensembles.warmup import (
+    add_ensemble_warmups,
+    add_warmup,
+    add_zero_warmup,
+    config_inputs,
+)
 from tritonpipe.errors import RepositoryError, SpecError
 from tritonpipe.export.manifest import FORMATS, MANIFEST
 from tritonpipe.repository.config import (
@@ -145,13 +150,6 @@ def _config_name(step: StepDef, tensor: str, position: int) -> str:
     return f"{tensor}__{position}" if step.native and step.kind == "torchscript" else tensor
 
 
-def _config_inputs(config: pb.ModelConfig) -> list[TensorSpec]:
-    return [
-        TensorSpec(name=t.name, dtype=pb.DataType.Name(t.data_type), shape=tuple(t.dims))
-        for t in config.input
-    ]
-
-
 def _standalone(out: Path, step: StepDef) -> None:
     if step.native:
         _native_model(out, step)
@@ -161,7 +159,7 @@ def _standalone(out: Path, step: StepDef) -> None:
         _python_model(out, step.name, [bound], list(step.inputs), list(step.outputs), step.options)
     if step.kind != "stage":  # a scoring model takes zeros; a user's stage may not
         config = parse_pbtxt((out / step.name / CONFIG).read_text())
-        add_zero_warmup(config, _config_inputs(config))
+        add_zero_warmup(config, config_inputs(config))
         _write(out / step.name, config)
 
 
@@ -246,27 +244,19 @@ def _enable_cache(out: Path, spec: PipelineSpec) -> None:
 
 
 def _add_warmups(out: Path, spec: PipelineSpec, base: Path, where: str) -> None:
-    """``model_warmup`` from each ensemble's samples, in its fused model, or in the first step of
-    an unfused ensemble (Triton does not warm ensembles); samples name ensemble inputs."""
+    """``model_warmup`` from each ensemble's samples, in its fused model, or in every step model
+    of an unfused ensemble (Triton does not warm ensembles); samples name ensemble inputs."""
     for name, ensemble in spec.ensembles.items():
         if not ensemble.warmup:
             continue
         samples = {t: base / p for t, p in ensemble.warmup.items()}
-        model = name
         config = parse_pbtxt((out / name / CONFIG).read_text())
+        what = f"{where}: ensembles.{name}.warmup"
         if config.platform == "ensemble":
-            first = config.ensemble_scheduling.step[0]
-            model = first.model_name
-            samples = {m: samples[e] for m, e in first.input_map.items() if e in samples}
-            config = parse_pbtxt((out / model / CONFIG).read_text())
-        add_warmup(
-            out / model,
-            config,
-            _config_inputs(config),
-            samples,
-            f"{where}: ensembles.{name}.warmup",
-        )
-        _write(out / model, config)
+            add_ensemble_warmups(out, config, samples, what)
+            continue
+        add_warmup(out / name, config, config_inputs(config), samples, what)
+        _write(out / name, config)
 
 
 def _check_target(out: Path) -> None:

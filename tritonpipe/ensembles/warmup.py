@@ -1,34 +1,42 @@
-"""Triton's model warmup for a fused pipeline, from sample inputs the spec names.
+"""Triton's model warmup for every model a pipeline builds, from sample inputs the spec names.
 
-Triton warms single models (``model_warmup``) but not ensembles, and a fused pipeline's first
-request otherwise pays for the stages' imports, the session's first run and allocator growth.
-Each sample is written into the model's ``warmup/`` folder in Triton's raw format: a BYTES
-element is its 4-byte little-endian length then its bytes; numbers are row-major raw values.
+Triton warms single models (``model_warmup``) but not ensembles, and a pipeline's first request
+otherwise pays for the stages' imports, the sessions' first run and allocator growth. A fused
+pipeline gets the samples themselves; in an unfused ensemble each step model gets the tensors
+the earlier steps compute from the samples, run in-process at build time with the same runtime
+the models use. Each sample is written into the model's ``warmup/`` folder in Triton's raw
+format: a BYTES element is its 4-byte little-endian length then its bytes; numbers are row-major
+raw values.
 """
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as pb
 
+from tritonpipe.backend.runtime import Runner, StepFailed
 from tritonpipe.errors import SpecError
+from tritonpipe.repository.config import parse_pbtxt, to_pbtxt
+from tritonpipe.repository.validate import CONFIG
 from tritonpipe.tensors import TensorSpec, dtype
 
 WARMUP_FOLDER = "warmup"
+Array = np.ndarray[Any, Any]
 
 
-def _raw(tensor: TensorSpec, path: Path) -> tuple[bytes, list[int]]:
-    """The sample's bytes in Triton's raw format, and its dims (one row, no batch dim)."""
+def sample_array(tensor: TensorSpec, path: Path, where: str) -> Array:
+    """The sample as one row without the batch dim: a BYTES file's bytes in every element (dynamic
+    dims at 1), or a ``.npy`` of the tensor's shape, cast to its dtype."""
+    if not path.is_file():
+        raise SpecError(f"{where}: warmup sample {path} for '{tensor.name}' not found")
     if dtype(tensor.dtype).triton == "BYTES":
-        data = path.read_bytes()
-        count = int(np.prod([d if d > 0 else 1 for d in tensor.shape]))
-        element = struct.pack("<I", len(data)) + data
-        return element * count, [d if d > 0 else 1 for d in tensor.shape]
-    array = np.load(path, allow_pickle=False)
-    want = np.dtype(dtype(tensor.dtype).numpy)
+        dims = [d if d > 0 else 1 for d in tensor.shape]
+        return np.full(dims, path.read_bytes(), dtype=object)
+    array: Array = np.load(path, allow_pickle=False)
     dims = list(array.shape)
     if len(dims) != len(tensor.shape) or any(
         d != w and w != -1 for d, w in zip(dims, tensor.shape, strict=True)
@@ -37,7 +45,49 @@ def _raw(tensor: TensorSpec, path: Path) -> tuple[bytes, list[int]]:
             f"{path}: warmup sample for '{tensor.name}' has shape {dims}, "
             f"the tensor is {tensor.dtype}{list(tensor.shape)} (one row, no batch dim)"
         )
-    return array.astype(want).tobytes(order="C"), dims
+    cast: Array = array.astype(np.dtype(dtype(tensor.dtype).numpy))
+    return cast
+
+
+def _raw(tensor: TensorSpec, array: Array) -> bytes:
+    if dtype(tensor.dtype).triton == "BYTES":
+        elements = [v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1)]
+        return b"".join(struct.pack("<I", len(v)) + v for v in elements)
+    return np.ascontiguousarray(array, dtype=dtype(tensor.dtype).numpy).tobytes(order="C")
+
+
+def add_warmup_arrays(
+    folder: Path, config: pb.ModelConfig, inputs: list[TensorSpec], rows: dict[str, Array]
+) -> None:
+    """Write ``rows`` (input name -> one row, no batch dim) into ``folder/warmup`` and one
+    ``model_warmup`` entry of batch size 1 into ``config``; a model that has one already (a
+    step two ensembles share) keeps it."""
+    if any(w.name == "sample" for w in config.model_warmup):
+        return
+    (folder / WARMUP_FOLDER).mkdir(exist_ok=True)
+    warmup = pb.ModelWarmup(name="sample", batch_size=1 if config.max_batch_size else 0, count=2)
+    for tensor in inputs:
+        row = rows[tensor.name]
+        (folder / WARMUP_FOLDER / tensor.name).write_bytes(_raw(tensor, row))
+        warmup.inputs[tensor.name].CopyFrom(
+            pb.ModelWarmup.Input(
+                data_type=pb.DataType.Value(dtype(tensor.dtype).config),
+                dims=list(row.shape),
+                input_data_file=tensor.name,
+            )
+        )
+    config.model_warmup.append(warmup)
+
+
+def check_samples(names: list[str], samples: dict[str, Any], model: str, where: str) -> None:
+    """Every input has a sample and every sample names an input."""
+    missing = [n for n in names if n not in samples]
+    unknown = sorted(set(samples) - set(names))
+    if missing or unknown:
+        raise SpecError(
+            f"{where}: warmup needs one sample per input of {model} ({', '.join(names)}); "
+            + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}")
+        )
 
 
 def add_warmup(
@@ -49,30 +99,9 @@ def add_warmup(
 ) -> None:
     """Write ``samples`` (input name -> file) into ``folder/warmup`` and one ``model_warmup``
     entry of batch size 1 into ``config``; every input needs a sample."""
-    missing = [t.name for t in inputs if t.name not in samples]
-    unknown = sorted(set(samples) - {t.name for t in inputs})
-    if missing or unknown:
-        raise SpecError(
-            f"{where}: warmup needs one sample per input of {config.name} "
-            f"({', '.join(t.name for t in inputs)}); "
-            + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}")
-        )
-    (folder / WARMUP_FOLDER).mkdir(exist_ok=True)
-    warmup = pb.ModelWarmup(name="sample", batch_size=1 if config.max_batch_size else 0, count=2)
-    for tensor in inputs:
-        path = samples[tensor.name]
-        if not path.is_file():
-            raise SpecError(f"{where}: warmup sample {path} for '{tensor.name}' not found")
-        data, dims = _raw(tensor, path)
-        (folder / WARMUP_FOLDER / tensor.name).write_bytes(data)
-        warmup.inputs[tensor.name].CopyFrom(
-            pb.ModelWarmup.Input(
-                data_type=pb.DataType.Value(dtype(tensor.dtype).config),
-                dims=dims,
-                input_data_file=tensor.name,
-            )
-        )
-    config.model_warmup.append(warmup)
+    check_samples([t.name for t in inputs], samples, config.name, where)
+    rows = {t.name: sample_array(t, samples[t.name], where) for t in inputs}
+    add_warmup_arrays(folder, config, inputs, rows)
 
 
 def add_zero_warmup(config: pb.ModelConfig, inputs: list[TensorSpec]) -> None:
@@ -88,3 +117,48 @@ def add_zero_warmup(config: pb.ModelConfig, inputs: list[TensorSpec]) -> None:
             )
         )
     config.model_warmup.append(warmup)
+
+
+def config_inputs(config: pb.ModelConfig) -> list[TensorSpec]:
+    return [
+        TensorSpec(name=t.name, dtype=pb.DataType.Name(t.data_type), shape=tuple(t.dims))
+        for t in config.input
+    ]
+
+
+def _run_step(repo: Path, model: str, config: pb.ModelConfig, rows: dict[str, Array]) -> Any:
+    """The step model run in-process on one row: its outputs by config name, one row each."""
+    from tritonpipe.pipeline.plans import from_repository  # the pipeline package imports ours
+
+    batched = config.max_batch_size > 0
+    runner = Runner(from_repository(repo, model), repo, threads=1)
+    out = runner.run({n: a[np.newaxis] if batched else a for n, a in rows.items()})
+    return {n: a[0] if batched else a for n, a in out.items()}
+
+
+def add_ensemble_warmups(
+    repo: Path, ensemble: pb.ModelConfig, samples: dict[str, Path], where: str
+) -> None:
+    """``model_warmup`` in every step model of an unfused ensemble: the first from the samples
+    (one per ensemble input), each later one from what the steps before it computed from them."""
+    inputs = config_inputs(ensemble)
+    check_samples([t.name for t in inputs], samples, ensemble.name, where)
+    tensors = {t.name: sample_array(t, samples[t.name], where) for t in inputs}
+    last = len(ensemble.ensemble_scheduling.step) - 1
+    for i, step in enumerate(ensemble.ensemble_scheduling.step):
+        folder = repo / step.model_name
+        config = parse_pbtxt((folder / CONFIG).read_text())
+        rows = {own: tensors[outer] for own, outer in step.input_map.items()}
+        add_warmup_arrays(folder, config, config_inputs(config), rows)
+        (folder / CONFIG).write_text(to_pbtxt(config))
+        if i == last:
+            break
+        try:
+            out = _run_step(repo, step.model_name, config, rows)
+        except StepFailed as exc:
+            detail = f" ({exc.detail})" if exc.detail else ""
+            raise SpecError(
+                f"{where}: step model '{step.model_name}' failed on the warmup sample, so the "
+                f"steps after it cannot be warmed: {exc}{detail}"
+            ) from None
+        tensors.update({outer: out[own] for own, outer in step.output_map.items()})

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -33,10 +34,11 @@ METRICS = (
 
 
 class _StepMetrics:
-    """Counters per step. Each increment is a message to the server process, so counts gather
-    here and are pushed at most every ``FLUSH_S`` (or at the first execute after a pause)."""
+    """Counters per step. Each increment is a message to the server process that waits for its
+    answer (about a millisecond on a loaded machine, nine per flush for three steps), so counts
+    gather here and a background thread pushes them every ``FLUSH_S``, off the request path."""
 
-    FLUSH_S = 0.1
+    FLUSH_S = 1.0
 
     def __init__(self, model: str, steps: list[str]) -> None:
         # Triton drops a family's metrics when the family object is collected: keep them.
@@ -51,29 +53,39 @@ class _StepMetrics:
             ]
             for i, step in enumerate(steps)
         }
-
         self.pending = {step: [0, 0, 0] for step in steps}
-        self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="tritonpipe-metrics", daemon=True)
+        self.thread.start()
 
     def report(self, timings: list[tuple[str, int, int, int]]) -> None:
-        for step, executions, requests, nanoseconds in timings:
-            total = self.pending[step]
-            total[0] += executions
-            total[1] += requests
-            total[2] += nanoseconds
-        now = time.monotonic()
-        if now - self.last >= self.FLUSH_S:
+        with self.lock:
+            for step, executions, requests, nanoseconds in timings:
+                total = self.pending[step]
+                total[0] += executions
+                total[1] += requests
+                total[2] += nanoseconds
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.FLUSH_S):
             self.flush()
-            self.last = now
 
     def flush(self) -> None:
-        for step, total in self.pending.items():
-            if total[0]:
-                done, served, spent = self.counters[step]
-                done.increment(total[0])
-                served.increment(total[1])
-                spent.increment(total[2] / 1000)
-                total[:] = [0, 0, 0]
+        with self.lock:
+            taken = {step: list(total) for step, total in self.pending.items() if total[0]}
+            for step in taken:
+                self.pending[step][:] = [0, 0, 0]
+        for step, (executions, requests, nanoseconds) in taken.items():
+            done, served, spent = self.counters[step]
+            done.increment(executions)
+            served.increment(requests)
+            spent.increment(nanoseconds / 1000)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.flush()
 
 
 class TritonPythonModel:
@@ -147,7 +159,7 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.metrics.flush()
+        self.metrics.close()
         if self.tracing is not None:
             self.tracing.close()
         if self.shadow is not None:

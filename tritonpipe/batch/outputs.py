@@ -74,8 +74,11 @@ class ParquetStore(OutputStore):
         table = pa.Table.from_pandas(rows, preserve_index=False)
         declared = self.outputs
         for i, name in enumerate(table.column_names):
-            if name in declared:
-                table = table.set_column(i, name, table.column(i).cast(arrow_type(declared[name])))
+            if name in declared:  # from the values, not pandas: a NaN output stays NaN
+                values = rows[name]
+                values = list(values) if values.dtype == object else values.to_numpy()
+                column = pa.array(values, type=arrow_type(declared[name]), from_pandas=False)
+                table = table.set_column(i, name, column)
         return table
 
     def commit(self, unit: str, frame: Any, run_id: str) -> None:

@@ -181,7 +181,9 @@ def scalar_column(rule: InputRule, values: Any, bad: Bad) -> Array:
         return text_column(rule, list(values) if isinstance(values, np.ndarray) else values, bad)
     n = len(values)
     if isinstance(values, np.ndarray) and values.dtype.kind in NUMBER_KINDS:
-        return numeric(rule, values.reshape(n), np.arange(n), bad)
+        if values.ndim == 1:
+            return numeric(rule, values, np.arange(n), bad)
+        values = [row.tolist() for row in values]  # a list a row (Arrow): refused as a record's
     kinds = set(map(type, values))
     one_kind = all(issubclass(k, float | np.floating) for k in kinds) or all(
         issubclass(k, int | np.integer) and not _is_bool_type(k) for k in kinds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +12,6 @@ import pytest
 from tests.integration.batch.conftest import job, make_rows
 from tritonpipe.batch import parse_config, run_job
 from tritonpipe.errors import BatchError
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    from tritonpipe.batch.spark import session
-
-    spark = session("local[2]")
-    yield spark
-    spark.stop()
 
 
 def test_spark_equals_in_process(scorer: Path, tmp_path: Path, spark: Any) -> None:

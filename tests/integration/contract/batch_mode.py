@@ -70,15 +70,22 @@ def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
 
 
 def _sql_rows(output: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table's rows; none when no unit had a row to write (no table is created)."""
     query = f'SELECT * FROM "{output["table"]}"'
     if output["type"] == "sqlite":
         with sqlite3.connect(output["path"]) as db:
+            found = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            if not db.execute(found, (output["table"],)).fetchall():
+                return []
             cursor = db.execute(query)
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     import psycopg
 
     with psycopg.connect(output["url"]) as db:
+        found = db.execute("SELECT to_regclass(%s)", (f'"{output["table"]}"',)).fetchone()
+        if found is None or found[0] is None:
+            return []
         cursor = db.execute(query)
         names = [d.name for d in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -196,3 +196,17 @@ def same(expected: Any, got: Any) -> bool:
     if isinstance(expected, dict) and isinstance(got, dict):
         return expected.keys() == got.keys() and all(same(expected[k], got[k]) for k in expected)
     return bool(expected == got) and type(expected) is type(got)
+
+
+def check_verdicts(
+    mode: str, batch: list[dict[str, Any]], expected: list[Verdict], seen: Any
+) -> None:
+    """Each record's verdict in ``mode`` is the reference's: the same reason (the contract's
+    text inside the mode's), or the same outputs."""
+    for n, ((want, value), (got, other)) in enumerate(zip(expected, seen, strict=True)):
+        where = f"{mode}, record {n} {batch[n]!r}"
+        assert got == want, f"{where}: in-process {want} {value!r}, {mode} {got} {other!r}"
+        if want == "refused":
+            assert value in other or other in value, f"{where}: {value!r} vs {other!r}"
+        else:
+            assert same(value, other), f"{where}: outputs {value!r} vs {other!r}"

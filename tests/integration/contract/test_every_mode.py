@@ -38,12 +38,11 @@ from tests.integration.contract import batch_mode
 from tests.integration.contract.conftest import SIGNATURES, Signature
 from tests.integration.contract.modes import (
     Recording,
-    Verdict,
+    check_verdicts,
     contract_of,
     in_process,
     online,
     records,
-    same,
     stream,
 )
 from tritonpipe.batch import BatchJob
@@ -122,16 +121,6 @@ def modes(
         client.close()
 
 
-def _check(mode: str, batch: list[dict[str, Any]], expected: list[Verdict], seen: Any) -> None:
-    for n, ((want, value), (got, other)) in enumerate(zip(expected, seen, strict=True)):
-        where = f"{mode}, record {n} {batch[n]!r}"
-        assert got == want, f"{where}: in-process {want} {value!r}, {mode} {got} {other!r}"
-        if want == "refused":
-            assert value in other or other in value, f"{where}: {value!r} vs {other!r}"
-        else:
-            assert same(value, other), f"{where}: outputs {value!r} vs {other!r}"
-
-
 COUNTER = itertools.count()
 
 
@@ -152,7 +141,7 @@ def test_every_mode_gives_the_same_verdicts_reasons_and_outputs(
         expected = in_process(entry["pipeline"], contract, batch)
         tag = f"x{next(COUNTER)}"
         for protocol in ("http", "grpc"):
-            _check(
+            check_verdicts(
                 protocol, batch, expected, online(entry[protocol], signature.name, contract, batch)
             )
         for mode in STREAMS:
@@ -160,7 +149,7 @@ def test_every_mode_gives_the_same_verdicts_reasons_and_outputs(
             worker.last_n = {  # output id -> record position
                 f"{tag}{mode}-{r['id']}": n for n, r in enumerate(batch) if r.get("id")
             }
-            _check(mode, batch, expected, stream(worker, publish, batch, f"{tag}{mode}"))
+            check_verdicts(mode, batch, expected, stream(worker, publish, batch, f"{tag}{mode}"))
 
         # batch: absent fields are nulls in a table
         as_table = in_process(entry["pipeline"], contract, batch_mode.as_rows(signature, batch))
@@ -175,6 +164,6 @@ def test_every_mode_gives_the_same_verdicts_reasons_and_outputs(
             config = batch_mode.job_config(contract_spec, signature, source, output, rejects)
             BatchJob(config, entry["engine"]).run(progress=False)
             seen = batch_mode.read_verdicts(config, contract, len(batch), output)
-            _check(f"batch {store}", batch, as_table, seen)
+            check_verdicts(f"batch {store}", batch, as_table, seen)
 
     check()

@@ -221,19 +221,38 @@ vector input). Every other value is refused, one verdict per record, with one re
 The verdict is the first failing check of: not an object, id, then each input in the
 pipeline's order. Outputs: a BYTES output is UTF-8 text (`str` in Python, `string` in Arrow /
 Parquet, `TEXT` in SQLite and PostgreSQL, `StringType` in Spark, a JSON string) unless the spec
-marks it `binary: true` (`bytes`, `binary`, `BLOB`/`BYTEA`, `BinaryType`). Prediction logs hold
-text as strings and binary outputs as base64.
+marks it `binary: true` (`bytes`, `binary`, `BLOB`/`BYTEA`, `BinaryType`). Prediction logs and
+stream output records (JSON) hold text as strings and binary outputs as base64 text.
 
 | mode | a refused record |
 |---|---|
 | in-process `Pipeline(...)` | raises `PipelineError` (`invalid`, `.refusals`), e.g. `pipeline 'sensors': record 3: input 'temperature': null` |
 | `Pipeline.run_records` | returns the `Refusal` in the record's place |
-| batch (`tritonpipe batch`) | the row goes to `bad_rows.rejects` with `file`, `row`, `column`, `reason` (policy `reject`) or fails the job naming them (policy `fail`) |
+| batch (`tritonpipe batch`, every engine: in-process, Triton, Spark) | the row goes to `bad_rows.rejects` with `file`, `row`, `column`, `reason` (policy `reject`) or fails the job naming them (policy `fail`) |
+| stream worker (Redis, NATS, Kafka; embedded or `--url`) | dead letter with the reason (`decode: input 'temperature': null`), acknowledged |
+| online (HTTP, gRPC) | 400 naming the input, before the model runs: `input 'cat': 50 is outside [0, 49]` |
 | `tritonpipe infer --record` | exits 1 before sending: `error: record 0: input 'temperature': null` |
 | `Client.infer` (typed arrays) | strict: the array's dtype must be the input's (`InputError`); convert with `Contract.check_arrays` first |
 
-A pandas float64 column cannot hold a null apart from NaN, so there a missing reading reads as
-NaN (`nan is not a finite number`); Parquet sources are read as Arrow and keep nulls as `null`.
+What each mode does with each kind of bad value (the reason text is the same everywhere):
+
+| bad value | in-process | batch | stream | online (HTTP, gRPC) |
+|---|---|---|---|---|
+| null, absent, wrong type, wrong length | `PipelineError` | reject | dead letter `decode: ...` | the caller's conversion (`Contract.from_records`, `infer --record`) refuses it; a typed tensor of the wrong dtype or shape is a client `InputError` |
+| NaN / Inf (no `allow_nan`) | `PipelineError` | reject | dead letter `decode: ...` | 400 |
+| outside `range` / `value_ranges` | `PipelineError` | reject | dead letter | 400 |
+| unknown category | `PipelineError` | reject | dead letter | 400 |
+| no id | - | reject (a null or empty key column value: `id 'txn_id': missing`) | dead letter `decode: id 'id': missing` | - |
+| an output that cannot be encoded (text not UTF-8) | the `Refusal` (`to_records`) | reject | dead letter `encode: output 'alert': ...` | the caller's `to_records` |
+
+Online, every generated Python-backend model checks its inputs (ranges, NaN, categories) before
+any step runs; a model served natively (`runtime: native`: ONNX Runtime, LibTorch) gets the same
+check from a Python-backend guard model that the generated ensemble runs in front of it
+(`<ensemble>_<model>_guard`). A native model called directly, outside an ensemble, is not
+checked. A table has no absent cells: in batch an absent value is a null. A pandas float64
+column cannot hold a null apart from NaN, so there a missing reading reads as NaN
+(`nan is not a finite number`); Parquet sources are read as Arrow and keep nulls as `null`.
+SQLite has no NaN: a NaN output is stored as NULL there (Parquet and PostgreSQL keep NaN).
 """
 
 

@@ -108,3 +108,13 @@ def sensors_server(
         ServerOptions(repository=root / "repo", exit_timeout_s=5), log_path=root / "log"
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session (a JVM, ~60 s to start) for every Spark test."""
+    from tritonpipe.batch.spark import session
+
+    running = session("local[2]")
+    yield running
+    running.stop()

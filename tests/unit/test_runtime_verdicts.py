@@ -85,3 +85,15 @@ def test_checks_skip_what_they_do_not_apply_to() -> None:
     assert refusal(decls, arrays) is None
     four = {**arrays, "n": np.array([[4]], np.int32)}
     assert refusal(decls, four) == "input 'n': 4 is outside [0, 3]"
+
+
+@pytest.mark.parametrize("value", ["fan", "fän-ü", "x" * 60, ""])
+def test_an_unknown_category_is_worded_as_the_contract_words_it(value: str) -> None:
+    decl = Decl.parse(
+        {"name": "kind", "dtype": "BYTES", "shape": [1]},
+        {"categories": {"kind": ["motor", "pump", "fän"]}},
+    )
+    known = np.array([["fän".encode()], [b"pump"]], dtype=object)
+    assert refusal([decl], {"kind": known}) is None
+    arrays = {"kind": np.array([[b"motor"], [value.encode()]], dtype=object)}
+    assert refusal([decl], arrays) == Reasons.unknown_category("kind", value)

@@ -8,5 +8,6 @@ from pathlib import Path
 MODEL_PY = Path(__file__).with_name("model.py")
 RUNTIME_PY = Path(__file__).with_name("runtime.py")
 RUNTIME_MODULE = "tritonpipe_runtime.py"
+GUARD_PY = Path(__file__).with_name("guard.py")  # the check in front of a native model
 
-__all__ = ["MODEL_PY", "RUNTIME_MODULE", "RUNTIME_PY"]
+__all__ = ["GUARD_PY", "MODEL_PY", "RUNTIME_MODULE", "RUNTIME_PY"]

@@ -80,6 +80,7 @@ class Decl:
     low: float | None = None  # a plan input's declared range, both ends inclusive
     high: float | None = None
     allow_nan: bool = False  # a float plan input that takes NaN and +/-Inf
+    categories: frozenset[bytes] | None = None  # a BYTES plan input's declared categories
 
     @classmethod
     def parse(cls, data: dict[str, Any], contract: dict[str, Any] | None = None) -> Decl:
@@ -87,6 +88,7 @@ class Decl:
         (the records contract's options: ``ranges`` inclusive, ``allow_nan``)."""
         tensor = data.get("tensor", data["name"])
         low, high = ((contract or {}).get("ranges") or {}).get(tensor) or (None, None)
+        known = ((contract or {}).get("categories") or {}).get(tensor)
         return cls(
             data["name"],
             tensor,
@@ -95,6 +97,7 @@ class Decl:
             low,
             high,
             tensor in ((contract or {}).get("allow_nan") or ()),
+            None if known is None else frozenset(str(c).encode() for c in known),
         )
 
     def describe(self) -> str:
@@ -291,12 +294,22 @@ def _fits(array: np.ndarray[Any, Any], target: np.dtype[Any]) -> bool:
 
 def refusal(decls: Sequence[Decl], arrays: Arrays) -> str | None:
     """The records contract's verdict on a request's values, before any step runs: the first
-    NaN/Inf of a float input that does not take them, or value outside an input's declared
-    range, as the contract words it (``input 'cat': 50 is outside [0, 49]``). None: all good.
+    NaN/Inf of a float input that does not take them, value outside an input's declared range,
+    or string not among a BYTES input's declared categories, as the contract words it
+    (``input 'cat': 50 is outside [0, 49]``). None: all good.
     Vectorised: one pass over each checked array."""
     for decl in decls:
         array = arrays.get(decl.tensor)
-        if array is None or array.size == 0 or array.dtype.kind not in "fiu":
+        if array is None or array.size == 0:
+            continue
+        if decl.categories is not None and array.dtype.kind in "OSU":
+            for value in array.flat:
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                if raw not in decl.categories:
+                    shown = _show(raw.decode(errors="replace"))
+                    return f"input '{decl.tensor}': unknown category {shown}"
+            continue
+        if array.dtype.kind not in "fiu":
             continue
         if array.dtype.kind == "f" and not decl.allow_nan:
             finite = np.isfinite(array)

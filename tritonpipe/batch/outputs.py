@@ -74,15 +74,21 @@ class ParquetStore(OutputStore):
         table = pa.Table.from_pandas(rows, preserve_index=False)
         declared = self.outputs
         for i, name in enumerate(table.column_names):
-            if name in declared:
-                table = table.set_column(i, name, table.column(i).cast(arrow_type(declared[name])))
+            if name in declared:  # from the values, not pandas: a NaN output stays NaN
+                values = rows[name]
+                values = list(values) if values.dtype == object else values.to_numpy()
+                column = pa.array(values, type=arrow_type(declared[name]), from_pandas=False)
+                table = table.set_column(i, name, column)
         return table
 
     def commit(self, unit: str, frame: Any, run_id: str) -> None:
         import pyarrow.parquet as pq
 
         commit_started()
+        # A unit with no row left writes no file (as a partitioned one does): an empty file
+        # would hold only the columns it knows of, and readers take the first file's schema.
         groups = frame.groupby(self.partition_by, sort=True) if self.partition_by else [((), frame)]
+        groups = groups if len(frame) else []
         files = []
         for values, part in groups:
             keys = values if isinstance(values, tuple) else (values,)
@@ -159,10 +165,13 @@ class _SqlStore(OutputStore):
         rows = [tuple(_sql_value(v) for v in row) for row in frame.itertuples(index=False)]
         try:
             with self._transaction():  # one transaction: the rows and the ledger row, or neither
-                if not self._created:
-                    self._create(frame)
                 cursor = self.db.cursor()
-                cursor.executemany(f'INSERT INTO "{self.table}" ({columns}) VALUES ({marks})', rows)
+                if rows:  # an empty unit creates no table: its frame may lack the outputs
+                    if not self._created:
+                        self._create(frame)
+                    cursor.executemany(
+                        f'INSERT INTO "{self.table}" ({columns}) VALUES ({marks})', rows
+                    )
                 mark = self.placeholder
                 cursor.execute(
                     f"INSERT INTO {LEDGER} VALUES ({mark}, {mark}, {mark})",

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tritonpipe.batch.config import JobConfig
 from tritonpipe.errors import BatchError, RecordError, TritonPipeError
-from tritonpipe.records import Contract
+from tritonpipe.records import Contract, Reasons
 from tritonpipe.tensors import Array, dtype
 
 
@@ -87,11 +89,29 @@ def to_inputs(
             f"({missing.spec.describe()}); columns: {have}"
         ) from None
     arrays.update(converted.inputs)
-    bad = [
-        BadRow(position=r.row, column=contract.input(r.input).key, reason=r.reason)
-        for r in converted.refusals
-    ]
     for name in config.key:
         if name not in frame.columns:
             raise BatchError(f"{file}: no key column '{name}'")
+    bad = _missing_keys(frame, config.key) + [
+        BadRow(position=r.row, column=contract.input(r.input).key, reason=r.reason)
+        for r in converted.refusals
+    ]
     return {r.name: arrays[r.name] for r in contract.inputs}, bad
+
+
+def _missing_keys(frame: Any, key: list[str]) -> list[BadRow]:
+    """Rows without an id: a null (or NaN) or empty key value, the contract's ``id 'x':
+    missing``; a row is written under its key, so one without cannot be written once."""
+    import pandas as pd
+
+    bad: list[BadRow] = []
+    for name in key:
+        values = frame[name]
+        empty = values.isna()
+        if values.dtype == object:
+            empty |= values.map(lambda v: isinstance(v, str | bytes) and not v).astype(bool)
+        bad += [
+            BadRow(position=int(p), column=name, reason=Reasons.missing_id(name))
+            for p in np.flatnonzero(pd.Series(empty).to_numpy())
+        ]
+    return bad

@@ -208,7 +208,11 @@ def _prepare_fn(
                     array = arrays[spec.name][keep]
                     if array.dtype == np.bool_:
                         array = array.astype(np.int8)
-                    columns[IN + spec.name] = array[:, 0] if spec.shape == (1,) else list(array)
+                    columns[IN + spec.name] = (
+                        array[:, 0]
+                        if spec.shape == (1,)
+                        else pd.Series(list(array), dtype=object)  # also when no row is left
+                    )
                 yield pd.DataFrame(columns)
 
     return prepare_units

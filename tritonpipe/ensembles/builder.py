@@ -8,10 +8,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tritonclient.grpc import model_config_pb2 as pb
 
-from tritonpipe.backend import MODEL_PY, RUNTIME_MODULE, RUNTIME_PY
+from tritonpipe.backend import GUARD_PY, MODEL_PY, RUNTIME_MODULE, RUNTIME_PY
+from tritonpipe.backend.guard import SUFFIX as CHECKED
 from tritonpipe.backend.runtime import PLAN_FILE
 from tritonpipe.ensembles.cache import check_response_cache
 from tritonpipe.ensembles.desugar import desugar
@@ -79,9 +81,11 @@ def _python_model(
     inputs: list[TensorSpec],
     outputs: list[TensorSpec],
     options: ServingOptions,
+    contract: dict[str, Any] | None = None,
 ) -> None:
     """A Python-backend model running ``steps`` in one process: the runtime, its plan and the
-    files each step needs, so the model folder is self-contained."""
+    files each step needs, so the model folder is self-contained. ``contract``: the input rules
+    to check, when not the steps' own (a guard's)."""
     version = out / name / "1"
     version.mkdir(parents=True)
     shutil.copyfile(MODEL_PY, version / "model.py")
@@ -102,6 +106,8 @@ def _python_model(
         shutil.copyfile(step.source, version / target)
         files[step.name] = target
     plan = plan_json(name, steps, inputs, outputs, options.max_batch_size, files)
+    if contract is not None:
+        plan["contract"] = contract
     text = json.dumps(plan, indent=2)
     # Dims on one line: [1, 8, 8] reads better than one number per line.
     text = re.sub(r"\[\s*(-?\d+(?:,\s*-?\d+)*)\s*\]", lambda m: f"[{' '.join(m[1].split())}]", text)
@@ -188,11 +194,14 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
             continue
         b = plan.steps[group[0]]
         standalone.append(b.step.name)
+        checked = _guard(out, plan, b, steps) if b.step.native else {}
         steps.append(
             Step(
                 model=b.step.name,
                 input_map={
-                    _config_name(b.step, t.name, k): b.input_map[t.name]
+                    _config_name(b.step, t.name, k): checked.get(
+                        b.input_map[t.name], b.input_map[t.name]
+                    )
                     for k, t in enumerate(b.step.inputs)
                 },
                 output_map={
@@ -214,6 +223,44 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
     (out / plan.name / "1").mkdir()
     (out / plan.name / "1" / ".gitkeep").write_text("")
     return standalone
+
+
+def _guard(out: Path, plan: EnsemblePlan, native: Bound, steps: list[Step]) -> dict[str, str]:
+    """In front of a native step that reads ensemble inputs, a Python-backend guard model
+    (``<ensemble>_<step>_guard``) that checks them by the contract the Python runtime would
+    check (the model's manifest ``value_ranges``; NaN and Inf refused: a 400 naming the input)
+    and passes them on; returns ensemble tensor -> its checked name, for the native step."""
+    from tritonpipe.records.plan import contract_options
+
+    feeds = set(native.input_map.values())
+    inputs = [t for t in plan.inputs if t.name in feeds]
+    if not inputs:
+        return {}
+    name = f"{plan.name}_{native.step.name}_guard"
+    outputs = [t.renamed(f"{t.name}{CHECKED}") for t in inputs]
+    step = StepDef(
+        name="guard",
+        kind="stage",
+        source=GUARD_PY,
+        function="passthrough",
+        kwargs={},
+        inputs=tuple(inputs),
+        outputs=tuple(outputs),
+        options=ServingOptions(max_batch_size=native.step.options.max_batch_size),
+    )
+    same = {t.name: t.name for t in inputs}
+    bound = Bound(step, same, {t.name: t.name for t in outputs})
+    rules = contract_options([native], inputs, [])
+    _python_model(out, name, [bound], inputs, outputs, step.options, contract=rules)
+    checked = {t.name: f"{native.step.name}_{t.name}{CHECKED}" for t in inputs}
+    steps.append(
+        Step(
+            model=name,
+            input_map=same,
+            output_map={f"{t.name}{CHECKED}": checked[t.name] for t in inputs},
+        )
+    )
+    return checked
 
 
 def _build_all(

@@ -116,8 +116,8 @@ class Refusal:
 
 def show(value: Any) -> str:
     """A value as it appears in a reason: a Python literal, 40 characters at most."""
-    if isinstance(value, np.generic):
-        value = value.item()
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()  # a pandas cell's array reads as the record's list
     if isinstance(value, float) and not np.isfinite(value):
         text = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
     elif isinstance(value, bool):

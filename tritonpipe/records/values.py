@@ -181,7 +181,9 @@ def scalar_column(rule: InputRule, values: Any, bad: Bad) -> Array:
         return text_column(rule, list(values) if isinstance(values, np.ndarray) else values, bad)
     n = len(values)
     if isinstance(values, np.ndarray) and values.dtype.kind in NUMBER_KINDS:
-        return numeric(rule, values.reshape(n), np.arange(n), bad)
+        if values.ndim == 1:
+            return numeric(rule, values, np.arange(n), bad)
+        values = [row.tolist() for row in values]  # a list a row (Arrow): refused as a record's
     kinds = set(map(type, values))
     one_kind = all(issubclass(k, float | np.floating) for k in kinds) or all(
         issubclass(k, int | np.integer) and not _is_bool_type(k) for k in kinds
@@ -271,12 +273,12 @@ def vector_column(rule: InputRule, values: Any, bad: Bad) -> Array:
     width = rule.width
     if isinstance(values, np.ndarray) and values.dtype.kind in NUMBER_KINDS and values.ndim > 1:
         flat = values.reshape(n, -1)
-        if width not in (-1, flat.shape[1]):
-            for pos in range(n):
-                bad.setdefault(pos, Reasons.wrong_length(rule.name, flat.shape[1], rule.spec))
-            return np.zeros((n, *[max(d, 1) for d in shape]), dtype=rule.numpy)
-        out = numeric(rule, flat.reshape(-1), np.repeat(np.arange(n), flat.shape[1]), bad)
-        return out.reshape(n, *(shape if width != -1 else (flat.shape[1],)))
+        if not rule.text and width in (-1, flat.shape[1]):
+            out = numeric(rule, flat.reshape(-1), np.repeat(np.arange(n), flat.shape[1]), bad)
+            return out.reshape(n, *(shape if width != -1 else (flat.shape[1],)))
+        # numbers for a text input, or rows of another length: judged row by row, as records
+        # are (each value's type first, then the length)
+        values = [row.tolist() for row in flat]
     if rule.text:
         return _text_vectors(rule, values, bad)
     try:
@@ -284,7 +286,12 @@ def vector_column(rule: InputRule, values: Any, bad: Bad) -> Array:
         array = np.asarray(values) if kinds <= {list, tuple, np.ndarray} else None
     except ValueError:
         array = None
-    if array is not None and array.dtype.kind in NUMBER_KINDS and array.ndim > 1:
+    if (
+        array is not None
+        and array.dtype.kind in NUMBER_KINDS
+        and array.ndim > 1
+        and width in (-1, array.reshape(n, -1).shape[1])
+    ):
         return vector_column(rule, array, bad)
     parsed: list[Any] = []
     for pos, value in enumerate(values):

@@ -10,6 +10,7 @@ deliveries, then dead-lettered. Either way the stream moves on.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import threading
@@ -238,6 +239,9 @@ class Worker:
         values, failures = outputs.to_records(rows)
         if failures:
             raise Poison(failures[0].reason)
+        binary = [r.name for r in outputs.outputs if r.kind == "binary"]
+        for name in binary:  # JSON holds no bytes: base64 text, as in prediction logs
+            values[0][name] = _base64(values[0][name])
         return {
             "id": event.id,
             "event_time": event.time,
@@ -314,6 +318,12 @@ def _spec_of(name: str, array: Array) -> TensorSpec:
     """An output the pipeline's signature does not list: its spec from the array itself."""
     kind = "BYTES" if array.dtype.kind in "OSU" else from_numpy(array.dtype).triton
     return TensorSpec(name=name, dtype=kind, shape=tuple(array.shape[1:]))
+
+
+def _base64(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_base64(v) for v in value]
+    return base64.b64encode(value).decode()
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

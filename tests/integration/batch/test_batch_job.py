@@ -109,6 +109,35 @@ def test_bad_rows_fail_or_reject(scorer: Path, tmp_path: Path) -> None:
     assert scored | {7, 120} == set(range(150)) and not scored & {7, 120}
 
 
+def test_rows_without_a_key_are_rejected_and_empty_units_write_nothing(
+    scorer: Path, tmp_path: Path
+) -> None:
+    """A row with a null or empty key is rejected with the contract's ``id`` reason (it could
+    not be written once); a unit left with no row writes no Parquet file and creates no table,
+    so the units after it keep every output column."""
+    rows = make_rows(6).astype({"txn_id": object})
+    rows.loc[[0, 1, 2], "txn_id"] = [None, "", None]
+    rows.loc[3:, "txn_id"] = ["a", "b", "c"]
+    rows.to_parquet(tmp_path / "in.parquet")
+    reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
+    for output in (
+        {"type": "parquet", "path": str(tmp_path / "out")},
+        {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "scores"},
+    ):
+        spec = job(scorer, tmp_path / "in.parquet", output, bad_rows=reject)
+        spec["source"]["rows_per_unit"] = 3  # the first unit: no row left
+        summary = run_job(parse_config(spec), progress=False)
+        assert (summary.rows, summary.rejected) == (3, 3)
+        rejects = pd.read_parquet(tmp_path / "rejects").sort_values("row")
+        assert list(rejects["reason"]) == ["id 'txn_id': missing"] * 3
+        assert set(rejects["column"]) == {"txn_id"}
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == 1
+    got = pd.read_parquet(tmp_path / "out")
+    assert sorted(got["txn_id"]) == ["a", "b", "c"] and {"score", "parts"} <= set(got.columns)
+    with sqlite3.connect(tmp_path / "out.db") as con:
+        assert con.execute("SELECT count(*), count(score) FROM scores").fetchone() == (3, 3)
+
+
 def test_config_errors_name_the_field(scorer: Path, tmp_path: Path) -> None:
     spec = job(scorer, tmp_path, {"type": "parquet"})
     spec["output"]["type"] = "excel"

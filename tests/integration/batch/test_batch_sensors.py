@@ -170,17 +170,13 @@ def test_triton_engine_writes_what_in_process_writes(
 
 
 def test_spark_engine_scores_string_outputs(
-    sensors_spec: Path, readings: Path, expected: pd.DataFrame, tmp_path: Path
+    sensors_spec: Path, readings: Path, expected: pd.DataFrame, tmp_path: Path, spark: Any
 ) -> None:
-    from tritonpipe.batch.spark import run_spark, session
+    from tritonpipe.batch.spark import run_spark
 
-    spark = session("local[2]")
-    try:
-        reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
-        out = {"type": "parquet", "path": str(tmp_path / "out")}
-        summary = run_spark(_job(sensors_spec, readings, out, bad_rows=reject), spark=spark)
-    finally:
-        spark.stop()
+    reject = {"policy": "reject", "rejects": str(tmp_path / "rejects")}
+    out = {"type": "parquet", "path": str(tmp_path / "out")}
+    summary = run_spark(_job(sensors_spec, readings, out, bad_rows=reject), spark=spark)
     assert (summary.rows, summary.rejected) == (ROWS - 3, 3)
     _check_parquet(tmp_path / "out", expected)
     _check_rejects(tmp_path / "rejects")

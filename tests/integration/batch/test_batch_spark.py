@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from tests.integration.batch.conftest import job, make_rows
 from tritonpipe.batch import parse_config, run_job
 from tritonpipe.batch.faults import VARIABLE
 from tritonpipe.errors import BatchError
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
-    from tritonpipe.batch.spark import session
-
-    spark = session("local[2]")
-    yield spark
-    spark.stop()
 
 
 def test_spark_equals_in_process(scorer: Path, tmp_path: Path, spark: Any) -> None:

@@ -2,7 +2,8 @@
 generated from the dtype list (scalar and vector inputs of FP32, FP64, INT32, INT64, BOOL and
 BYTES, declared ranges, an input that takes NaN, text and binary outputs), each an echo stage;
 the tabular embedding model exported to ONNX and TorchScript; one tritonserver serving them
-all, one redis-server and one nats-server."""
+all, one redis-server, one nats-server, one Kafka-protocol broker (Tansu) and one PostgreSQL
+cluster."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.integration.batch.postgres import PostgresServer
 from tritonpipe.server import ServerOptions, TritonServer
+from tritonpipe.server.kafka_server import KafkaServer
 from tritonpipe.server.nats_server import NatsServer
 from tritonpipe.server.redis_server import RedisServer
 
 HERE = Path(__file__).parent
 DTYPES = ["FP32", "FP64", "INT32", "INT64", "BOOL", "BYTES"]
+CATEGORIES = ("motor", "pump", "fän")
 
 # Every output echoes its input (o_<name>); a signature with a BYTES input may add a binary
 # output, its bytes reversed (not UTF-8 text once reversed, for non-ASCII input).
@@ -53,8 +57,8 @@ class Signature:
 
 def generate(count: int = 3, seed: int = 18) -> list[Signature]:
     """``count`` signatures that between them use every dtype, scalar and vector shapes, a
-    declared range on each integer input, NaN allowed on one float input, and (in the last)
-    a binary output."""
+    declared range on each integer input, NaN allowed on one float input, a string input with
+    declared categories (the second) and a binary output (the last)."""
     rng = random.Random(seed)
     order = DTYPES * ((2 * count) // len(DTYPES) + 1)
     signatures = []
@@ -73,6 +77,10 @@ def generate(count: int = 3, seed: int = 18) -> list[Signature]:
             if dtype in ("FP32", "FP64") and k == 2:
                 tensor["allow_nan"] = True
             inputs.append(tensor)
+        if n == 1:  # a string category: an unknown one is refused
+            inputs.append(
+                {"name": "kind", "dtype": "BYTES", "shape": [1], "categories": list(CATEGORIES)}
+            )
         outputs = [
             {"name": f"o_{t['name']}", "dtype": t["dtype"], "shape": t["shape"]} for t in inputs
         ]
@@ -140,5 +148,19 @@ def contract_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSe
 @pytest.fixture(scope="session")
 def contract_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
     server = NatsServer(tmp_path_factory.mktemp("contract_nats")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def contract_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaServer]:
+    server = KafkaServer(tmp_path_factory.mktemp("contract_kafka")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def contract_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
     yield server
     server.stop()

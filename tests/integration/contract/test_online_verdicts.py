@@ -48,3 +48,26 @@ def test_in_process_refuses_alike(contract_spec: Path) -> None:
         with pytest.raises(PipelineError, match=r"input 'kind': -1 is outside \[0, 49\]") as info:
             pipeline(_request(-1))
         assert info.value.invalid
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_unknown_category_is_refused_by_the_server(
+    protocol: str, contract_server: TritonServer
+) -> None:
+    """A raw request (no client-side conversion) with a string outside the stage's
+    ``categories``: 400 naming the input and the value; a declared one, non-ASCII, is scored."""
+    url = contract_server.http_url if protocol == "http" else contract_server.grpc_url
+
+    def request(kind: str) -> dict[str, np.ndarray]:
+        return {
+            "i0_int32": np.array([[1, 2, 3]], np.int32),
+            "i1_int64": np.array([[7]], np.int64),
+            "i2_bytes": np.array([[b"a", b"b", b"c"]], object),
+            "kind": np.array([[kind.encode()]], object),
+        }
+
+    with Client(url) as client:
+        with pytest.raises(InvalidArgument, match="input 'kind': unknown category 'fan'"):
+            client.infer("sig1", request("fan"))
+        out = client.infer("sig1", request("fän"))
+    assert out["o_kind"].ravel()[0] == "fän".encode()

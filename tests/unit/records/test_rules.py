@@ -248,3 +248,29 @@ def test_booleans_among_big_integers_do_not_round_them() -> None:
     converted = contract.from_records([{"n": 2**53 + 1}, {"n": False}])
     assert converted.inputs["n"][0, 0] == 2**53 + 1
     assert [r.reason for r in converted.refusals] == ["input 'n': false is not INT64"]
+
+
+@pytest.mark.parametrize("cell", [[3.0], [1.0, 2.0], [1, 2], []])
+def test_a_list_cell_for_a_scalar_input_is_refused_as_a_record_is(cell: list[float]) -> None:
+    """An Arrow list column (or pandas arrays) for a scalar input: the record's verdict, not a
+    crash (a 2-D column) nor a silent unwrap of a one-value list."""
+    contract = Contract.from_specs([_spec("x", "FP64")], [])
+    record = contract.from_records([{"x": cell}]).refusals
+    arrow = contract.from_columns(pa.table({"x": [cell]})).refusals
+    frame = contract.from_columns(pd.DataFrame({"x": [np.array(cell)]})).refusals
+    assert [r.reason for r in record] == [f"input 'x': {cell!r} is not FP64"]
+    assert [r.reason for r in arrow] == [r.reason for r in frame] == [r.reason for r in record]
+
+
+@pytest.mark.parametrize("dtype", ["BYTES", "INT32", "FP32"])
+@pytest.mark.parametrize("cell", [[0], [0.5], [True], [1, 2, 3], [0, 0, 9], [0.5, 1, 2, 3]])
+def test_an_arrow_list_cell_for_a_vector_input_gets_the_record_s_reason(
+    dtype: str, cell: list[float]
+) -> None:
+    """A list column read from Parquet is judged as the same list in a record: each value's
+    type first (numbers for a string input), then the length, then the range."""
+    ranges = {"x": [0, 4]} if dtype == "INT32" else None
+    contract = Contract.from_specs([_spec("x", dtype, (3,))], [], ranges=ranges)
+    record = [r.reason for r in contract.from_records([{"x": cell}]).refusals]
+    arrow = [r.reason for r in contract.from_columns(pa.table({"x": [cell]})).refusals]
+    assert arrow == record

@@ -47,7 +47,11 @@ def closed_loop(
     if concurrency < 1 or requests < 100:
         raise PerfError("closed_loop: concurrency >= 1 and at least 100 requests")
     rng = np.random.default_rng(seed)
-    overheads = np.asarray(overhead_s, dtype=float)
+    # Every overhead drawn up front: one per request sent, the first ``concurrency`` included.
+    extras = rng.choice(
+        np.asarray(overhead_s, dtype=float), requests + concurrency + config.max_batch_size
+    ).tolist()
+    drawn = concurrency
     delay = config.max_queue_delay_us / 1e6
     events: list[tuple[float, int, int]] = []  # (time, kind, sequence): a heap
     sequence = 0
@@ -57,15 +61,15 @@ def closed_loop(
         sequence += 1
         heapq.heappush(events, (at, kind, sequence))
 
-    for _ in range(concurrency):  # the clients start within the first overhead
-        push(float(rng.choice(overheads)), ARRIVE)
+    for k in range(concurrency):  # the clients start within the first overhead
+        push(extras[k], ARRIVE)
     queue: deque[float] = deque()  # arrival times
     device_free = [0.0] * config.devices
     free_instances = config.count
     timeout_at = math.inf
     latencies: list[float] = []
     finished_at: list[float] = []
-    while len(latencies) < requests:
+    while len(latencies) < requests:  # the last batch may overshoot
         now, kind, _ = heapq.heappop(events)
         if kind == ARRIVE:
             queue.append(now)
@@ -91,14 +95,16 @@ def closed_loop(
             free_instances -= 1
             for _ in range(take):
                 arrived = queue.popleft()
-                extra = float(rng.choice(overheads))
+                extra = extras[drawn]
+                drawn += 1
                 latencies.append(end - arrived + extra)
                 finished_at.append(end + extra)
                 push(end + extra, ARRIVE)  # the client's next request
     first = int(requests * warmup)
-    span = max(finished_at[-1] - finished_at[first], 1e-9)
+    ends = sorted(finished_at)
+    span = max(ends[-1] - ends[first], 1e-9)
     kept = np.asarray(latencies[first:])
-    return Level(concurrency, (requests - first - 1) / span, float(np.percentile(kept, 99)))
+    return Level(concurrency, (len(ends) - first - 1) / span, float(np.percentile(kept, 99)))
 
 
 def slo_throughput(

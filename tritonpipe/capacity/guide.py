@@ -24,7 +24,7 @@ SHARE = 0.25
 PRUNE = 0.85
 # A step must beat the current best measurement by this factor (search.MARGIN's reason).
 MARGIN = 0.03
-REQUESTS = 600  # simulated per concurrency level (at least 25 per request in flight)
+REQUESTS = 400  # simulated per concurrency level (at least 25 per request in flight)
 
 
 def config_at(grid: Grid, point: Point, model: str, base: Config) -> Config:

@@ -41,7 +41,8 @@ def sweep(
         str,
         typer.Option(
             help="brute (every grid point), quick (hill climbing) or guided (profile the model, "
-            "simulate every point, measure the best-ranked tenth)."
+            "simulate every point, then hill-climb from the simulation's best, measuring the "
+            "neighbours it finds promising; at most a quarter of the grid)."
         ),
     ] = "quick",
     count: Annotated[str, typer.Option(help="Instance counts to try.")] = "1,2",

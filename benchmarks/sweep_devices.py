@@ -25,7 +25,7 @@ from pathlib import Path
 from tritonpipe.capacity import search
 from tritonpipe.capacity.candidates import ServerConfigs, describe, key, make_grid
 from tritonpipe.capacity.device import Device, write_device
-from tritonpipe.capacity.guide import guided, rank
+from tritonpipe.capacity.guide import GUIDE_STABILITY, guided, rank
 from tritonpipe.capacity.measure import profile_server
 from tritonpipe.capacity.sweep import (
     Measurement,
@@ -92,6 +92,7 @@ def run_device(device: Device, slo_ms: float, window_ms: int, folder: Path) -> d
                     "zero",
                     progress=print,
                     max_batch_size=max(GRID["max_batch_size"]),
+                    stability=GUIDE_STABILITY,
                 )
                 windows = len(profile.windows)
                 ranking = rank(grid, profile, slo_ms / 1000)
@@ -185,9 +186,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window-ms", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="Folder for the results files (kept: a rerun resumes what was measured).",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        results = [run_device(d, slo, args.window_ms, Path(tmp)) for d, slo in DEVICES]
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = [run_device(d, slo, args.window_ms, work) for d, slo in DEVICES]
     text = report(results, args)
     print("\n" + text)
     if args.out:

@@ -171,7 +171,7 @@ def _ranking(
     grid: Grid, options: MeasureOptions, http_url: str, devices: int, slo_p99_ms: float
 ) -> list[tuple[tuple[int, ...], float]]:
     """The guided search's ranking: the target profiled once, every grid point simulated."""
-    from tritonpipe.capacity.guide import rank
+    from tritonpipe.capacity.guide import GUIDE_STABILITY, rank
     from tritonpipe.capacity.measure import profile_server
 
     largest = max(
@@ -186,6 +186,7 @@ def _ranking(
         devices=devices,
         progress=typer.echo,
         max_batch_size=largest,
+        stability=GUIDE_STABILITY,
     )
     return rank(grid, profile, slo_p99_ms / 1000)
 

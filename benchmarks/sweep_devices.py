@@ -35,6 +35,7 @@ from tritonpipe.capacity.sweep import (
     Sweep,
     measure_levels,
 )
+from tritonpipe.errors import PerfError
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
 
@@ -83,17 +84,21 @@ def run_device(device: Device, slo_ms: float, window_ms: int, folder: Path) -> d
             ranking = None
             windows = 0
             if strategy == "guided":
-                profile = profile_server(
-                    device.name,
-                    options.url,
-                    "grpc",
-                    http,
-                    window_ms,
-                    "zero",
-                    progress=print,
-                    max_batch_size=max(GRID["max_batch_size"]),
-                    stability=GUIDE_STABILITY,
-                )
+                try:
+                    profile = profile_server(
+                        device.name,
+                        options.url,
+                        "grpc",
+                        http,
+                        window_ms,
+                        "zero",
+                        progress=print,
+                        max_batch_size=max(GRID["max_batch_size"]),
+                        stability=GUIDE_STABILITY,
+                    )
+                except PerfError as exc:  # the machine too busy to profile: said in the table
+                    out["refused"] = str(exc)
+                    break
                 windows = len(profile.windows)
                 ranking = rank(grid, profile, slo_ms / 1000)
                 out["simulated_best"] = ranking[0]
@@ -107,7 +112,8 @@ def run_device(device: Device, slo_ms: float, window_ms: int, folder: Path) -> d
             tables[strategy] = dict(file.done)
             out[strategy] = (sweep.measured, windows, time.perf_counter() - start, sweep.best())
             print(f"{device.name} {strategy}: {sweep.measured} configs, {windows} profile windows")
-        out["head_to_head"] = head_to_head(out, options, objective, configs)
+        if "refused" not in out:
+            out["head_to_head"] = head_to_head(out, options, objective, configs)
         configs.close()
     out["brute_table"] = tables["brute"]
     out["load"] = [*out["load"], _uptime()]  # type: ignore[misc]
@@ -157,6 +163,12 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> str:
     for r in results:
         grid = make_grid([r["device"].name], GRID)  # type: ignore[attr-defined]
         d: Device = r["device"]  # type: ignore[assignment]
+        if "refused" in r:
+            lines.append(
+                f"| A={d.a_ms:g} B={d.b_ms:g} | {r['slo']:g} | the guided search's profile "
+                f"was refused: {r['refused']} | | | | | | {' / '.join(r['load'])} |"  # type: ignore[arg-type]
+            )
+            continue
         objective = Objective(slo_p99_ms=r["slo"])  # type: ignore[arg-type]
         b_count, _, b_s, b_best = r["brute"]  # type: ignore[misc]
         g_count, g_windows, g_s, g_best = r["guided"]  # type: ignore[misc]

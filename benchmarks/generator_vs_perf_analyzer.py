@@ -103,6 +103,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    machine = describe_machine()  # the load average before the run
     truth = json.loads((HELDOUT / "labels.json").read_text())
     pngs = [np.array([(HELDOUT / n).read_bytes()], dtype=object) for n in sorted(truth)[:64]]
     with (
@@ -142,7 +143,7 @@ def main() -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {describe_machine()}.\n\n"
+            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {machine}.\n\n"
             f"Command: `python -m benchmarks.generator_vs_perf_analyzer --protocol "
             f"{' '.join(args.protocol)} --concurrency {' '.join(map(str, args.concurrency))} "
             f"--repeat {args.repeat} --interval-ms {args.interval_ms} "

@@ -50,7 +50,7 @@ def _truth(a_ms: float, b_ms: float, slo_s: float):  # type: ignore[no-untyped-d
                 )
 
             score, _ = slo_throughput(at, slo_s)
-            scores[point] = (1, score) if score > 0 else (0, 0.0)
+            scores[point] = (1, score) if score > 0 else (0, score)
         return scores[point]
 
     return evaluate, scores
@@ -125,3 +125,8 @@ def test_the_score_bisects_between_the_levels_that_met_and_broke_the_slo() -> No
     score, _ = slo_throughput(at, 0.020, ladder=(1, 2, 4, 8, 16, 32, 64), refine=3)
     assert score == 20.0
     assert visited == [1, 2, 4, 8, 16, 32, 64, 24, 20, 22]
+
+    # Nothing meets the SLO: minus the lowest p99 (ms), so the guide ranks the closest first.
+    score, levels = slo_throughput(lambda c: Level(c, float(c), 0.050 + c / 1000), 0.020)
+    assert score == pytest.approx(-51.0)
+    assert [v.concurrency for v in levels] == [1, 2]  # broken twice: stopped

@@ -134,7 +134,9 @@ def slo_throughput(
             break
         levels.append(at(more))
     ok = [v.throughput for v in levels if v.p99_s <= slo_s]
-    return max(ok, default=0.0), levels
+    if not ok:  # below 0, closer to the SLO is better: the sweep's order (Measurement.score)
+        return -min(v.p99_s for v in levels) * 1000, levels
+    return max(ok), levels
 
 
 def next_between(meets: dict[int, bool]) -> int | None:

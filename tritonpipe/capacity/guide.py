@@ -136,13 +136,16 @@ def guided(
     scores: dict[Point, tuple[int, float]] = {}
 
     def measure(point: Point) -> None:
-        progress(f"guided: {grid.settings(point)} predicted {predicted[point]:.0f} infer/s")
+        value = predicted[point]
+        said = f"{value:.0f} infer/s" if value > 0 else f"to miss the SLO (p99 {-value:.1f} ms)"
+        progress(f"guided: {grid.settings(point)} predicted {said}")
         scores[point] = evaluate(point)
 
     current = ranking[0][0]
     measure(current)
     while len(scores) < limit:
-        floor = PRUNE * predicted[current]
+        # No pruning while the simulation has the current point missing the SLO (score < 0).
+        floor = PRUNE * predicted[current] if predicted[current] > 0 else -math.inf
         near = [
             p
             for p in neighbours(grid, current)

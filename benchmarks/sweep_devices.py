@@ -198,6 +198,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window-ms", type=int, default=500)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--only", default=None, help="Device names, comma separated.")
     parser.add_argument(
         "--work",
         type=Path,
@@ -208,7 +209,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results = [run_device(d, slo, args.window_ms, work) for d, slo in DEVICES]
+        chosen = [(d, slo) for d, slo in DEVICES if not args.only or d.name in args.only.split(",")]
+        results = [run_device(d, slo, args.window_ms, work) for d, slo in chosen]
     text = report(results, args)
     print("\n" + text)
     if args.out:

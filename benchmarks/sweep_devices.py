@@ -175,7 +175,7 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> str:
         table: dict[str, Measurement] = r["brute_table"]  # type: ignore[assignment]
         best = _throughput(b_best, objective)
         as_brute = table.get(key(g_best.settings)) if g_best else None
-        share = (g_count + g_windows) / max(b_count, 1)
+        share = (g_count + g_windows) / grid.size()  # brute measures every point
         h_brute, h_guided = r["head_to_head"]  # type: ignore[misc]
         s_point, s_rate = r["simulated_best"]  # type: ignore[misc]
         simulated = describe(grid.settings(s_point))

@@ -12,7 +12,9 @@ server counted for the run. Prints medians over the repeats side by side with th
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -47,6 +49,7 @@ def _served(client: Client, model: str) -> int:
 
 
 def _run(
+    protocol: str,
     engine: str,
     model: str,
     concurrency: int,
@@ -57,11 +60,11 @@ def _run(
     client: Client,
 ) -> Measure | None:
     """One profile in a child process; None (with the reason printed) when it failed."""
-    csv = folder / f"{engine}_{model}_{concurrency}.csv"
+    csv = folder / f"{engine}_{model}_{concurrency}_{protocol}.csv"
     before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     before = _served(client, model)
     command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", "-m", model, "-u", url]
-    command += ["-i", args.protocol, "--concurrency-range", str(concurrency)]
+    command += ["-i", protocol, "--concurrency-range", str(concurrency)]
     command += ["-p", str(args.interval_ms), "--max-trials", str(args.max_trials)]
     command += ["--stability-percentage", str(args.stability), "--input-data", data]
     command += ["-f", str(csv), "--engine", engine]
@@ -81,7 +84,9 @@ def _run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repository", type=Path, default=Path("model_repository"))
-    parser.add_argument("--protocol", choices=["http", "grpc"], default="http")
+    parser.add_argument(
+        "--protocol", choices=["http", "grpc"], nargs="+", default=["http"], help="One or both."
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--interval-ms", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
@@ -98,6 +103,7 @@ def main() -> int:
     )
     args = parser.parse_args()
 
+    machine = describe_machine()  # the load average before the run
     truth = json.loads((HELDOUT / "labels.json").read_text())
     pngs = [np.array([(HELDOUT / n).read_bytes()], dtype=object) for n in sorted(truth)[:64]]
     with (
@@ -110,37 +116,42 @@ def main() -> int:
         folder = Path(tmp)
         data = folder / "pngs.json"
         data.write_text(json.dumps(to_json([{"image": p} for p in pngs])))
-        url = (server.http_url if args.protocol == "http" else server.grpc_url).split("://")[1]
+        urls = {"http": server.http_url.split("://")[1], "grpc": server.grpc_url.split("://")[1]}
         targets = {"digits": str(data), "digits_onnx": "random"}
-        results: dict[tuple[str, int, str], list[Measure]] = {}
+        results: dict[tuple[str, str, int, str], list[Measure]] = {}
         with Client(server.http_url) as client:
             for rep in range(args.repeat):
-                for model, source in targets.items():
-                    for c in args.concurrency:
-                        order = ENGINES if (rep + c) % 2 == 0 else ENGINES[::-1]
-                        for engine in order:
-                            m = _run(engine, model, c, source, url, args, folder, client)
-                            if m is None:
-                                continue
-                            results.setdefault((model, c, engine), []).append(m)
-                            print(
-                                f"[{rep + 1}/{args.repeat}] {model:<12} c={c:<3} {engine:<14} "
-                                f"{m.throughput:8.1f} infer/s  p50 {m.p50_us:6d} us  "
-                                f"p99 {m.p99_us:6d} us  cpu {m.cpu_per_1k:5.2f} s/1k",
-                                flush=True,
-                            )
-    table = _table(results, targets, args.concurrency)
+                for protocol, (model, source), c in itertools.product(
+                    args.protocol, targets.items(), args.concurrency
+                ):
+                    order = ENGINES if (rep + c) % 2 == 0 else ENGINES[::-1]
+                    for engine in order:
+                        url = urls[protocol]
+                        m = _run(protocol, engine, model, c, source, url, args, folder, client)
+                        if m is None:
+                            continue
+                        results.setdefault((protocol, model, c, engine), []).append(m)
+                        print(
+                            f"[{rep + 1}/{args.repeat}] {protocol:<4} {model:<12} c={c:<3} "
+                            f"{engine:<14} "
+                            f"{m.throughput:8.1f} infer/s  p50 {m.p50_us:6d} us  "
+                            f"p99 {m.p99_us:6d} us  cpu {m.cpu_per_1k:5.2f} s/1k",
+                            flush=True,
+                        )
+    table = _table(results, args.protocol, targets, args.concurrency)
     print("\n" + table)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
-            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {describe_machine()}.\n\n"
-            f"Command: `python -m benchmarks.generator_vs_perf_analyzer --protocol {args.protocol} "
+            f"# tritonpipe's generator against perf_analyzer\n\nMachine: {machine}.\n\n"
+            f"Command: `python -m benchmarks.generator_vs_perf_analyzer --protocol "
+            f"{' '.join(args.protocol)} --concurrency {' '.join(map(str, args.concurrency))} "
             f"--repeat {args.repeat} --interval-ms {args.interval_ms} "
             f"--stability {args.stability:g} --max-trials {args.max_trials} "
             f"--transport {args.transport}`; medians over "
             f"{args.repeat} repeats; ratio = tritonpipe / perf_analyzer. Targets: throughput "
-            f"within 10%, p50 within 15%.\n\n{table}\n"
+            f"within 10%, p50 within 15%. Load average at the end: "
+            f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}.\n\n{table}\n"
         )
     return 0
 
@@ -150,31 +161,33 @@ def _median(values: list[Measure], attr: str) -> float:
 
 
 def _table(
-    results: dict[tuple[str, int, str], list[Measure]],
+    results: dict[tuple[str, str, int, str], list[Measure]],
+    protocols: list[str],
     targets: dict[str, str],
     concurrency: list[int],
 ) -> str:
     head = (
-        "| model | c | infer/s tp | infer/s pa | ratio | p50 us tp | p50 us pa | ratio | "
+        "| protocol | model | c | infer/s tp | infer/s pa | ratio | p50 us tp | p50 us pa | ratio "
+        "| "
         "p99 us tp | p99 us pa | ratio | CPU s/1k tp | CPU s/1k pa | ratio |"
     )
-    lines = [head, "|" + "---|" * 14]
-    for model in targets:
-        for c in concurrency:
-            tp, pa = results.get((model, c, "tritonpipe")), results.get((model, c, "perf_analyzer"))
-            cells = [model, str(c)]
-            if not tp or not pa:
-                lines.append("| " + " | ".join(cells + ["no stable run"] + [""] * 11) + " |")
-                continue
-            for attr, fmt in (
-                ("throughput", "{:.1f}"),
-                ("p50_us", "{:.0f}"),
-                ("p99_us", "{:.0f}"),
-                ("cpu_per_1k", "{:.2f}"),
-            ):
-                a, b = _median(tp, attr), _median(pa, attr)
-                cells += [fmt.format(a), fmt.format(b), f"{a / b:.2f}" if b else "-"]
-            lines.append("| " + " | ".join(cells) + " |")
+    lines = [head, "|" + "---|" * 15]
+    for protocol, model, c in itertools.product(protocols, targets, concurrency):
+        tp = results.get((protocol, model, c, "tritonpipe"))
+        pa = results.get((protocol, model, c, "perf_analyzer"))
+        cells = [protocol, model, str(c)]
+        if not tp or not pa:
+            lines.append("| " + " | ".join(cells + ["no stable run"] + [""] * 11) + " |")
+            continue
+        for attr, fmt in (
+            ("throughput", "{:.1f}"),
+            ("p50_us", "{:.0f}"),
+            ("p99_us", "{:.0f}"),
+            ("cpu_per_1k", "{:.2f}"),
+        ):
+            a, b = _median(tp, attr), _median(pa, attr)
+            cells += [fmt.format(a), fmt.format(b), f"{a / b:.2f}" if b else "-"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from tritonpipe.capacity.device import Device, write_device
 from tritonpipe.capacity.measure import profile_server
 from tritonpipe.capacity.predict import Predictor
+from tritonpipe.errors import PerfError
 from tritonpipe.perf.generator import ProfileOptions, Profiler
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
@@ -119,7 +120,11 @@ def run_setting(setting: Setting, window_ms: int, folder: Path) -> dict[str, obj
     ) as server:
         url = server.grpc_url.split("://")[1]
         http = server.http_url.split("://")[1]
-        profile = profile_server(device.name, url, "grpc", http, progress=print)
+        try:
+            profile = profile_server(device.name, url, "grpc", http, progress=print)
+        except PerfError as exc:  # refused as unstable: a row that says so
+            print(f"  refused: {exc}", flush=True)
+            return {"setting": setting, "refused": str(exc), "load": (load_before, _uptime())}
         predictor = Predictor(profile)
         capacity = predictor.capacity(slo_s)
         print(f"  predicted SLO capacity {capacity.text('{:.0f}')}/s", flush=True)
@@ -173,6 +178,13 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for i, r in enumerate(results):
+        if "refused" in r:
+            load = " / ".join(u.split("load average:")[-1].strip() for u in r["load"])  # type: ignore[attr-defined]
+            lines.append(
+                f"| {r['setting'].label()} | {i % args.runs + 1} | refused: {r['refused']} "  # type: ignore[attr-defined]
+                f"| | | | | | | | {load} |"
+            )
+            continue
         s, cap, meas = r["setting"], r["capacity"], r["measured_capacity"]
         a, b, err = r["profile"].fit()  # type: ignore[attr-defined]
         cap_err = f"{meas / cap.value - 1:+.1%}" if meas else "not bracketed"  # type: ignore[attr-defined,operator]
@@ -191,6 +203,8 @@ def report(results: list[dict[str, object]], args: argparse.Namespace) -> str:
         )
     lines += ["", "Measured p99 around the predicted capacity (rate/s: p99 ms):", ""]
     for i, r in enumerate(results):
+        if "refused" in r:
+            continue
         pts = ", ".join(f"{rate:.0f}: {p * 1000:.1f}" for rate, p in r["around"])  # type: ignore[attr-defined]
         lines.append(f"- {r['setting'].label()} run {i % args.runs + 1}: {pts}")  # type: ignore[attr-defined]
     return "\n".join(lines) + "\n"

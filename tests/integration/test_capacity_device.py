@@ -183,3 +183,21 @@ def test_plan_profiles_plans_and_validates_a_device(tmp_path: Path) -> None:
     )
     assert again.returncode == 0, again.stderr
     assert f"replicas                 {plan['replicas']}" in again.stdout
+
+
+def test_the_guided_sweep_climbs_within_its_budget_on_a_device(tmp_path: Path) -> None:
+    """`perf sweep --strategy guided` end to end: a profile, a simulated ranking, then at most
+    a quarter of the grid measured (here 2 of 6), each with the bisected concurrency levels,
+    and a winner named from the measurements."""
+    repo, results = tmp_path / "repo", tmp_path / "sweep.jsonl"
+    write_device(repo, Device(name="gd", a_ms=2, b_ms=0.5, max_batch_size=8, lock=tmp_path / "d"))
+    command = [sys.executable, "-m", "tritonpipe.cli", "perf", "sweep", str(repo), "-m", "gd"]
+    command += ["--slo-p99-ms", "300", "--strategy", "guided", "--count", "1,2"]
+    command += ["--max-batch-size", "2,4,8", "--queue-delay-us", "0", "--window-ms", "300"]
+    command += ["--max-concurrency", "8", "--input-data", "zero", "--results", str(results)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "profiling 'gd'" in done.stdout + done.stderr and "best: n=" in done.stdout
+    measured = [json.loads(line) for line in results.read_text().splitlines()[1:]]
+    assert 1 <= len(measured) <= 2  # a quarter of 6 points, at least 2
+    assert all(m["levels"] and not m["error"] for m in measured)

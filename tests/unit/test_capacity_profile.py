@@ -166,3 +166,11 @@ def test_best_config_prefers_batching_on_a_batching_device() -> None:
     ranked = best_config(profile, candidates(profile, [1], [0]), 0.05)
     assert [c.max_batch_size for c, _ in ranked][0] == 8
     assert ranked[0][1] > 3 * ranked[-1][1]
+
+
+def test_extrapolation_past_the_largest_batch_measured_never_slopes_down() -> None:
+    # Batch 8 measured slower than batch 9 on a busy machine: the last two slope down, and
+    # extrapolating along them gave a negative time for batch 32 (a profile then refused).
+    window = Window({1: 0.007, 2: 0.008, 4: 0.0115, 8: 0.0162, 9: 0.0102}, (0.001,))
+    assert window.service(32) >= window.service(9) > 0
+    assert Window({1: 0.002, 2: 0.001}, (0.001,)).service(8) == pytest.approx(0.001)

@@ -43,11 +43,12 @@ class Window:
 
     def service(self, rows: int, rng: np.random.Generator | None = None) -> float:
         """Seconds one execution of ``rows`` takes: measured, or interpolated between the
-        batch sizes measured (extrapolated along the last two past the largest)."""
+        batch sizes measured (extrapolated past the largest with the slope of a straight line
+        through all of them, never below 0: two noisy neighbours can slope down)."""
         sizes = sorted(self.service_s)
         times = [self.service_s[b] for b in sizes]
         if rows > sizes[-1] and len(sizes) > 1:
-            slope = (times[-1] - times[-2]) / (sizes[-1] - sizes[-2])
+            slope = max(0.0, float(np.polyfit(sizes, times, 1)[0]))
             return times[-1] + slope * (rows - sizes[-1])
         return float(np.interp(rows, sizes, times))
 

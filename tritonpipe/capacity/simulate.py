@@ -57,7 +57,7 @@ class Run:
         return float(np.percentile(self.latencies_s, 99))
 
 
-def _take(pending: int, config: Config, expired: bool) -> int:
+def batch_now(pending: int, config: Config, expired: bool) -> int:
     """How many queued requests the batcher sends now (0: wait for more)."""
     largest = config.max_batch_size
     if pending >= largest:
@@ -118,7 +118,7 @@ def simulate(
                 continue
         while free_instances and queue:
             expired = now >= arrivals[queue[0]] + delay - 1e-12
-            take = _take(len(queue), config, expired)
+            take = batch_now(len(queue), config, expired)
             if take == 0:
                 at = float(arrivals[queue[0]] + delay)
                 if at != timeout_at:

@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from tritonpipe.capacity.candidates import Grid, ServerConfigs, Settings, describe, key
+from tritonpipe.capacity.closed_loop import next_between
 from tritonpipe.errors import PerfError
 from tritonpipe.perf.generator import ProfileOptions, Profiler
 from tritonpipe.perf.results_csv import ResultRow
 
 Score = tuple[int, float]  # (meets the constraint, value): larger is better
+REFINE = 2  # bisection levels between the last concurrency that met the SLO and the next
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,10 +119,13 @@ def measure_levels(
 ) -> list[ResultRow]:
     """Rising concurrency until the latency constraint breaks at two levels in a row (one
     p99 on a shared machine can be an outlier), the throughput constraint is met, requests
-    fail, or two steps in a row add less than 5% throughput."""
+    fail, or two steps in a row add less than 5% throughput. Under a latency constraint, up to
+    REFINE more levels then bisect between the largest concurrency that met it and the next
+    that broke it (closed_loop.next_between), so a candidate is not scored at the power of two
+    below its capacity; the rows come back in order of concurrency."""
     rows: list[ResultRow] = []
-    flat = broken = 0
-    for c in options.concurrencies:
+
+    def level(c: int) -> tuple[ResultRow, int]:
         profile = ProfileOptions(
             model=options.target,
             url=options.url,
@@ -138,17 +143,32 @@ def measure_levels(
             f"    c={c}: {row.throughput:.0f} infer/s, p99 {row.p99_us / 1000:.2f} ms"
             + (f", {result.errors} errors" if result.errors else "")
         )
-        if result.errors:
+        return row, result.errors
+
+    flat = broken = 0
+    latency = objective.slo_p99_ms is not None
+    failed = False
+    for c in options.concurrencies:
+        row, errors = level(c)
+        if errors:
+            failed = True
             break
         gain = row.throughput / max(r.throughput for r in rows) if rows else 2.0
         rows.append(row)
         flat = flat + 1 if gain < 1.05 else 0
-        latency = objective.slo_p99_ms is not None
         broken = broken + 1 if latency and not objective.meets(row) else 0
         reached = not latency and objective.meets(row)
         if broken >= 2 or reached or flat >= 2:
             break
-    return rows
+    for _ in range(REFINE if latency and not failed else 0):
+        more = next_between({int(r.load): objective.meets(r) for r in rows})
+        if more is None:
+            break
+        row, errors = level(more)
+        if errors:
+            break
+        rows.append(row)
+    return sorted(rows, key=lambda r: r.load)
 
 
 class ResultsFile:

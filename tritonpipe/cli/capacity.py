@@ -41,7 +41,8 @@ def sweep(
         str,
         typer.Option(
             help="brute (every grid point), quick (hill climbing) or guided (profile the model, "
-            "simulate every point, measure the best-ranked tenth)."
+            "simulate every point, then hill-climb from the simulation's best, measuring the "
+            "neighbours it finds promising; at most a quarter of the grid)."
         ),
     ] = "quick",
     count: Annotated[str, typer.Option(help="Instance counts to try.")] = "1,2",
@@ -170,7 +171,7 @@ def _ranking(
     grid: Grid, options: MeasureOptions, http_url: str, devices: int, slo_p99_ms: float
 ) -> list[tuple[tuple[int, ...], float]]:
     """The guided search's ranking: the target profiled once, every grid point simulated."""
-    from tritonpipe.capacity.guide import rank
+    from tritonpipe.capacity.guide import GUIDE_STABILITY, rank
     from tritonpipe.capacity.measure import profile_server
 
     largest = max(
@@ -185,6 +186,7 @@ def _ranking(
         devices=devices,
         progress=typer.echo,
         max_batch_size=largest,
+        stability=GUIDE_STABILITY,
     )
     return rank(grid, profile, slo_p99_ms / 1000)
 

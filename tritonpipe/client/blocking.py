@@ -2,7 +2,9 @@
 flight, each sending prebuilt bytes and waiting on its own connection. The waits release the
 GIL, and no event loop runs between a response and the next request, so the client spends
 about what perf_analyzer's C++ threads spend per request (an asyncio loop costs twice that on
-a 2-core machine, where the client's CPU is the server's)."""
+a 2-core machine, where the client's CPU is the server's). gRPC's twin is
+tritonpipe.client.raw_h2 (HTTP/2 on a socket per thread: grpcio's call path alone costs twice
+perf_analyzer's CPU per request)."""
 
 from __future__ import annotations
 
@@ -10,35 +12,9 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Mapping
 
-import grpc
-
-from tritonpipe.client.raw_grpc import CHANNEL_OPTIONS, INFER_METHOD
 from tritonpipe.client.raw_http import parse_head
 from tritonpipe.errors import PerfError
-
-
-class BlockingGrpc:
-    """One channel shared by the threads (HTTP/2 multiplexes their calls)."""
-
-    def __init__(
-        self, address: str, timeout_s: float, headers: Mapping[str, str] | None = None
-    ) -> None:
-        self.timeout_s = timeout_s
-        self.metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
-        self.channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
-        self.call = self.channel.unary_unary(INFER_METHOD)
-
-    def infer(self, request: bytes) -> tuple[float, float, str | None]:
-        try:
-            self.call(request, timeout=self.timeout_s, metadata=self.metadata)
-        except grpc.RpcError as exc:
-            return 0.0, 0.0, f"[{exc.code().name}] {exc.details()}"
-        return 0.0, 0.0, None
-
-    def close(self) -> None:
-        self.channel.close()
 
 
 class BlockingHttp:

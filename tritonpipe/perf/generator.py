@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 from tritonpipe.client import raw_grpc, raw_http
-from tritonpipe.client.blocking import BlockingGrpc, BlockingHttp
+from tritonpipe.client.blocking import BlockingHttp
 from tritonpipe.client.checks import ModelInfo
 from tritonpipe.client.protocol import Endpoint, infer_inputs, module, unwrap_config
 from tritonpipe.client.raw_grpc import RawGrpc
+from tritonpipe.client.raw_h2 import BlockingH2Grpc
 from tritonpipe.client.raw_http import RawHttp
 from tritonpipe.errors import PerfError
 from tritonpipe.perf import input_data
@@ -59,7 +60,8 @@ class ProfileOptions:
     # cheaper than of 256 keys).
     batches: tuple[dict[str, Any], ...] = ()
     # Concurrency mode on the raw transport: one thread per request in flight, blocking calls
-    # (tritonpipe.client.blocking); False: asyncio tasks.
+    # (tritonpipe.client.blocking over HTTP, tritonpipe.client.raw_h2 over gRPC); False:
+    # asyncio tasks.
     threads: bool = True
 
 
@@ -248,12 +250,12 @@ class Profiler:
         for pool in self._handles:
             pool.destroy()
 
-    def _blocking(self) -> BlockingGrpc | BlockingHttp | None:
+    def _blocking(self) -> BlockingH2Grpc | BlockingHttp | None:
         """Threads for concurrency mode on the raw transport (see tritonpipe.client.blocking)."""
         if self.raw is None or not self.options.threads:
             return None
         if isinstance(self.raw, RawGrpc):
-            return BlockingGrpc(self.endpoint.address, self.options.timeout_s, self.headers)
+            return BlockingH2Grpc(self.endpoint.address, self.options.timeout_s, self.headers)
         host, _, port = self.endpoint.address.rpartition(":")
         return BlockingHttp(host, int(port), self.options.timeout_s)
 
@@ -426,7 +428,7 @@ class _Threads:
 
     def __init__(
         self,
-        transport: BlockingGrpc | BlockingHttp,
+        transport: BlockingH2Grpc | BlockingHttp,
         prepared: list[Any],
         count: int,
         done: list[_Done],

@@ -286,6 +286,8 @@ def vector_column(rule: InputRule, values: Any, bad: Bad) -> Array:
         array = np.asarray(values) if kinds <= {list, tuple, np.ndarray} else None
     except ValueError:
         array = None
+    if array is not None and rule.numpy.kind != "b" and array.dtype.kind != "b" and _bools(values):
+        array = None  # one array would cast a boolean among numbers: judged row by row
     if (
         array is not None
         and array.dtype.kind in NUMBER_KINDS
@@ -307,6 +309,23 @@ def vector_column(rule: InputRule, values: Any, bad: Bad) -> Array:
         else:
             parsed.append(converted)
     return _stack(rule, parsed, bad, fill=0)
+
+
+def _bools(rows: Any) -> bool:
+    """Whether nested lists (or arrays) hold a boolean anywhere."""
+    stack = list(rows)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype.kind == "b":
+                return True
+            if item.dtype == object:
+                stack.extend(item.reshape(-1).tolist())
+        elif isinstance(item, bool | np.bool_):
+            return True
+    return False
 
 
 def _text_vectors(rule: InputRule, values: Any, bad: Bad) -> Array:

@@ -274,3 +274,12 @@ def test_an_arrow_list_cell_for_a_vector_input_gets_the_record_s_reason(
     record = [r.reason for r in contract.from_records([{"x": cell}]).refusals]
     arrow = [r.reason for r in contract.from_columns(pa.table({"x": [cell]})).refusals]
     assert arrow == record
+
+
+def test_booleans_in_a_list_for_a_number_vector_are_refused() -> None:
+    """Found by test_properties: [False, False] beside [0.0, 0.0] was cast to 0.0 and accepted."""
+    contract = Contract.from_specs([_spec("v", "FP64", (2,))], [])
+    converted = contract.from_records([{"v": [0.0, 1.5]}, {"v": [False, False]}])
+    assert converted.inputs["v"][0].tolist() == [0.0, 1.5]
+    assert [r.row for r in converted.refusals] == [1]
+    assert "is not FP64" in converted.refusals[0].reason

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.batch.conftest import job, make_rows
+from tests.integration.batch.conftest import STAGES, job, make_rows
 from tritonpipe.batch import parse_config, run_job
 from tritonpipe.errors import BatchError, SpecError
 
@@ -161,6 +161,8 @@ def score(amount, history):
     total = amount * 2 + history.sum(axis=1, keepdims=True)
     return {"score": total.astype(np.float32), "parts": history * 2}
 """
+# The spec's other stages as the shared ones are; only ``score`` is slowed down.
+SLOW_STAGES += "\n\ndef flag" + STAGES.split("def flag", 1)[1]
 
 
 @pytest.mark.parametrize("kind", ["parquet", "sqlite"])

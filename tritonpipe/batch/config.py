@@ -95,7 +95,10 @@ class JobConfig(_Strict):
     source: SourceConfig
     output: OutputConfig
     key: list[str] = Field(
-        default_factory=list, description="Input columns copied to the output (row identity)."
+        default_factory=list,
+        description="Input columns copied to the output (row identity). The first is the "
+        "row's id: a row whose id is null or empty is rejected (`id 'x': missing`); the "
+        "others are copied as they are, nulls included.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict, description="Pipeline input -> source column, where names differ."

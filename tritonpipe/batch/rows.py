@@ -100,18 +100,20 @@ def to_inputs(
 
 
 def _missing_keys(frame: Any, key: list[str]) -> list[BadRow]:
-    """Rows without an id: a null (or NaN) or empty key value, the contract's ``id 'x':
-    missing``; a row is written under its key, so one without cannot be written once."""
+    """Rows without an id: a null (or NaN) or empty value in the key's first column, the
+    contract's ``id 'x': missing``; a row is written under its id, so one without cannot be
+    written once. The key's other columns are copied as they are (a feature or
+    ``entity_found`` beside the id may be null)."""
     import pandas as pd
 
-    bad: list[BadRow] = []
-    for name in key:
-        values = frame[name]
-        empty = values.isna()
-        if values.dtype == object:
-            empty |= values.map(lambda v: isinstance(v, str | bytes) and not v).astype(bool)
-        bad += [
-            BadRow(position=int(p), column=name, reason=Reasons.missing_id(name))
-            for p in np.flatnonzero(pd.Series(empty).to_numpy())
-        ]
-    return bad
+    if not key:
+        return []
+    name = key[0]
+    values = frame[name]
+    empty = values.isna()
+    if values.dtype == object:
+        empty |= values.map(lambda v: isinstance(v, str | bytes) and not v).astype(bool)
+    return [
+        BadRow(position=int(p), column=name, reason=Reasons.missing_id(name))
+        for p in np.flatnonzero(pd.Series(empty).to_numpy(dtype=bool))
+    ]

@@ -242,7 +242,7 @@ What each mode does with each kind of bad value (the reason text is the same eve
 | NaN / Inf (no `allow_nan`) | `PipelineError` | reject | dead letter `decode: ...` | 400 |
 | outside `range` / `value_ranges` | `PipelineError` | reject | dead letter | 400 |
 | unknown category | `PipelineError` | reject | dead letter | 400 |
-| no id | - | reject (a null or empty key column value: `id 'txn_id': missing`) | dead letter `decode: id 'id': missing` | - |
+| no id | - | reject (a null or empty value in the first key column: `id 'txn_id': missing`) | dead letter `decode: id 'id': missing` | - |
 | an output that cannot be encoded (text not UTF-8) | the `Refusal` (`to_records`) | reject | dead letter `encode: output 'alert': ...` | the caller's `to_records` |
 
 Online, every generated Python-backend model checks its inputs (ranges, NaN, categories) before

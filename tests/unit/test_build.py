@@ -12,6 +12,9 @@ from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import parse_pbtxt
 
 WEIGHTS = {".onnx", ".pt"}
+# Warmup inputs a later step gets are the earlier steps' outputs on the sample: they follow the
+# weights (the committed repository holds the trained model's), so only their presence is compared.
+FROM_WEIGHTS = {"postprocess/warmup/logits"}
 
 
 def _files(root: Path) -> list[str]:
@@ -29,7 +32,7 @@ def test_committed_model_repository_is_what_build_writes(
     build_repository(untrained_digits / "pipeline.yaml", out)
     committed = ROOT / "model_repository"
     assert _files(out) == _files(committed), "run `make repository` and commit model_repository/"
-    for name in _files(out):
+    for name in sorted(set(_files(out)) - FROM_WEIGHTS):
         assert filecmp.cmp(out / name, committed / name, shallow=False), (
             f"model_repository/{name} differs from what `tritonpipe build` writes today"
         )

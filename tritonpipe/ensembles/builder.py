@@ -31,9 +31,12 @@ from tritonpipe.ensembles.plan import (
 from tritonpipe.ensembles.spec import PipelineSpec, ServingOptions, load_spec
 from tritonpipe.ensembles.warmup import (
     add_ensemble_warmups,
+    add_load_warmup,
     add_warmup,
     add_zero_warmup,
+    check_samples,
     config_inputs,
+    sample_array,
 )
 from tritonpipe.errors import RepositoryError, SpecError
 from tritonpipe.export.manifest import FORMATS, MANIFEST
@@ -301,6 +304,12 @@ def _add_warmups(out: Path, spec: PipelineSpec, base: Path, where: str) -> None:
         what = f"{where}: ensembles.{name}.warmup"
         if config.platform == "ensemble":
             add_ensemble_warmups(out, config, samples, what)
+            continue
+        if ensemble.log is not None or any(r.model in spec.features for r in ensemble.step_refs()):
+            inputs = config_inputs(config)  # logs or looks up: warmed in its initialize
+            check_samples([t.name for t in inputs], samples, config.name, what)
+            rows = {t.name: sample_array(t, samples[t.name], what) for t in inputs}
+            add_load_warmup(out / name / "1", inputs, rows)
             continue
         add_warmup(out / name, config, config_inputs(config), samples, what)
         _write(out / name, config)

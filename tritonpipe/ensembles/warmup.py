@@ -7,10 +7,17 @@ the earlier steps compute from the samples, run in-process at build time with th
 the models use. Each sample is written into the model's ``warmup/`` folder in Triton's raw
 format: a BYTES element is its 4-byte little-endian length then its bytes; numbers are row-major
 raw values.
+
+A fused model that logs its predictions or looks features up is not given ``model_warmup``:
+Triton would send the samples through ``execute`` (logged as predictions, scored by a shadow)
+and its lookup would need the online store at load. Its samples go into the version folder
+(``warmup.json`` and ``warmup/``) and the model runs them through its steps in ``initialize``,
+outside the prediction log, a lookup falling back to its defaults when the store is down.
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 from typing import Any
@@ -19,12 +26,12 @@ import numpy as np
 from tritonclient.grpc import model_config_pb2 as pb
 
 from tritonpipe.backend.runtime import Runner, StepFailed
+from tritonpipe.backend.warmup import LOAD_WARMUP, WARMUP_FOLDER
 from tritonpipe.errors import SpecError
 from tritonpipe.repository.config import parse_pbtxt, to_pbtxt
 from tritonpipe.repository.validate import CONFIG
 from tritonpipe.tensors import TensorSpec, dtype
 
-WARMUP_FOLDER = "warmup"
 Array = np.ndarray[Any, Any]
 
 
@@ -77,6 +84,26 @@ def add_warmup_arrays(
             )
         )
     config.model_warmup.append(warmup)
+
+
+def add_load_warmup(version: Path, inputs: list[TensorSpec], rows: dict[str, Array]) -> None:
+    """Write ``rows`` (input name -> one row) for the model's own warmup in ``initialize``:
+    ``version/warmup.json`` naming, per input, a ``.npy`` (numbers) or a raw file (BYTES)."""
+    (version / WARMUP_FOLDER).mkdir(exist_ok=True)
+    manifest: dict[str, dict[str, Any]] = {}
+    for tensor in inputs:
+        row = rows[tensor.name]
+        if dtype(tensor.dtype).triton == "BYTES":
+            file = f"{tensor.name}.bin"
+            value = row.reshape(-1)[0]
+            (version / WARMUP_FOLDER / file).write_bytes(
+                value if isinstance(value, bytes) else str(value).encode()
+            )
+        else:
+            file = f"{tensor.name}.npy"
+            np.save(version / WARMUP_FOLDER / file, row, allow_pickle=False)
+        manifest[tensor.name] = {"file": file, "shape": list(row.shape)}
+    (version / LOAD_WARMUP).write_text(json.dumps({"inputs": manifest}, indent=1))
 
 
 def check_samples(names: list[str], samples: dict[str, Any], model: str, where: str) -> None:

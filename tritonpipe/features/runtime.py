@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,21 @@ from tritonpipe.errors import FeatureStoreError
 Array = np.ndarray[Any, Any]
 PLAN = "plan.json"
 MODULES = "modules"
+log = logging.getLogger("tritonpipe.features")
+_warming = False
+
+
+@contextmanager
+def warming() -> Iterator[None]:
+    """Lookups run inside are a model's warmup at load: an online store that cannot be read
+    (a Redis not up yet) is logged once and the lookup goes on with the missing-entity defaults,
+    so the transform and the steps after it still run; the reject policy does not apply."""
+    global _warming
+    _warming = True
+    try:
+        yield
+    finally:
+        _warming = False
 
 
 class MissingEntityError(ValueError):
@@ -100,9 +117,20 @@ class OnlineLookup:
         for view in self.views:
             # A copy: Feast's Redis store appends "_ts:<view>" to the list it is given, so the
             # same list would ask Redis for one more field on every call, without end.
-            results = self.store.online_read(
-                self.config, view.table, self._entity_keys(view, inputs), list(view.features)
-            )
+            keys = self._entity_keys(view, inputs)
+            try:
+                results = self.store.online_read(self.config, view.table, keys, list(view.features))
+            except Exception as exc:
+                if not _warming:
+                    raise
+                log.warning(
+                    "warmup: the online store of feature view '%s' could not be read (%s: %s); "
+                    "the lookup is warmed with the missing-entity defaults instead",
+                    view.table.name,
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+                results = [(None, None)] * rows
             values = {n: np.full(rows, self.defaults.get(n, 0.0)) for n in view.features}
             for i, (_, row) in enumerate(results):
                 if row is None:
@@ -112,7 +140,7 @@ class OnlineLookup:
                     kind = proto.WhichOneof("val")
                     if kind is not None and name in values:
                         values[name][i] = getattr(proto, kind)
-            if not found.all() and self.plan["missing"]["policy"] == "reject":
+            if not found.all() and self.plan["missing"]["policy"] == "reject" and not _warming:
                 missing = [
                     ", ".join(f"{k}={np.asarray(inputs[k]).reshape(-1)[i]}" for k in view.join_keys)
                     for i in np.flatnonzero(~found)

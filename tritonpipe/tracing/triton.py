@@ -9,6 +9,7 @@ A request Triton does not trace (sampled out by its ``rate``) gets no step spans
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
 
 from tritonpipe.tracing.context import SpanContext
@@ -36,6 +37,10 @@ class TritonTracing:
 
     def begin(self, requests: list[Any]) -> bool:
         return self.steps.begin([request_context(r) for r in requests])
+
+    def log(self, sink: str, requests: int) -> AbstractContextManager[None]:
+        """The ``log predictions`` span around a prediction-log write of the traced batch."""
+        return self.steps.log(sink, requests)
 
     def end(self) -> None:
         self.steps.end()

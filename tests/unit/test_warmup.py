@@ -98,3 +98,22 @@ def test_missing_and_misshapen_samples_are_named(tmp_path: Path) -> None:
     np.save(tmp_path / "sample.npy", np.zeros((2, 4)))
     with pytest.raises(SpecError, match=r"sample.npy: warmup sample for 'x' has shape \[2, 4\]"):
         build_repository(path, tmp_path / "repo")
+
+
+def test_load_warmup_reads_back_what_build_wrote(tmp_path: Path) -> None:
+    from tritonpipe.backend.warmup import load_warmup
+    from tritonpipe.ensembles.warmup import add_load_warmup
+    from tritonpipe.tensors import TensorSpec
+
+    inputs = [
+        TensorSpec(name="cat", dtype="BYTES", shape=(1,)),
+        TensorSpec(name="amount", dtype="FP64", shape=(2,)),
+    ]
+    rows = {"cat": np.array([b"tabby"], dtype=object), "amount": np.array([1.5, np.nan])}
+    add_load_warmup(tmp_path, inputs, rows)
+    batch = load_warmup(tmp_path, batched=True)
+    assert batch is not None
+    assert batch["cat"].shape == (1, 1) and batch["cat"][0, 0] == b"tabby"
+    assert batch["amount"].dtype == np.float64 and batch["amount"].shape == (1, 2)
+    assert np.isnan(batch["amount"][0, 1])
+    assert load_warmup(tmp_path / "none", batched=True) is None

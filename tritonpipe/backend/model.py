@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tritonpipe_runtime import Arrays, Runner, StepFailed  # noqa: E402
 
-NO_SPAN = nullcontext()  # reusable: a request batch nobody traces
+NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: a request batch nobody traces
 METRICS = (
     ("tritonpipe_step_executions_total", "Batches a pipeline step ran"),
     ("tritonpipe_step_requests_total", "Inference requests a pipeline step served"),

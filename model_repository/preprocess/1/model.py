@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import triton_python_backend_utils as pb_utils
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tritonpipe_runtime import Arrays, Runner, StepFailed  # noqa: E402
 
+NO_SPAN: AbstractContextManager[None] = nullcontext()  # reusable: a request batch nobody traces
 METRICS = (
     ("tritonpipe_step_executions_total", "Batches a pipeline step ran"),
     ("tritonpipe_step_requests_total", "Inference requests a pipeline step served"),
@@ -97,6 +99,10 @@ class TritonPythonModel:
         device_id = int(args.get("model_instance_device_id", 0))
         # One intra-op thread per instance: Triton scales out with instances, not threads.
         self.runner = Runner.from_folder(folder, gpu=gpu, device_id=device_id, threads=1)
+        if (folder / "warmup.json").is_file():  # a model Triton's model_warmup cannot warm
+            from tritonpipe.backend.warmup import warm
+
+            warm(self.runner, folder, pb_utils.Logger.log_warn)
         self.inputs = [i["name"] for i in config["input"]]
         self.outputs = [o["name"] for o in config["output"]]
         self.metrics = _StepMetrics(self.name, [s.name for s in self.runner.steps])
@@ -143,12 +149,10 @@ class TritonPythonModel:
             ]
             # One id per request, so a shadow's records pair with the champion's.
             ids = [r.request_id() or uuid.uuid4().hex for r in requests]
+            span = NO_SPAN
             if traced and self.tracing is not None:
-                with self.tracing.steps.log(self.predlog.sink_type, len(requests)):
-                    self.predlog.after_execute(
-                        requests, kept, responses, ids=ids, latency_ms=latency_ms
-                    )
-            else:
+                span = self.tracing.log(self.predlog.sink_type, len(requests))
+            with span:
                 self.predlog.after_execute(
                     requests, kept, responses, ids=ids, latency_ms=latency_ms
                 )

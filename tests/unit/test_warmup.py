@@ -117,3 +117,22 @@ def test_load_warmup_reads_back_what_build_wrote(tmp_path: Path) -> None:
     assert batch["amount"].dtype == np.float64 and batch["amount"].shape == (1, 2)
     assert np.isnan(batch["amount"][0, 1])
     assert load_warmup(tmp_path / "none", batched=True) is None
+
+
+LOGGED = "    log: {sink: {type: parquet, path: logs}}\n    warmup: {x: sample.npy}"
+
+
+def test_a_logging_fused_model_is_warmed_at_load_not_by_triton(tmp_path: Path) -> None:
+    """Triton's model_warmup would go through the prediction log: the samples go into the
+    version folder for the model's own initialize instead."""
+    text = SPEC.replace("    warmup: {x: sample.npy}\n  unfused:", LOGGED + "\n  unfused:")
+    build_repository(_spec(tmp_path, text.split("  unfused:")[0]), tmp_path / "repo")
+    config = parse_pbtxt((tmp_path / "repo" / "fused" / "config.pbtxt").read_text())
+    assert not config.model_warmup
+    assert (tmp_path / "repo" / "fused" / "1" / "warmup.json").is_file()
+
+
+def test_warmup_on_an_unfused_logging_ensemble_is_refused(tmp_path: Path) -> None:
+    text = SPEC.replace("    fuse: none\n    warmup: {x: sample.npy}", "    fuse: none\n" + LOGGED)
+    with pytest.raises(SpecError, match=r"ensembles.unfused.warmup: an unfused ensemble that logs"):
+        build_repository(_spec(tmp_path, text), tmp_path / "repo")

@@ -302,10 +302,19 @@ def _add_warmups(out: Path, spec: PipelineSpec, base: Path, where: str) -> None:
         samples = {t: base / p for t, p in ensemble.warmup.items()}
         config = parse_pbtxt((out / name / CONFIG).read_text())
         what = f"{where}: ensembles.{name}.warmup"
+        logs_or_looks_up = ensemble.log is not None or any(
+            r.model in spec.features for r in ensemble.step_refs()
+        )
         if config.platform == "ensemble":
+            if logs_or_looks_up:
+                raise SpecError(
+                    f"{what}: an unfused ensemble that logs its predictions or looks features up "
+                    "cannot be warmed (Triton's warmup of its steps would be logged, and the "
+                    "lookup would need the online store at build time); fuse it, or drop warmup"
+                )
             add_ensemble_warmups(out, config, samples, what)
             continue
-        if ensemble.log is not None or any(r.model in spec.features for r in ensemble.step_refs()):
+        if logs_or_looks_up:
             inputs = config_inputs(config)  # logs or looks up: warmed in its initialize
             check_samples([t.name for t in inputs], samples, config.name, what)
             rows = {t.name: sample_array(t, samples[t.name], what) for t in inputs}

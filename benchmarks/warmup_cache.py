@@ -1,7 +1,7 @@
 """First-request latency with and without warmup, and response-cache hit against miss latency,
 for the digits pipeline, in one run.
 
-    python -m benchmarks.warmup_cache --rounds 3 \
+    flock /work/coord/bench.lock python -m benchmarks.warmup_cache --rounds 3 \
         --out benchmarks/results/warmup_cache.md
 
 Warmup: the digits spec is built twice (as committed, and with every ``warmup:`` removed); each
@@ -28,7 +28,7 @@ from tritonpipe.ensembles import build_repository
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
 HELDOUT = DIGITS / "artifacts" / "heldout"
 MODELS = ("digits", "digits_ts", "digits_steps")

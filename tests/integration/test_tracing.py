@@ -250,3 +250,38 @@ def test_no_collector_listening_leaves_the_answers_alone(
         headers = {"traceparent": f"00-{os.urandom(16).hex()}-{CLIENT_SPAN}-01"}
         assert _infer(traced_server, "grpc" if i % 2 else "http", headers)[0, 0] == 3
     assert traced_server.is_ready()
+
+
+def _infer_at(url: str, headers: dict[str, str]) -> None:
+    client = httpclient.InferenceServerClient(url.split("://")[1])
+    image = httpclient.InferInput("image", [1, 1], "BYTES")
+    image.set_data_from_numpy(_png())
+    assert client.infer("digits", [image], headers=headers).as_numpy("labels")[0, 0] == 3
+    client.close()
+
+
+def test_every_replica_of_serve_replicas_traces_to_the_same_url(
+    traced_repo: Path, tmp_path: Path
+) -> None:
+    """``serve --replicas 2 --trace-url``: each replica's step spans reach the one receiver,
+    and a traceparent sent through the balancer (HAProxy) reaches a replica."""
+    from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
+
+    with OtlpReceiver() as own:
+        options = ReplicaSetOptions(
+            repository=traced_repo,
+            replicas=2,
+            workdir=tmp_path / "fleet",
+            exit_timeout_s=5,
+            trace_url=own.url,
+            trace_rate=0,
+        )
+        with ReplicaSet(options) as fleet:
+            assert fleet.balancer is not None
+            urls = [s.http_url for s in fleet.servers] + [fleet.balancer.http_url]
+            traces = [os.urandom(16).hex() for _ in urls]
+            for url, trace_id in zip(urls, traces, strict=True):
+                _infer_at(url, {"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"})
+            for trace_id in traces:
+                spans = own.wait_for(lambda s: len(_step_spans(s)) == 4, trace_id=trace_id)
+                assert [s.name for s in _step_spans(spans)] == [*STEPS, "log predictions"]

@@ -41,6 +41,8 @@ def serve_replicas(
     exit_timeout: int,
     open_inference: bool = False,
     balance: str = "leastconn",
+    trace_url: str | None = None,
+    trace_rate: int = 1,
 ) -> None:
     """N supervised replicas behind HAProxy until SIGINT/SIGTERM (called by `serve --replicas`)."""
     from tritonpipe.deploy.replicas import ReplicaSet, ReplicaSetOptions
@@ -62,6 +64,8 @@ def serve_replicas(
             exit_timeout_s=exit_timeout,
             open_inference=open_inference,
             balance=balance,
+            trace_url=trace_url,
+            trace_rate=trace_rate,
         )
         check_repository(repository)
         fleet = ReplicaSet(options).start()

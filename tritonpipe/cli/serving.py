@@ -127,20 +127,11 @@ def serve(
     if replicas != 1 or tls_cert or tls_key:
         from tritonpipe.cli.deploy import serve_replicas
 
-        if trace_url:
-            typer.secho(
-                "error: --trace-url serves one server; with --replicas or TLS, start each "
-                "replica's tracing yourself (see the README's tracing section)",
-                err=True,
-                fg=typer.colors.RED,
-            )
-            raise typer.Exit(1)
-
         serve_replicas(
             repository, replicas=replicas, host=host, http_port=http_port, grpc_port=grpc_port,
             metrics_port=metrics_port, token=token, tls_cert=tls_cert, tls_key=tls_key,
             workdir=workdir, exit_timeout=exit_timeout, open_inference=not protect_inference,
-            balance=balance,
+            balance=balance, trace_url=trace_url, trace_rate=trace_rate,
         )  # fmt: skip
         return
 

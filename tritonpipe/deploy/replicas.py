@@ -48,6 +48,8 @@ class ReplicaSetOptions:
     balance: str = "leastconn"  # roundrobin for canaries (weights give exact shares)
     exit_timeout_s: int = 30
     ready_timeout_s: float = 180.0
+    trace_url: str | None = None  # every replica traces (Triton's spans and the steps') there
+    trace_rate: int = 1
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -104,6 +106,8 @@ class ReplicaSet:
             protect_inference=not self.options.open_inference,
             exit_timeout_s=self.options.exit_timeout_s,
             extra_args=METRICS_ARGS,
+            trace_url=self.options.trace_url,
+            trace_rate=self.options.trace_rate,
         )
         return TritonServer(
             server_options,

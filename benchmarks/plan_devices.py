@@ -121,7 +121,7 @@ def run_setting(setting: Setting, window_ms: int, folder: Path) -> dict[str, obj
         url = server.grpc_url.split("://")[1]
         http = server.http_url.split("://")[1]
         try:
-            profile = profile_server(device.name, url, "grpc", http, progress=print)
+            profile = profile_server(device.name, url, "grpc", http, progress=print, slo_s=slo_s)
         except PerfError as exc:  # refused as unstable: a row that says so
             print(f"  refused: {exc}", flush=True)
             return {"setting": setting, "refused": str(exc), "load": (load_before, _uptime())}

@@ -174,3 +174,54 @@ def test_extrapolation_past_the_largest_batch_measured_never_slopes_down() -> No
     window = Window({1: 0.007, 2: 0.008, 4: 0.0115, 8: 0.0162, 9: 0.0102}, (0.001,))
     assert window.service(32) >= window.service(9) > 0
     assert Window({1: 0.002, 2: 0.001}, (0.001,)).service(8) == pytest.approx(0.001)
+
+
+def _digits_like(scales: list[float]) -> Callable[[], Window]:
+    """Windows whose batch-1 time moves 0.5-0.7 ms (37%) while batch 8 agrees within 5%."""
+    times = itertools.cycle(scales)
+
+    def measure() -> Window:
+        b1 = next(times)
+        levels = [Level({1: (100, int(b1 * 1e11)), 8: (100, int(0.003 * 1e11))}, 500.0, OVERHEAD)]
+        return window_of(levels, 8)
+
+    return measure
+
+
+def test_a_spread_small_against_the_slo_is_accepted_with_a_warning_and_a_wider_interval() -> None:
+    measure = _digits_like([0.0005, 0.0007, 0.00055])
+    config = Config(max_batch_size=8)
+    # Without an SLO (or with one the spread is large against) the relative limit refuses.
+    with pytest.raises(PerfError, match="batch 1 varied 36%"):
+        measure_profile(measure, config)
+    with pytest.raises(PerfError, match=r"limit 20% and 2.5% of the SLO"):
+        measure_profile(measure, config, slo_s=0.004)  # 0.2 ms is 5% of 4 ms
+    profile = measure_profile(measure, config, slo_s=0.020)  # 0.2 ms is 1% of 20 ms
+    assert len(profile.windows) == 3
+    assert any("batch 1 36% (0.20 ms)" in w and "accepted" in w for w in profile.warnings)
+    # The interval spans the windows' envelopes: the slowest at every batch size together.
+    fastest, slowest = profile.envelopes()
+    assert slowest.service_s[1] == pytest.approx(0.0007) and fastest.service_s[1] == pytest.approx(
+        0.0005
+    )
+    predictor = Predictor(profile, requests=4000)
+    p99 = predictor.p99(100)
+    assert p99.high >= predictor._p99(100, slowest) and p99.low <= predictor._p99(100, fastest)
+
+
+def test_a_spread_large_against_the_slo_is_still_refused_at_any_batch_size() -> None:
+    # Batch 8 moves 3 to 4 ms (29%, 1 ms): 5% of a 20 ms SLO, over the floor.
+    def measure_factory() -> Callable[[], Window]:
+        b8 = itertools.cycle([0.003, 0.004, 0.0033])
+
+        def measure() -> Window:
+            levels = [
+                Level({1: (100, int(0.0005 * 1e11)), 8: (100, int(next(b8) * 1e11))}, 1.0, OVERHEAD)
+            ]
+            return window_of(levels, 8)
+
+        return measure
+
+    with pytest.raises(PerfError, match="batch 8 varied 30%"):
+        measure_profile(measure_factory(), Config(max_batch_size=8), slo_s=0.020)
+    assert measure_profile(measure_factory(), Config(max_batch_size=8), slo_s=0.100).windows

@@ -1,8 +1,8 @@
 """Concurrency mode in simulation: ``c`` clients, each sending its next request as soon as its
 last one returns, the way the sweep measures a candidate (and perf_analyzer's concurrency mode
-does). The server side is simulate.py's: the dynamic batcher, the instances and the device they
-share. A request reaches the server one client/network overhead after its client's previous
-response left it, and its latency is its time in the server plus that overhead.
+does). The server side is simulate.py's Batcher: the dynamic batcher, the instances and the
+device they share. A request reaches the server one client/network overhead after its client's
+previous response left it, and its latency is its time in the server plus that overhead.
 
 The sweep scores a candidate by the best throughput whose p99 meets the SLO over rising
 concurrency (sweep.measure_levels); ``slo_throughput`` scores a simulated candidate the same way,
@@ -11,14 +11,13 @@ so the guided search ranks by what it will measure, not by a Poisson rate it nev
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tritonpipe.capacity.simulate import Config, Service, batch_now
+from tritonpipe.capacity.simulate import Batcher, Config, Service
 from tritonpipe.errors import PerfError
 
 ARRIVE, FREE, TIMEOUT = 0, 1, 2
@@ -52,7 +51,6 @@ def closed_loop(
         np.asarray(overhead_s, dtype=float), requests + concurrency + config.max_batch_size
     ).tolist()
     drawn = concurrency
-    delay = config.max_queue_delay_us / 1e6
     events: list[tuple[float, int, int]] = []  # (time, kind, sequence): a heap
     sequence = 0
 
@@ -64,9 +62,7 @@ def closed_loop(
     for k in range(concurrency):  # the clients start within the first overhead
         push(extras[k], ARRIVE)
     queue: deque[float] = deque()  # arrival times
-    device_free = [0.0] * config.devices
-    free_instances = config.count
-    timeout_at = math.inf
+    server: Batcher[float] = Batcher(config, service, rng, turnaround_s, device_share)
     latencies: list[float] = []
     finished_at: list[float] = []
     while len(latencies) < requests:  # the last batch may overshoot
@@ -74,32 +70,20 @@ def closed_loop(
         if kind == ARRIVE:
             queue.append(now)
         elif kind == FREE:
-            free_instances += 1
-        elif now < timeout_at:  # a stale timeout
+            server.free_instances += 1
+        elif now < server.timeout_at:  # a stale timeout
             continue
-        while free_instances and queue:
-            expired = now >= queue[0] + delay - 1e-12
-            take = batch_now(len(queue), config, expired)
-            if take == 0:
-                at = queue[0] + delay
-                if at != timeout_at:
-                    timeout_at = at
-                    push(at, TIMEOUT)
-                break
-            seconds = service(take, rng)
-            host = seconds * (1 - device_share)
-            start = max(now + host, heapq.heappop(device_free))
-            end = start + seconds - host
-            heapq.heappush(device_free, end)
+        sent, timeout = server.form(now, queue, float)
+        for batch, end in sent:
             push(end + turnaround_s, FREE)
-            free_instances -= 1
-            for _ in range(take):
-                arrived = queue.popleft()
+            for arrived in batch:
                 extra = extras[drawn]
                 drawn += 1
                 latencies.append(end - arrived + extra)
                 finished_at.append(end + extra)
                 push(end + extra, ARRIVE)  # the client's next request
+        if timeout is not None:
+            push(timeout, TIMEOUT)
     first = int(requests * warmup)
     ends = sorted(finished_at)
     span = max(ends[-1] - ends[first], 1e-9)

@@ -107,9 +107,11 @@ def profile_server(
     progress: Callable[[str], None] = lambda _: None,
     max_batch_size: int | None = None,
     stability: float = STABILITY,
+    slo_s: float | None = None,
 ) -> Profile:
     """The profile of ``model`` as served now (its config is what the simulation models);
-    ``max_batch_size`` profiles batches up to that size instead of the served largest."""
+    ``max_batch_size`` profiles batches up to that size instead of the served largest; with
+    ``slo_s``, windows that differ by less than service.SLO_FLOOR of it are not refused."""
     from tritonpipe.capacity.candidates import ServerConfigs
 
     configs = ServerConfigs(http_address)
@@ -120,7 +122,9 @@ def profile_server(
         knobs = {"count": 1, "max_queue_delay_us": 0, "max_batch_size": largest}
         configs.apply(model, {model: knobs})
         measure = server_measure(model, url, protocol, http_address, largest, window_ms, input_data)
-        profile = measure_profile(measure, config, model, progress=progress, stability=stability)
+        profile = measure_profile(
+            measure, config, model, progress=progress, stability=stability, slo_s=slo_s
+        )
         if config.count > config.devices:
             # The instances share the device: how much of an execution holds it.
             configs.apply(model, {model: {**knobs, "count": config.count}})

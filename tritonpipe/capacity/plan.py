@@ -112,8 +112,9 @@ def make_plan(
     warnings = list(predictor.profile.warnings)
     if capacity.low <= 0:
         warnings.append(
-            "one measured window alone misses the SLO even at no load: the interval reaches 0, "
-            "so the plan rests on the other windows; rerun when the machine is quieter"
+            "one measured window alone (or the windows' slowest at every batch size) misses the "
+            "SLO even at no load: the interval reaches 0, so the plan rests on the other "
+            "windows; rerun when the machine is quieter"
         )
 
     def need(qps: float, per: float = usable) -> int:

@@ -63,7 +63,7 @@ class _Replica:
             self.progress,
         )
 
-    def profile(self, devices: int, stability: float) -> Profile:
+    def profile(self, devices: int, stability: float, slo_s: float) -> Profile:
         from tritonpipe.capacity.measure import profile_server
 
         return profile_server(
@@ -76,6 +76,7 @@ class _Replica:
             devices,
             self.progress,
             stability=stability,
+            slo_s=slo_s,
         )
 
 
@@ -159,7 +160,7 @@ def run_plan(request: PlanRequest, progress: Callable[[str], None]) -> dict[str,
             profile = read_profile(request.profile)
         else:
             assert replica is not None
-            profile = replica.profile(request.devices, request.stability)
+            profile = replica.profile(request.devices, request.stability, request.slo_p99_ms / 1000)
         if request.report is not None:
             request.report.mkdir(parents=True, exist_ok=True)
             (request.report / "profile.json").write_text(json.dumps(profile.to_json()) + "\n")

@@ -1,6 +1,7 @@
 """Predictions from a service profile by simulation: p99 at a rate, the largest rate within a
 p99 SLO, and the best serving knobs, each with an interval: the range of the same prediction
-from each measured window alone."""
+from each measured window alone and from the windows' envelopes (every batch size's fastest
+window together, and every one's slowest)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ class Predictor:
                 f"size profiled ({max(profile.sizes)})"
             )
         self.pooled = profile.pooled()
+        # The interval's bounds: each window alone, and the extremes of all of them together.
+        self.bounds = (*profile.windows, *profile.envelopes())
 
     def saturation(self, window: Window | None = None) -> float:
         """Requests/s with every execution slot busy on full batches."""
@@ -66,7 +69,7 @@ class Predictor:
     def p99(self, rate: float) -> Estimate:
         """Predicted p99 seconds at ``rate`` requests/s."""
         central = self._p99(rate, self.pooled)
-        each = [self._p99(rate, w) for w in self.profile.windows]
+        each = [self._p99(rate, w) for w in self.bounds]
         return Estimate(central, min([central, *each]), max([central, *each]))
 
     def base(self) -> Estimate:
@@ -87,7 +90,7 @@ class Predictor:
             return max_rate(lambda r: self._p99(r, window), slo_s, self.saturation(window))
 
         central = top(self.pooled)
-        each = [top(w) for w in self.profile.windows]
+        each = [top(w) for w in self.bounds]
         return Estimate(central, min([central, *each]), max([central, *each]))
 
     def capacity_pooled(self, slo_s: float, steps: int = 10) -> float:

@@ -18,6 +18,10 @@ from tritonpipe.errors import PerfError
 
 # Windows that disagree by more than this (max - min over median) are repeated, then refused.
 STABILITY = 0.2
+# ... unless they disagree by less than this share of the SLO in absolute terms: 0.2 ms on a
+# 0.6 ms latency is 33%, and 1% of a 20 ms SLO. The plan's interval then spans the spread (each
+# window alone and the envelopes of all of them, Profile.envelopes), so it is shown, not hidden.
+SLO_FLOOR = 0.025
 # A straight line (A + B x rows) off a measured batch size by more than this is a warning.
 FIT_WARNING = 0.1
 OVERHEAD_SAMPLES = 2000  # kept per window
@@ -113,16 +117,52 @@ class Profile:
         error = float(np.max(np.abs(intercept + slope * sizes - times) / times))
         return float(intercept), float(slope), error
 
-    def instability(self) -> dict[str, float]:
-        """The windows' spread, per batch size and for the median latency at batch size 1."""
-        out = {f"batch {b}": spread([w.service_s[b] for w in self.windows]) for b in self.sizes}
-        # The overhead counts against the latency it is part of: a 0.2 ms overhead doubling
-        # matters little beside a 10 ms execution.
+    def _compared(self) -> dict[str, list[float]]:
+        """What the windows must agree on: the time per batch size, and the median latency at
+        batch size 1 (the overhead counts against the latency it is part of: a 0.2 ms overhead
+        doubling matters little beside a 10 ms execution)."""
+        out = {f"batch {b}": [w.service_s[b] for w in self.windows] for b in self.sizes}
         first = self.sizes[0]
-        out["latency at batch 1"] = spread(
-            [w.service_s[first] + float(np.median(w.overhead_s)) for w in self.windows]
-        )
+        out["latency at batch 1"] = [
+            w.service_s[first] + float(np.median(w.overhead_s)) for w in self.windows
+        ]
         return out
+
+    def instability(self) -> dict[str, float]:
+        """The windows' relative spread (max - min over median) of each compared value."""
+        return {name: spread(values) for name, values in self._compared().items()}
+
+    def unstable(
+        self, stability: float = STABILITY, slo_s: float | None = None
+    ) -> tuple[list[tuple[str, float]], list[tuple[str, float, float]]]:
+        """(refused, tolerated): the compared values whose windows differ by more than
+        ``stability`` (relative) and by more than SLO_FLOOR of ``slo_s`` (absolute seconds),
+        as (name, relative); and those over ``stability`` but under the floor, as (name,
+        relative, absolute seconds). Without an SLO there is no floor."""
+        floor = SLO_FLOOR * slo_s if slo_s is not None else 0.0
+        refused: list[tuple[str, float]] = []
+        tolerated: list[tuple[str, float, float]] = []
+        for name, values in self._compared().items():
+            relative = spread(values)
+            if relative <= stability:
+                continue
+            absolute = max(values) - min(values)
+            if slo_s is not None and absolute <= floor:
+                tolerated.append((name, relative, absolute))
+            else:
+                refused.append((name, relative))
+        return sorted(refused, key=lambda nr: -nr[1]), tolerated
+
+    def envelopes(self) -> tuple[Window, Window]:
+        """(fastest, slowest): every batch size's and the overhead's best and worst window
+        together, so an interval also covers windows that mix the measured extremes."""
+        by_median = sorted(self.windows, key=lambda w: float(np.median(w.overhead_s)))
+        out = []
+        for pick, overheads in ((min, by_median[0]), (max, by_median[-1])):
+            service = {b: pick(w.service_s[b] for w in self.windows) for b in self.sizes}
+            turn = pick(w.turnaround_s for w in self.windows)
+            out.append(Window(service, overheads.overhead_s, overheads.by_load, turn))
+        return out[0], out[1]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -287,9 +327,11 @@ def measure_profile(
     extra: int = 2,
     progress: Callable[[str], None] = lambda _: None,
     stability: float = STABILITY,
+    slo_s: float | None = None,
 ) -> Profile:
     """``repeats`` windows (up to ``extra`` more while they disagree by more than
-    ``stability``); refused when the last ``repeats`` still disagree."""
+    ``stability`` and, given the SLO, by more than SLO_FLOOR of it); refused when the last
+    ``repeats`` still disagree. A spread tolerated by the floor is a warning of the profile."""
     windows: list[Window] = []
     for attempt in range(repeats + extra):
         windows.append(measure())
@@ -303,19 +345,32 @@ def measure_profile(
         if len(windows) < repeats:
             continue
         profile = Profile(tuple(windows[-repeats:]), config, model)
-        worst = max(profile.instability().items(), key=lambda kv: kv[1])
-        if worst[1] <= stability:
-            return _with_warnings(profile)
+        refused, tolerated = profile.unstable(stability, slo_s)
+        if not refused:
+            return _with_warnings(profile, tolerated, slo_s, stability)
+    name, relative = refused[0]
+    floor = f" and {SLO_FLOOR:.1%} of the SLO" if slo_s is not None else ""
     raise PerfError(
-        f"the measurements are not stable: {worst[0]} varied {worst[1]:.0%} across the last "
-        f"{repeats} windows (limit {stability:.0%}) after {repeats + extra} windows; the machine "
-        "is too busy to plan on. Rerun when it is quieter, or with longer --window-ms."
+        f"the measurements are not stable: {name} varied {relative:.0%} across the last "
+        f"{repeats} windows (limit {stability:.0%}{floor}) after {repeats + extra} windows; the "
+        "machine is too busy to plan on. Rerun when it is quieter, or with longer --window-ms."
     )
 
 
-def _with_warnings(profile: Profile) -> Profile:
+def _with_warnings(
+    profile: Profile,
+    tolerated: Sequence[tuple[str, float, float]] = (),
+    slo_s: float | None = None,
+    stability: float = STABILITY,
+) -> Profile:
     _, _, error = profile.fit()
     warnings = list(profile.warnings)
+    if tolerated and slo_s is not None:
+        spreads = ", ".join(f"{n} {r:.0%} ({a * 1000:.2f} ms)" for n, r, a in tolerated)
+        warnings.append(
+            f"the windows differ by more than {stability:.0%} in {spreads}, under "
+            f"{SLO_FLOOR:.1%} of the {slo_s * 1000:g} ms SLO: accepted; the intervals span it"
+        )
     if error > FIT_WARNING:
         warnings.append(
             f"the execution time is not a straight line in the batch size (A + B x rows misses "

@@ -18,13 +18,14 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from tritonpipe.errors import PerfError
 
 Service = Callable[[int, np.random.Generator], float]  # batch size -> seconds
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +71,60 @@ def batch_now(pending: int, config: Config, expired: bool) -> int:
     return 0
 
 
+class Batcher(Generic[Item]):
+    """The server side of both simulations (this one's Poisson arrivals, closed_loop's clients):
+    the dynamic batcher forming batches from a queue when an instance is free, the instances,
+    and the device slots they share."""
+
+    def __init__(
+        self,
+        config: Config,
+        service: Service,
+        rng: np.random.Generator,
+        turnaround_s: float = 0.0,
+        device_share: float = 1.0,
+    ):
+        self.config = config
+        self.service = service
+        self.rng = rng
+        self.turnaround_s = turnaround_s
+        self.device_share = device_share
+        self.delay = config.max_queue_delay_us / 1e6
+        self.free_instances = config.count
+        self.device_free = [0.0] * config.devices  # when each execution slot frees up (a heap)
+        self.timeout_at = math.inf  # the pending queue-delay timeout (older ones are stale)
+        self.busy = 0.0  # device seconds
+        self.batches = 0
+
+    def form(
+        self, now: float, queue: deque[Item], arrived: Callable[[Item], float]
+    ) -> tuple[list[tuple[list[Item], float]], float | None]:
+        """Batches sent at ``now`` from ``queue`` (oldest first; ``arrived`` gives an item's
+        arrival time), each with when its execution ends; and when a new queue-delay timeout
+        falls due (None: none). The caller frees an instance ``turnaround_s`` after each end."""
+        sent: list[tuple[list[Item], float]] = []
+        timeout = None
+        while self.free_instances and queue:
+            oldest = arrived(queue[0])
+            take = batch_now(len(queue), self.config, now >= oldest + self.delay - 1e-12)
+            if take == 0:
+                at = oldest + self.delay
+                if at != self.timeout_at:
+                    self.timeout_at = timeout = at
+                break
+            batch = [queue.popleft() for _ in range(take)]
+            seconds = self.service(take, self.rng)
+            host = seconds * (1 - self.device_share)
+            start = max(now + host, heapq.heappop(self.device_free))
+            end = start + seconds - host
+            heapq.heappush(self.device_free, end)
+            self.free_instances -= 1
+            self.busy += seconds - host
+            self.batches += 1
+            sent.append((batch, end))
+        return sent, timeout
+
+
 def simulate(
     rate: float,
     service: Service,
@@ -92,17 +147,12 @@ def simulate(
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1 / rate, requests))
     extra = rng.choice(np.asarray(overhead_s, dtype=float), requests)
-    delay = config.max_queue_delay_us / 1e6
     done = np.zeros(requests)
     queue: deque[int] = deque()
-    free_instances = config.count
-    device_free = [0.0] * config.devices  # when each execution slot frees up (a heap)
+    server: Batcher[int] = Batcher(config, service, rng, turnaround_s, device_share)
     events: list[tuple[float, int, int]] = []  # (time, kind, data): 0 instance free, 1 timeout
-    busy = 0.0
-    batches = 0
     i = 0
     now = 0.0
-    timeout_at = math.inf
     while i < requests or queue or events:
         next_arrival = arrivals[i] if i < requests else math.inf
         next_event = events[0][0] if events else math.inf
@@ -113,33 +163,19 @@ def simulate(
         else:
             now, kind, _ = heapq.heappop(events)
             if kind == 0:
-                free_instances += 1
-            elif now < timeout_at:  # a stale timeout
+                server.free_instances += 1
+            elif now < server.timeout_at:  # a stale timeout
                 continue
-        while free_instances and queue:
-            expired = now >= arrivals[queue[0]] + delay - 1e-12
-            take = batch_now(len(queue), config, expired)
-            if take == 0:
-                at = float(arrivals[queue[0]] + delay)
-                if at != timeout_at:
-                    timeout_at = at
-                    heapq.heappush(events, (at, 1, 0))
-                break
-            batch = [queue.popleft() for _ in range(take)]
-            seconds = service(take, rng)
-            host = seconds * (1 - device_share)
-            start = max(now + host, heapq.heappop(device_free))
-            end = start + seconds - host
-            heapq.heappush(device_free, end)
+        sent, timeout = server.form(now, queue, lambda r: float(arrivals[r]))
+        for batch, end in sent:
             heapq.heappush(events, (end + turnaround_s, 0, 0))
-            free_instances -= 1
-            busy += seconds - host
-            batches += 1
             for r in batch:
                 done[r] = end
+        if timeout is not None:
+            heapq.heappush(events, (timeout, 1, 0))
     keep = slice(int(requests * warmup), requests)
     latencies = (done - arrivals + extra)[keep]
-    return Run(latencies, requests / max(batches, 1), busy / (now * config.devices))
+    return Run(latencies, requests / max(server.batches, 1), server.busy / (now * config.devices))
 
 
 def max_rate(p99_at: Callable[[float], float], slo_s: float, high: float, steps: int = 14) -> float:

@@ -233,7 +233,10 @@ def plan(
     ] = False,
     stability_percentage: Annotated[
         float,
-        typer.Option(help="Profile windows may differ by this much (max - min over median)."),
+        typer.Option(
+            help="Profile windows may differ by this much (max - min over median), or by up "
+            "to 2.5% of the SLO in milliseconds."
+        ),
     ] = 20.0,
     protocol: Annotated[str, typer.Option("-i", "--protocol", help="http or grpc.")] = "grpc",
     window_ms: Annotated[

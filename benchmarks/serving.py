@@ -14,8 +14,10 @@ HTTP load comes from wrk (one PNG per request; Triton's binary tensor protocol) 
 all of them up at once and measured in turn at each connection count (``--rounds`` repeats the
 sweep, each round in the reverse order of the last), with the CPU each side's process tree used;
 gRPC load from perf_analyzer for the two Triton targets. Then the fused model's queue delay and
-instance count are varied through explicit model control (a config override) at 1 and 32
-connections. Prints each table with its ratios and writes Markdown with the machine described.
+instance count are varied through explicit model control (a config override) at 1, 8 and 32
+connections, and a last server with Triton's TIMESTAMPS trace on shows where the fused model's
+time goes (``benchmarks/serving_breakdown.py``). Prints each table with its ratios and writes
+Markdown with the machine described.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 import tritonclient.http as triton_http
 
-from benchmarks import peers
+from benchmarks import peers, serving_breakdown
 from benchmarks.peers import Peer, cpu_seconds
 from benchmarks.serving_report import report as _report
 from tritonpipe.perf.input_data import to_json
@@ -249,9 +251,9 @@ def _triton(
                     print(f"  grpc {label:<8} c={c:<3} {grpc[(label, c)]}", flush=True)
         if "sweep" in sections:
             url = f"{server.http_url}/v2/models/digits/infer"
-            for count, delay in ((1, 0), (2, 0), (2, 200), (2, 1000)):
+            for count, delay in ((1, 0), (2, 0), (1, 200), (2, 200), (2, 1000)):
                 _reload(server, count, delay)
-                for c in (1, 32):
+                for c in CONNECTIONS:
                     result = _measure(url, body, headers, c, args.seconds)
                     delays[(count, delay, c)] = result
                     print(f"  fused count={count} delay={delay} c={c} {result}", flush=True)
@@ -265,8 +267,8 @@ def main() -> int:
     parser.add_argument("--peers", default="fastapi,bentoml,ray", help="comma-separated peers")
     parser.add_argument(
         "--sections",
-        default="inprocess,http,grpc,sweep",
-        help="what to run: inprocess, http, grpc, sweep",
+        default="inprocess,http,grpc,sweep,breakdown",
+        help="what to run: inprocess, http, grpc, sweep, breakdown",
     )
     parser.add_argument(
         "--triton-arg",
@@ -300,8 +302,27 @@ def main() -> int:
         finally:
             for peer in running:
                 peer.stop()
+    breakdown = ""
+    if "breakdown" in sections:
+        print("where the time goes (Triton's trace) ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            measured = serving_breakdown.measure(
+                repo, "digits", list(CONNECTIONS), args.seconds, 4, Path(tmp)
+            )
+        breakdown = serving_breakdown.report(measured, "digits", 4)
+        print(breakdown, flush=True)
     report = _report(
-        machine, local, http, idle, missing, grpc, delays, args.seconds, args.rounds, args
+        machine,
+        local,
+        http,
+        idle,
+        missing,
+        grpc,
+        delays,
+        args.seconds,
+        args.rounds,
+        args,
+        breakdown,
     )
     print("\n" + report)
     if args.out:

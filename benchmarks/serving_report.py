@@ -136,25 +136,23 @@ def _grpc(grpc: dict[tuple[str, int], Any]) -> list[str]:
 def _delays(delays: dict[tuple[int, int, int], Any]) -> list[str]:
     if not delays:
         return []
+    counts = sorted({k[2] for k in delays})
     lines = [
         "",
         "## Fused model: instances and queue delay (HTTP, wrk)",
         "",
         *_head(
-            *("instances", "max_queue_delay_us", "req/s at 1", "p50 ms at 1"),
-            *("req/s at 32", "p50 ms at 32", "p99 ms at 32"),
+            "instances",
+            "max_queue_delay_us",
+            *(f"{what} at {c}" for c in counts for what in ("req/s", "p50 ms", "p99 ms")),
         ),
     ]
     for count, delay in sorted({(k[0], k[1]) for k in delays}):
-        one, many = delays[(count, delay, 1)], delays[(count, delay, 32)]
-        lines.append(
-            _row(
-                str(count),
-                [str(delay), f"{one.throughput:.0f}", f"{one.p50_us / 1000:.2f}"]
-                + [f"{many.throughput:.0f}", f"{many.p50_us / 1000:.2f}"]
-                + [f"{many.p99_us / 1000:.2f}"],
-            )
-        )
+        cells = [str(delay)]
+        for c in counts:
+            r = delays[(count, delay, c)]
+            cells += [f"{r.throughput:.0f}", f"{r.p50_us / 1000:.2f}", f"{r.p99_us / 1000:.2f}"]
+        lines.append(_row(str(count), cells))
     return lines
 
 
@@ -169,6 +167,7 @@ def report(
     seconds: float,
     rounds: int,
     args: argparse.Namespace,
+    breakdown: str = "",
 ) -> str:
     cores = os.cpu_count() or 1
     extra = " ".join(args.triton_arg) or "none"
@@ -198,4 +197,6 @@ def report(
     if http:
         lines += ["", *_http(http, idle), *_targets(http)]
     lines += _grpc(grpc) + _delays(delays)
+    if breakdown:
+        lines += ["", "## Where the fused model's time goes", "", breakdown.rstrip()]
     return "\n".join(lines) + "\n"

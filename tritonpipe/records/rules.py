@@ -11,6 +11,7 @@ Every reason starts with what it is about, then a colon, then what is wrong::
     input 'count': 300 is outside INT8 [-128, 127]
     input 'sensor_type': 7 is not a string
     input 'pixels': 3 values, wants FP32[4]
+    input 'temperature': takes one value per row, got a list ([71.5, 72])
     input 'cat': 50 is outside [0, 49]
     input 'sensor_type': unknown category 'fan'
     id 'event_id': missing
@@ -163,6 +164,11 @@ class Reasons:
     @staticmethod
     def outside_dtype(name: str, value: Any, want: str, low: Any, high: Any) -> str:
         return f"input '{name}': {show(value)} is outside {want} [{low}, {high}]"
+
+    @staticmethod
+    def list_for_scalar(name: str, value: Any) -> str:
+        """A list (or array) where the input takes a single value per row (dims [1] or [])."""
+        return f"input '{name}': takes one value per row, got a list ({show(value)})"
 
     @staticmethod
     def wrong_length(name: str, got: int, spec: TensorSpec) -> str:

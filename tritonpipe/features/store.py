@@ -28,18 +28,29 @@ def open_store(repo: str | Path, fail: Fail) -> Any:
 def feature_view(store: Any, repo: str | Path, name: str, fail: Fail) -> Any:
     """The feature view ``name`` of ``store`` (opened from ``repo``); a missing one lists the
     views there are."""
-    try:
-        return store.get_feature_view(name)
-    except Exception:
-        names = ", ".join(v.name for v in store.list_feature_views()) or "none"
-        raise fail(f"no feature view {name!r} in {repo} (feature views: {names})") from None
+    return _named(
+        store.get_feature_view, store.list_feature_views, "feature view", name, f"{repo}", fail
+    )
 
 
 def feature_service(store: Any, repo: str | Path, name: str, fail: Fail) -> Any:
     """The feature service ``name`` of ``store`` (opened from ``repo``); a missing one lists the
     services there are."""
+    return _named(
+        store.get_feature_service,
+        store.list_feature_services,
+        "feature service",
+        name,
+        f"{repo}",
+        fail,
+    )
+
+
+def _named(
+    get: Callable[[str], Any], known: Callable[[], Any], kind: str, name: str, repo: str, fail: Fail
+) -> Any:
     try:
-        return store.get_feature_service(name)
-    except Exception:
-        names = ", ".join(s.name for s in store.list_feature_services()) or "none"
-        raise fail(f"no feature service {name!r} in {repo} (feature services: {names})") from None
+        return get(name)
+    except Exception:  # Feast raises its own tree for an unknown name
+        names = ", ".join(item.name for item in known()) or "none"
+        raise fail(f"no {kind} {name!r} in {repo} ({kind}s: {names})") from None

@@ -1,5 +1,8 @@
 # tritonpipe: every target uses .venv/, created by `make setup`.
 SHELL := /bin/bash
+# A recipe line fails when any command in it fails, a piped one's first command too
+# (`train.py 2>&1 | grep -v warn` fails when train.py does, not only when grep does).
+.SHELLFLAGS := -eo pipefail -c
 PY := .venv/bin/python
 PIP := .venv/bin/pip -q --disable-pip-version-check
 # Not quiet: the long install prints each package it collects and installs.
@@ -120,8 +123,8 @@ bench-stream: .venv/.installed ## Stream benchmark (after `make fraud`): 1 vs 2 
 	PYTHONUNBUFFERED=1 $(PY) examples/fraud/bench_stream.py --out benchmarks/results/stream.md
 
 fraud-challenger: .venv/.installed ## Second fraud version (after `make fraud`): train @challenger, shadow it, canary 10%, compare agreement + AUC
-	set -o pipefail; $(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
-	set -o pipefail; PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
+	$(PY) examples/fraud/train.py --alias challenger --epochs 3 --legit-sample 0.3 --seed 1 2>&1 | grep -v -i -e warn -e 'mlflow.store' -e configure_mappers
+	PYTHONUNBUFFERED=1 $(PY) examples/fraud/challenger_demo.py 2>&1 | grep --line-buffered -v -i -e warn -e Downloading
 
 bench-fraud: ## Benchmark the fraud pipeline (after `make fraud`; writes benchmarks/results/fraud_pipeline.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.fraud --out benchmarks/results/fraud_pipeline.md

@@ -195,6 +195,10 @@ def _records() -> str:
         ("a non-integral number for an integer input", Reasons.wrong_type("cat", 1.5, "INT64")),
         ("an integer outside the dtype", Reasons.outside_dtype("small", 300, "INT8", -128, 127)),
         ("a number where a string is wanted", Reasons.wrong_type("sensor_type", 7, "a string")),
+        (
+            "a list for a single-value input (dims `[1]` or `[]`)",
+            Reasons.list_for_scalar("temperature", [71.5, 72]),
+        ),
         ("a list of the wrong length", Reasons.wrong_length("history", 2, vector)),
         ("a value outside the input's `range`", Reasons.outside("cat", 50, 0, 49)),
         (

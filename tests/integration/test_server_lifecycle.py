@@ -257,6 +257,23 @@ def test_serve_exits_1_quoting_the_cause_when_it_gives_up(
     assert not group_members(server)
 
 
+def test_serve_says_which_models_a_timed_out_stop_was_waiting_for(
+    stubborn_repository: Path, tmp_path: Path
+) -> None:
+    """With no time to unload (--exit-timeout 0), tritonserver exits 1 on SIGINT; serve says
+    why, from the server's log: the models it was still waiting to unload."""
+    log = tmp_path / "log"
+    with _serving(stubborn_repository, "--log-file", str(log), "--exit-timeout", "0") as (
+        serve,
+        _,
+    ):
+        serve.send_signal(signal.SIGINT)
+        rest, _ = serve.communicate(timeout=60)
+    why = "the exit timeout expired with 1 model(s) still unloading (stubborn)"
+    assert f"tritonserver exited with code 1 ({why}; --exit-timeout is 0s" in rest, rest
+    assert "Exit timeout expired" in log.read_text()
+
+
 def test_server_ends_when_serve_is_killed_with_sigkill(
     stubborn_repository: Path, tmp_path: Path
 ) -> None:

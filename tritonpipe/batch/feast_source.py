@@ -31,20 +31,13 @@ def _utc(when: datetime) -> datetime:
 
 @lru_cache(maxsize=4)
 def _store_and_service(repo: str, service: str) -> tuple[Any, Any]:
-    from feast import FeatureStore
+    from tritonpipe.features.store import feature_service, open_store
 
-    try:
-        store = FeatureStore(repo_path=repo)
-    except Exception as exc:  # a missing or broken feature_store.yaml: name the repository
-        raise BatchError(f"source.repo {repo}: not a Feast repository: {exc}") from None
-    try:
-        return store, store.get_feature_service(service)
-    except Exception:
-        names = ", ".join(s.name for s in store.list_feature_services()) or "none"
-        raise BatchError(
-            f"source.feature_service '{service}': not in Feast repository {repo} "
-            f"(feature services: {names})"
-        ) from None
+    store = open_store(repo, lambda message: BatchError(f"source.repo: {message}"))
+    found = feature_service(
+        store, repo, service, lambda message: BatchError(f"source.feature_service: {message}")
+    )
+    return store, found
 
 
 def feature_names(repo: str, service: str) -> list[str]:

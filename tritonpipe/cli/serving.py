@@ -197,8 +197,21 @@ def _stop(server: Any, exit_timeout: int) -> None:
         typer.echo("stopping: letting in-flight requests finish")
     code = server.stop()
     reason = ""
-    if code and connections:
-        reason = " (clients kept HTTP connections open past the exit timeout)"
+    if code:
+        from tritonpipe.server.logs import log_excerpt
+
+        why = [server.stop_cause] if server.stop_cause else []
+        if connections:
+            why.append("clients kept HTTP connections open past the exit timeout")
+        if server.stop_cause and "unloading" in server.stop_cause:
+            why.append(
+                f"--exit-timeout is {exit_timeout}s and each Python-backend instance takes "
+                "about a second to unload: raise it"
+            )
+        if why:
+            reason = f" ({'; '.join(why)})"
+        else:
+            reason = f"; from its log {server.log_path}:\n{log_excerpt(server.log_path, lines=5)}"
     typer.echo(f"tritonserver exited with code {code}{reason}")
 
 

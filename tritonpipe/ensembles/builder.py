@@ -39,7 +39,8 @@ from tritonpipe.ensembles.warmup import (
     sample_array,
 )
 from tritonpipe.errors import RepositoryError, SpecError
-from tritonpipe.export.manifest import FORMATS, MANIFEST
+from tritonpipe.export.manifest import FORMATS
+from tritonpipe.records.plan import CONTRACT_PARAMETER, contract_options
 from tritonpipe.repository.config import (
     Step,
     ensemble_config,
@@ -51,25 +52,12 @@ from tritonpipe.repository.validate import CONFIG, LoadedModel, validate_reposit
 from tritonpipe.tensors import TensorSpec
 
 NATIVE_PLATFORMS = {"onnx": "onnxruntime_onnx", "torchscript": "pytorch_libtorch"}
-# Config parameter: {input: [low, high)} of integer inputs, from the scoring models' manifests.
-VALUE_RANGES = "tritonpipe.value_ranges"
 SUFFIXES = {fmt: Path(file).suffix for fmt, file in FORMATS.items()}
 
 
-def _value_ranges(steps: list[Bound], inputs: list[TensorSpec]) -> dict[str, list[int]]:
-    """The integer ranges a scoring model's export was checked on (``value_ranges`` of its
-    manifest), for the inputs that reach it unchanged: what a profiler draws random ids from."""
-    names = {t.name for t in inputs}
-    ranges: dict[str, list[int]] = {}
-    for b in steps:
-        manifest = b.step.source.parent / MANIFEST
-        if b.step.kind == "stage" or not manifest.is_file():
-            continue
-        known = json.loads(manifest.read_text()).get("value_ranges", {})
-        for own, tensor in b.input_map.items():
-            if tensor in names and own in known:
-                ranges[tensor] = [int(v) for v in known[own]]
-    return ranges
+def _contract_parameter(contract: dict[str, Any]) -> str | None:
+    """The contract as the config parameter's value; None when it holds no rules."""
+    return json.dumps(contract, separators=(",", ":")) if any(contract.values()) else None
 
 
 def _write(folder: Path, config: pb.ModelConfig) -> None:
@@ -119,12 +107,10 @@ def _python_model(
         "tritonpipe.plan": PLAN_FILE,
         "tritonpipe.steps": ",".join(b.step.name for b in steps),
     }
-    if any(plan.get("contract", {}).values()):
+    if rules := _contract_parameter(plan.get("contract", {})):
         # The records contract's options, for clients that judge values as the runtime does
-        # (a stream worker with --url).
-        params["tritonpipe.contract"] = json.dumps(plan["contract"], separators=(",", ":"))
-    if ranges := _value_ranges(steps, inputs):
-        params[VALUE_RANGES] = json.dumps(ranges, sort_keys=True)
+        # (a stream worker with --url) and profilers that draw values within its ranges.
+        params[CONTRACT_PARAMETER] = rules
     config = model_config(
         name,
         inputs=inputs,
@@ -220,8 +206,8 @@ def _ensemble(out: Path, plan: EnsemblePlan) -> list[str]:
         max_batch_size=plan.max_batch_size,
         steps=steps,
     )
-    if ranges := _value_ranges(plan.steps, plan.inputs):
-        config.parameters[VALUE_RANGES].string_value = json.dumps(ranges, sort_keys=True)
+    if rules := _contract_parameter(contract_options(plan.steps, plan.inputs, plan.outputs)):
+        config.parameters[CONTRACT_PARAMETER].string_value = rules
     _write(out / plan.name, config)
     (out / plan.name / "1").mkdir()
     (out / plan.name / "1" / ".gitkeep").write_text("")
@@ -233,8 +219,6 @@ def _guard(out: Path, plan: EnsemblePlan, native: Bound, steps: list[Step]) -> d
     (``<ensemble>_<step>_guard``) that checks them by the contract the Python runtime would
     check (the model's manifest ``value_ranges``; NaN and Inf refused: a 400 naming the input)
     and passes them on; returns ensemble tensor -> its checked name, for the native step."""
-    from tritonpipe.records.plan import contract_options
-
     feeds = set(native.input_map.values())
     inputs = [t for t in plan.inputs if t.name in feeds]
     if not inputs:

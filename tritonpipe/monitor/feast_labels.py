@@ -14,7 +14,6 @@ entity join, as in Feast's point-in-time joins.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from tritonpipe.errors import MonitorError
@@ -35,23 +34,17 @@ def read_feast_labels(source: str, *, as_of: Any = None) -> Any:
     up to ``as_of`` (default: now), with ``event_time`` and ``label_time`` columns; the view's
     ttl (or None) is in ``frame.attrs["ttl"]``."""
     import pandas as pd
-    from feast import FeatureStore
     from feast.utils import _get_column_names
 
+    from tritonpipe.features.store import feature_view, open_store
+
     repo, name = parse(source)
-    if not (Path(repo) / "feature_store.yaml").is_file():
-        raise MonitorError(f"{source}: {repo} is not a Feast repository (no feature_store.yaml)")
-    try:
-        store = FeatureStore(repo_path=repo)
-    except Exception as exc:  # Feast raises its own tree: name the repository
-        raise MonitorError(f"{source}: cannot open Feast repository {repo}: {exc}") from None
-    try:
-        view = store.get_feature_view(name)
-    except Exception:
-        names = ", ".join(v.name for v in store.list_feature_views()) or "none"
-        raise MonitorError(
-            f"{source}: no feature view {name!r} in {repo} (feature views: {names})"
-        ) from None
+
+    def fail(message: str) -> MonitorError:
+        return MonitorError(f"{source}: {message}")
+
+    store = open_store(repo, fail)
+    view = feature_view(store, repo, name, fail)
     entities = [store.get_entity(e) for e in view.entities]
     keys, features, timestamp, _ = _get_column_names(view, entities)
     end = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
 
 from tritonpipe.client.checks import ModelInfo
 from tritonpipe.errors import PerfError
+from tritonpipe.records.contract import Contract
+from tritonpipe.records.plan import published_options
+from tritonpipe.records.rules import InputRule
 from tritonpipe.tensors import Array, TensorSpec, dtype
 
 Sample = dict[str, Array]  # one request's tensors, without the batch dimension
@@ -56,44 +60,64 @@ def _shape(spec: TensorSpec, shapes: Mapping[str, tuple[int, ...]]) -> tuple[int
     return shape
 
 
-# Integer inputs without a recorded range: perf_analyzer's default.
+# Integer inputs without a range in the contract: perf_analyzer's default.
 DEFAULT_INT_RANGE = (0, 100)
 
 
-def value_ranges(info: ModelInfo) -> dict[str, tuple[int, int]]:
-    """``[low, high)`` per integer input, as ``tritonpipe build`` records them in the config
-    (``tritonpipe.value_ranges``) from the scoring models' export manifests."""
-    raw = info.config.get("parameters", {}).get("tritonpipe.value_ranges", {})
-    text = raw.get("string_value", "") if isinstance(raw, Mapping) else ""
+def input_rules(info: ModelInfo) -> dict[str, InputRule]:
+    """The model's input rules by name, from the contract its config publishes
+    (``tritonpipe.contract``: a spec's ``range``/``categories``, a scoring model's manifest
+    ``value_ranges``); rules without options for a model that publishes none."""
+    options = published_options(info.config) or {}
     try:
-        ranges = json.loads(text) if text else {}
-        return {str(k): (int(v[0]), int(v[1])) for k, v in ranges.items()}
-    except (ValueError, TypeError, IndexError, AttributeError):
-        return {}  # a hand-written parameter that does not parse: the default range
+        contract = Contract.from_specs(info.inputs, (), **options)
+    except (TypeError, ValueError, IndexError):
+        contract = Contract.from_specs(info.inputs, ())  # a hand-written parameter: no options
+    return {rule.name: rule for rule in contract.inputs}
+
+
+def _integers(rule: InputRule | None) -> tuple[int, int]:
+    """``[low, high)`` to draw an integer input from: the contract's range (inclusive), else
+    perf_analyzer's ``[0, 100)``, narrowed to the range when only one end is given."""
+    if rule is None or (rule.low is None and rule.high is None):
+        return DEFAULT_INT_RANGE
+    low = math.ceil(rule.low) if rule.low is not None else DEFAULT_INT_RANGE[0]
+    high = math.floor(rule.high) + 1 if rule.high is not None else low + DEFAULT_INT_RANGE[1]
+    return low, max(high, low + 1)
 
 
 def synthetic(
     info: ModelInfo, kind: str, shapes: Mapping[str, tuple[int, ...]], seed: int = 0
 ) -> list[Sample]:
-    """One sample of zeros or random values per input (perf_analyzer's zero/random); random
-    integers come from the model's recorded value range, else ``[0, 100)``."""
+    """One sample of zeros or random values per input (perf_analyzer's zero/random), within
+    the model's contract: random integers from its range, else ``[0, 100)``; floats from its
+    range, else ``[0, 1)``; strings from its categories, else random hex."""
     rng = np.random.default_rng(seed)
-    ranges = value_ranges(info)
+    rules = input_rules(info)
     sample: Sample = {}
     for spec in info.inputs:
         shape = _shape(spec, shapes)
+        rule = rules.get(spec.name)
         if spec.dtype == "BYTES":
             size = int(np.prod(shape))
-            words = [b"0" if kind == "zero" else rng.bytes(8).hex().encode() for _ in range(size)]
+            if kind == "zero":
+                words = [b"0"] * size
+            elif rule is not None and rule.categories:
+                picks = rng.integers(0, len(rule.categories), size)
+                words = [rule.categories[int(i)].encode() for i in picks]
+            else:
+                words = [rng.bytes(8).hex().encode() for _ in range(size)]
             sample[spec.name] = np.array(words, dtype=object).reshape(shape)
             continue
         np_type = np.dtype(dtype(spec.dtype).numpy)
         if kind == "zero":
             sample[spec.name] = np.zeros(shape, np_type)
         elif np_type.kind == "f":
-            sample[spec.name] = rng.random(shape).astype(np_type)
+            low = rule.low if rule is not None and rule.low is not None else 0.0
+            high = rule.high if rule is not None and rule.high is not None else low + 1.0
+            sample[spec.name] = (low + rng.random(shape) * (high - low)).astype(np_type)
         else:
-            low, high = ranges.get(spec.name, DEFAULT_INT_RANGE)
+            low, high = _integers(rule)
             sample[spec.name] = rng.integers(low, high, shape).astype(np_type)
     return [sample]
 

@@ -289,7 +289,9 @@ def _array_values(values: Any, rule: InputRule) -> Any:
     if isinstance(values, np.ndarray):
         if values.dtype.kind in "fiub":
             if rule.scalar:
-                return values.reshape(len(values))
+                # more than one value a row: the rows, each refused as a record's list is
+                flat = values.size == len(values)
+                return values.reshape(len(values)) if flat else values.reshape(len(values), -1)
             return values.reshape(len(values), -1) if values.ndim > 1 else values
         if rule.scalar or values.ndim == 1:
             return (

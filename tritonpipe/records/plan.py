@@ -4,10 +4,31 @@ module imports nothing of ``ensembles``); the result is JSON, stored in the runt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tritonpipe.tensors import TensorSpec
+
+# The config parameter ``tritonpipe build`` publishes the contract's options in (JSON), on every
+# model and ensemble whose inputs have rules: the one set of input rules a served config carries.
+CONTRACT_PARAMETER = "tritonpipe.contract"
+
+
+def published_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The contract's options a served config publishes (``tritonpipe.contract``, in Triton's
+    JSON form of the config); None without the parameter or when it does not parse as a JSON
+    object (a hand-written one)."""
+    params = config.get("parameters") or {}
+    raw = params.get(CONTRACT_PARAMETER)
+    text = raw.get("string_value") if isinstance(raw, Mapping) else None
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except ValueError:
+        return None
+    return dict(options) if isinstance(options, dict) else None
 
 
 def contract_options(

@@ -11,6 +11,7 @@ Every reason starts with what it is about, then a colon, then what is wrong::
     input 'count': 300 is outside INT8 [-128, 127]
     input 'sensor_type': 7 is not a string
     input 'pixels': 3 values, wants FP32[4]
+    input 'temperature': takes one value per row, got a list ([71.5, 72])
     input 'cat': 50 is outside [0, 49]
     input 'sensor_type': unknown category 'fan'
     id 'event_id': missing
@@ -29,7 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from tritonpipe.backend import runtime
 from tritonpipe.tensors import TensorSpec, dtype
+
+# A value as it appears in a reason; the texts the runtime (inside Triton) checks with too.
+show = runtime.show
 
 NUMBER_KINDS = "fiub"
 
@@ -114,21 +119,6 @@ class Refusal:
     reason: str
 
 
-def show(value: Any) -> str:
-    """A value as it appears in a reason: a Python literal, 40 characters at most."""
-    if isinstance(value, np.generic | np.ndarray):
-        value = value.tolist()  # a pandas cell's array reads as the record's list
-    if isinstance(value, float) and not np.isfinite(value):
-        text = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        text = str(int(value))  # 50.0 and 50 read the same, whatever the column's type
-    else:
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
 def type_name(value: Any) -> str:
     if value is None:
         return "null"
@@ -152,9 +142,7 @@ class Reasons:
     def missing(name: str) -> str:
         return f"input '{name}': missing"
 
-    @staticmethod
-    def not_finite(name: str, value: Any) -> str:
-        return f"input '{name}': {show(value)} is not a finite number"
+    not_finite = staticmethod(runtime.not_finite)
 
     @staticmethod
     def wrong_type(name: str, value: Any, want: str) -> str:
@@ -165,16 +153,16 @@ class Reasons:
         return f"input '{name}': {show(value)} is outside {want} [{low}, {high}]"
 
     @staticmethod
+    def list_for_scalar(name: str, value: Any) -> str:
+        """A list (or array) where the input takes a single value per row (dims [1] or [])."""
+        return f"input '{name}': takes one value per row, got a list ({show(value)})"
+
+    @staticmethod
     def wrong_length(name: str, got: int, spec: TensorSpec) -> str:
         return f"input '{name}': {got} values, wants {spec.describe()}"
 
-    @staticmethod
-    def outside(name: str, value: Any, low: Any, high: Any) -> str:
-        return f"input '{name}': {show(value)} is outside [{_bound(low)}, {_bound(high)}]"
-
-    @staticmethod
-    def unknown_category(name: str, value: Any) -> str:
-        return f"input '{name}': unknown category {show(value)}"
+    outside = staticmethod(runtime.outside)
+    unknown_category = staticmethod(runtime.unknown_category)
 
     @staticmethod
     def missing_id(field: str) -> str:
@@ -187,11 +175,3 @@ class Reasons:
     @staticmethod
     def not_text(name: str, value: Any) -> str:
         return f"output '{name}': not UTF-8 text ({show(value)})"
-
-
-def _bound(value: Any) -> str:
-    if value is None:
-        return "-inf"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)

@@ -131,6 +131,8 @@ def _one_number(rule: InputRule, value: Any) -> tuple[Array | None, str | None]:
     kind = type(value)
     if _is_bool_type(kind) or _is_number_type(kind):
         return np.asarray([value]), None
+    if rule.scalar and isinstance(value, list | tuple | np.ndarray):
+        return None, Reasons.list_for_scalar(rule.name, value)
     return None, Reasons.wrong_type(rule.name, value, rule.spec.dtype)
 
 
@@ -147,6 +149,8 @@ def _one_text(rule: InputRule, value: Any) -> tuple[bytes | None, str | None]:
         if rule.categories is not None and value.decode(errors="replace") not in rule.categories:
             return None, Reasons.unknown_category(rule.name, value)
         return value, None
+    if rule.scalar and isinstance(value, list | tuple | np.ndarray):
+        return None, Reasons.list_for_scalar(rule.name, value)
     return None, Reasons.wrong_type(rule.name, value, "a string")
 
 

@@ -25,6 +25,7 @@ from tritonpipe.server.logs import (
     default_log_path,
     log_excerpt,
     state_folder,
+    stop_timeout,
 )
 from tritonpipe.server.options import TOKEN_HEADER, ServerOptions
 from tritonpipe.server.process import (
@@ -73,6 +74,7 @@ class TritonServer:
         self.restarts = 0
         self.last_crash: str | None = None
         self.failure: str | None = None  # set when supervision gives up
+        self.stop_cause: str | None = None  # why the last stop exited non-zero, from the log
         self._deaths: list[float] = []
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -136,7 +138,19 @@ class TritonServer:
         self._end_children()
         if self._log is not None:
             self._log.close()
+        self.stop_cause = self._why_stop_failed() if code else None
+        if self.stop_cause:
+            log.warning("tritonserver exited with code %s on stop: %s", code, self.stop_cause)
         return code
+
+    def _why_stop_failed(self) -> str | None:
+        """From the log: the models a stop was still waiting for when its exit timeout ran out
+        (Python-backend instances take about a second each to unload)."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return None
+        return stop_timeout(text)
 
     def busy_ports(self) -> list[str]:
         """This server's ports that another process listens on, as "HTTP port 8000"."""

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from tritonpipe.errors import InputError, InvalidArgument, PipelineError
+from tritonpipe.records.plan import published_options
 from tritonpipe.tensors import Array, TensorSpec
 
 Result = dict[str, Array] | PipelineError
@@ -99,8 +99,7 @@ def served_options(config: Mapping[str, Any]) -> dict[str, Any] | None:
     params = config.get("parameters") or {}
     if "tritonpipe.plan" not in params:
         return None
-    raw = params.get("tritonpipe.contract", {}).get("string_value")
-    return dict(json.loads(raw)) if raw else {}
+    return published_options(config) or {}
 
 
 def make_scorer(source: str, name: str | None, url: str | None, **options: Any) -> Scorer:

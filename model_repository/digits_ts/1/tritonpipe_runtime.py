@@ -324,8 +324,7 @@ def refusal(decls: Sequence[Decl], arrays: Arrays) -> str | None:
             for value in array.flat:
                 raw = value if isinstance(value, bytes) else str(value).encode()
                 if raw not in decl.categories:
-                    shown = _show(raw.decode(errors="replace"))
-                    return f"input '{decl.tensor}': unknown category {shown}"
+                    return unknown_category(decl.tensor, raw.decode(errors="replace"))
             continue
         if array.dtype.kind not in "fiu":
             continue
@@ -333,36 +332,55 @@ def refusal(decls: Sequence[Decl], arrays: Arrays) -> str | None:
             finite = np.isfinite(array)
             if not finite.all():
                 value = array[~finite].flat[0]
-                return f"input '{decl.tensor}': {_show(value)} is not a finite number"
+                return not_finite(decl.tensor, value)
         if decl.low is None and decl.high is None:
             continue
         low = -np.inf if decl.low is None else decl.low
         high = np.inf if decl.high is None else decl.high
-        outside = (array < low) | (array > high)
-        if outside.any():
-            value = array[outside].flat[0]
-            return (
-                f"input '{decl.tensor}': {_show(value)} is outside "
-                f"[{_bound(decl.low)}, {_bound(decl.high)}]"
-            )
+        beyond = (array < low) | (array > high)
+        if beyond.any():
+            return outside(decl.tensor, array[beyond].flat[0], decl.low, decl.high)
     return None
 
 
-def _show(value: Any) -> str:
-    """A value as the records contract shows it (tritonpipe.records.rules.show)."""
-    value = value.item() if isinstance(value, np.generic) else value
+# The reason texts of the checks above, worded as the records contract words them: this file
+# runs inside Triton with numpy and the standard library only, so tritonpipe.records.Reasons
+# takes these from here rather than the other way round.
+
+
+def show(value: Any) -> str:
+    """A value as it appears in a reason: a Python literal, 40 characters at most (a whole
+    float as an integer, booleans as ``true``/``false``, non-finite floats as ``nan``/``inf``)."""
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()  # an array (a pandas cell) reads as the record's list
     if isinstance(value, float) and not np.isfinite(value):
-        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    text = repr(value)
+        text = "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        text = str(int(value))  # 50.0 and 50 read the same, whatever the column's type
+    else:
+        text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _bound(value: float | None) -> str:
+def bound(value: Any) -> str:
+    """A range's end as a reason shows it: ``-inf`` when open, a whole number as an integer."""
     if value is None:
         return "-inf"
     return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def not_finite(name: str, value: Any) -> str:
+    return f"input '{name}': {show(value)} is not a finite number"
+
+
+def outside(name: str, value: Any, low: Any, high: Any) -> str:
+    return f"input '{name}': {show(value)} is outside [{bound(low)}, {bound(high)}]"
+
+
+def unknown_category(name: str, value: Any) -> str:
+    return f"input '{name}': unknown category {show(value)}"
 
 
 def missing_output(step: Step, decl: Decl, out: Arrays) -> StepFailed:

@@ -119,7 +119,9 @@ def test_latest_values_errors_name_the_service_and_field(
     end = _history_end(fraud_world)
     bad = _latest_job(fraud_world, echo_spec, tmp_path / "o", end)
     bad["source"]["feature_service"] = "fraud_v9"
-    with pytest.raises(BatchError, match=r"source.feature_service 'fraud_v9'.*fraud_v1"):
+    with pytest.raises(
+        BatchError, match=r"source.feature_service: no feature service 'fraud_v9'.*fraud_v1"
+    ):
         run_job(parse_config(bad), progress=False)
     both = _latest_job(fraud_world, echo_spec, tmp_path / "o", end, path="e.parquet")
     with pytest.raises(SpecError, match="source: .*path .*or as_of"):

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tritonpipe.backend.runtime import Decl, Runner, StepFailed, _failing_frame
+from tritonpipe.backend.runtime import Decl, Runner, StepFailed, _conform, _failing_frame
 
 STAGES = """
 import numpy as np
@@ -224,6 +224,14 @@ def test_lossless_conversions_are_made(
     got = _one(folder, "as_is", decl, out=out, dtype=dtype).run({"x": X})["y"]
     assert got.dtype == want
     np.testing.assert_array_equal(got, np.asarray(out, dtype=dtype))
+
+
+def test_an_output_already_as_declared_is_passed_on_without_a_copy(folder: Path) -> None:
+    produced = np.arange(12, dtype=np.float32).reshape(3, 4)
+    step = _one(folder, "as_is", _decl("y")).steps[0]
+    assert _conform(step, step.outputs[0], produced, 3) is produced
+    unbatched = _one(folder, "as_is", _decl("y", shape=(3, 4)), mbs=0).steps[0]
+    assert _conform(unbatched, unbatched.outputs[0], produced, None) is produced
 
 
 def test_bytes_outputs_become_objects(folder: Path) -> None:

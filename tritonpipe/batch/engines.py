@@ -23,8 +23,12 @@ T = TypeVar("T")
 Arrays = dict[str, Array]
 
 
+def _rows(arrays: Arrays) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
+
+
 def _slices(arrays: Arrays, size: int) -> list[Arrays]:
-    rows = len(next(iter(arrays.values()))) if arrays else 0
+    rows = _rows(arrays)
     return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, rows, size)]
 
 
@@ -79,7 +83,11 @@ class InProcessEngine(Engine):
 
 class TritonEngine(Engine):
     """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time;
-    over gRPC the requests go through :class:`tritonpipe.batch.grpc_raw.RawGrpcInfer`."""
+    over gRPC the requests go through :class:`tritonpipe.batch.grpc_raw.RawGrpcInfer`.
+
+    With tracing on (``TRITONPIPE_TRACE_URL``, as for the in-process engine) each request is a
+    client span, ``batch <model>``, whose ``traceparent`` goes with it: the server's spans (and
+    a fused model's step spans) join its trace (:mod:`tritonpipe.tracing.calls`)."""
 
     def __init__(
         self,
@@ -91,6 +99,7 @@ class TritonEngine(Engine):
         protocol: str | None = None,
     ) -> None:
         from tritonpipe.client import AsyncClient
+        from tritonpipe.tracing.calls import CallTracing
 
         self.batch_size = batch_size
         self.in_flight = in_flight
@@ -111,6 +120,8 @@ class TritonEngine(Engine):
 
             address = self.client.core.endpoint.address
             self._raw = self._wait(self._make_raw(RawGrpcInfer, address))
+        # Read here, on the caller's thread; ``call`` itself only queues a span (loop-safe).
+        self.tracing = CallTracing.from_env(label="batch", model=model, server=url)
 
     async def _make_raw(self, cls: Any, address: str) -> Any:
         return cls(address, self.name, self.inputs, self.outputs)  # on the loop that uses it
@@ -126,13 +137,19 @@ class TritonEngine(Engine):
 
         async def one(part: Arrays) -> Arrays:
             async with gate:
-                if self._raw is not None:
-                    raw: Arrays = await self._raw.infer(part)
-                    return raw
-                result: Arrays = await self.client.infer(self.name, part)
-                return result
+                if self.tracing is None:
+                    return await self._send(part, None)
+                with self.tracing.call(_rows(part)) as headers:
+                    return await self._send(part, headers)
 
         return list(await asyncio.gather(*(one(p) for p in parts), return_exceptions=True))
+
+    async def _send(self, part: Arrays, headers: dict[str, str] | None) -> Arrays:
+        if self._raw is not None:
+            raw: Arrays = await self._raw.infer(part, headers)
+            return raw
+        result: Arrays = await self.client.infer(self.name, part, headers=headers)
+        return result
 
     def predict(self, arrays: Arrays) -> Arrays:
         results = self._wait(self._gather(_slices(arrays, self.batch_size)))
@@ -158,6 +175,8 @@ class TritonEngine(Engine):
         self._wait(self.client.close())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
+        if self.tracing is not None:
+            self.tracing.flush()  # the last requests' spans leave with the job
 
 
 def is_bad_input(exc: BaseException) -> bool:

@@ -26,6 +26,11 @@ from tritonpipe.tracing.spans import CLIENT
 
 STEPS = ["stage preprocess", "model net", "stage postprocess"]
 CLIENT_SPAN = "00f067aa0ba902b7"
+# GRPC_UNTRACED: tritonserver (the pytriton wheel's) now and then does not trace a gRPC request
+# whose metadata holds a valid traceparent: no span of Triton's and no trace context for the
+# model, so no step spans either. Measured 2-3 in 60 sequential requests, tritonclient's own gRPC
+# client, a raw one and through HAProxy alike; never over HTTP (60/60). Tests over gRPC allow
+# it for some requests of a run, never for all of them.
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +125,18 @@ def _step_spans(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
 def test_a_requests_trace_holds_one_span_per_step_in_the_clients_trace(
     traced_server: TritonServer, receiver: OtlpReceiver, protocol: str
 ) -> None:
-    trace_id = os.urandom(16).hex()
-    headers = {"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"}
-    assert _infer(traced_server, protocol, headers)[0, 0] == 3
-
     def complete(spans: list[ReceivedSpan]) -> bool:
         return {"InferRequest", "digits", *STEPS, "log predictions"} <= {s.name for s in spans}
 
+    attempts = 3 if protocol == "grpc" else 1  # GRPC_UNTRACED: a new request, a new trace
+    for attempt in range(attempts):
+        trace_id = os.urandom(16).hex()
+        headers = {"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"}
+        assert _infer(traced_server, protocol, headers)[0, 0] == 3
+        if receiver.wait_for(
+            bool, trace_id=trace_id, timeout_s=10 if attempt < attempts - 1 else 30
+        ):
+            break
     spans = receiver.wait_for(complete, trace_id=trace_id, timeout_s=30)
     # Ours: exactly one per step, in plan order, in the client's trace, all children of the one
     # span Triton handed the model (its model span).
@@ -256,11 +266,12 @@ def _ancestry(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> tuple[list[
 
 
 def _server_steps_under_client_spans(
-    receiver: OtlpReceiver, runner: str, calls: int
+    receiver: OtlpReceiver, runner: str, calls: int, *, untraced_ok: bool = False
 ) -> list[ReceivedSpan]:
     """The client spans of ``calls`` calls (``<runner> digits``, kind CLIENT, each a trace's
     root); each trace holds the server's step spans, descendants of the client span (through
-    Triton's ``InferRequest`` and model span). Returns the client spans."""
+    Triton's ``InferRequest`` and model span). ``untraced_ok`` (gRPC): a trace may hold no
+    server span at all, if not every one. Returns the client spans."""
     name = f"{runner} digits"
 
     def complete(spans: list[ReceivedSpan]) -> bool:
@@ -275,10 +286,14 @@ def _server_steps_under_client_spans(
     assert len(clients) == calls, sorted({s.name for s in spans})
     by_id = {s.span_id: s for s in spans}
     whole = 0  # calls whose every step span links up to the client span
+    untraced = 0
     for client in clients:
         assert (client.kind, client.parent_id, client.service) == (CLIENT, "", "tritonpipe")
         assert client.attributes["tritonpipe.runner"] == runner and client.error is None
         steps = [s for s in _step_spans(spans) if s.trace_id == client.trace_id]
+        if untraced_ok and not [s for s in spans if s.trace_id == client.trace_id and s != client]:
+            untraced += 1  # Triton did not trace this gRPC request (GRPC_UNTRACED above)
+            continue
         assert [s.name for s in steps] == [*STEPS, "log predictions"]
         assert {s.attributes["tritonpipe.runner"] for s in steps} == {"triton"}
         linked = 0
@@ -289,7 +304,7 @@ def _server_steps_under_client_spans(
             assert client.span_id in ids or not rooted, (step.name, ids)
             linked += client.span_id in ids
         whole += linked == len(steps)
-    assert whole >= 1
+    assert whole >= 1 and untraced < calls
     return clients
 
 
@@ -323,7 +338,9 @@ def test_a_batch_job_scoring_on_the_server_puts_its_steps_under_the_jobs_client_
     assert (engine._raw is not None) == (protocol == "grpc")
     summary = run_job(parse_config(config), engine, progress=False, engine_name="triton")
     assert summary.rows == 5
-    clients = _server_steps_under_client_spans(receiver, "batch", calls=3)  # 2 + 2 + 1 rows
+    clients = _server_steps_under_client_spans(
+        receiver, "batch", calls=3, untraced_ok=protocol == "grpc"
+    )  # 2 + 2 + 1 rows
     assert sorted(c.attributes["tritonpipe.call.rows"] for c in clients) == [1, 2, 2]
     assert {c.attributes["server.address"] for c in clients} == {url}
 
@@ -420,11 +437,24 @@ def test_every_replica_of_serve_replicas_traces_to_the_same_url(
         )
         with ReplicaSet(options) as fleet:
             assert fleet.balancer is not None
-            urls = [s.http_url for s in fleet.servers]
-            urls += [fleet.balancer.http_url, fleet.balancer.grpc_url]
+            urls = [s.http_url for s in fleet.servers] + [fleet.balancer.http_url]
             traces = [os.urandom(16).hex() for _ in urls]
             for url, trace_id in zip(urls, traces, strict=True):
                 _infer_at(url, {"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"})
             for trace_id in traces:
                 spans = own.wait_for(lambda s: len(_step_spans(s)) == 4, trace_id=trace_id)
                 assert [s.name for s in _step_spans(spans)] == [*STEPS, "log predictions"]
+            # gRPC through the balancer: three requests (GRPC_UNTRACED), each traced one whole.
+            grpc_traces = [os.urandom(16).hex() for _ in range(3)]
+            for trace_id in grpc_traces:
+                _infer_at(
+                    fleet.balancer.grpc_url, {"traceparent": f"00-{trace_id}-{CLIENT_SPAN}-01"}
+                )
+            own.wait_for(
+                lambda s: len([x for x in _step_spans(s) if x.trace_id in grpc_traces]) == 12,
+                timeout_s=15,
+            )
+            traced = [_step_spans(own.spans(t)) for t in grpc_traces]
+            assert any(traced)
+            for steps in filter(None, traced):
+                assert [s.name for s in steps] == [*STEPS, "log predictions"]

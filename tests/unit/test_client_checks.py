@@ -173,3 +173,29 @@ def test_survivors_of_make_mutation_in_checks() -> None:
     assert next(chunks(arrays, 3, 3)) is arrays and next(chunks(arrays, 2, 3)) is arrays
     assert [p["x"].tolist() for p in chunks(arrays, 3, 1)] == [[0], [1], [2]]
     assert list(chunks(arrays, 3, 0)) == [arrays]
+
+
+@pytest.mark.parametrize(
+    ("url", "aio", "token_key"),
+    [
+        ("http://127.0.0.1:8000", False, "tritonpipe-token"),
+        ("http://127.0.0.1:8000", True, "tritonpipe-token"),
+        ("grpc://127.0.0.1:8001", False, "triton-grpc-protocol-tritonpipe-token"),
+    ],
+)
+def test_extra_headers_go_with_the_request_beside_the_token(
+    url: str, aio: bool, token_key: str
+) -> None:
+    """A traceparent (tritonpipe.tracing.calls) joins the token's header; gRPC metadata keys
+    are sent lowercase (grpcio refuses others)."""
+    from tritonpipe.client.base import ClientCore, ClientOptions
+    from tritonpipe.server.options import TOKEN_HEADER
+
+    core = ClientCore(url, None, ClientOptions(token="s3cret-token"), asyncio=aio)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    headers = core.infer_kwargs({"Traceparent": traceparent})["headers"]
+    assert token_key.endswith(TOKEN_HEADER) and headers[token_key] == "s3cret-token"
+    key = "traceparent" if url.startswith("grpc") else "Traceparent"
+    assert headers[key] == traceparent
+    assert core.infer_kwargs()["headers"] == core.infer_kwargs(None)["headers"]
+    assert "Traceparent" not in core.infer_kwargs()["headers"]

@@ -18,6 +18,8 @@ from tritonpipe.pipeline import Pipeline, PipelineError
 from tritonpipe.pipeline.plans import from_spec
 from tritonpipe.server.options import ServerOptions
 from tritonpipe.tracing import OtlpExporter, OtlpReceiver, ReceivedSpan, Span, SpanContext
+from tritonpipe.tracing.calls import CallTracing
+from tritonpipe.tracing.spans import CLIENT
 from tritonpipe.tracing.steps import StepTracer
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -122,6 +124,7 @@ def test_exporter_sends_real_otlp_protobuf() -> None:
         end_ns=2_000,
         attributes={"text": "x", "flag": True, "count": 3, "ratio": 0.5},
         error="ValueError: cat must be in [0, 3]",
+        kind=1,  # INTERNAL
     )
     assert exporter.exported == 2 and exporter.dropped == exporter.failures == 0
 
@@ -166,10 +169,11 @@ def test_receiver_reads_otlp_json_as_tritons_exporter_sends_it() -> None:
             urllib.request.urlopen(bad, timeout=5)
         [span] = receiver.spans()
     assert (span.trace_id, span.span_id, span.parent_id) == (TRACE, "a55dbeb266f53bba", PARENT)
-    assert (span.service, span.start_ns, span.attributes) == (
+    assert (span.service, span.start_ns, span.attributes, span.kind) == (
         "triton-inference-server",
         5,
         {"triton.model_name": "m"},
+        2,  # SERVER
     )
     assert receiver.rejected == 1
 
@@ -236,6 +240,58 @@ def test_a_failing_step_is_an_error_span_and_an_unsampled_parent_is_not_traced(
     pipe({"cat": np.array([[0]])})  # no parent: a trace of its own
     spans = receiver.wait_for(lambda s: len(s) >= 3, timeout_s=15)
     assert {s.trace_id for s in spans} != {TRACE} and len(spans) == 3
+
+
+def test_a_call_to_a_server_is_a_client_span_whose_traceparent_goes_with_it() -> None:
+    """CallTracing (batch jobs, stream workers scoring on Triton): the headers it yields name
+    its own span, a client span under the given parent (or a new trace's root); a failed call
+    is an error span; an unsampled parent is passed on untouched, with no span."""
+    with OtlpReceiver() as receiver:
+        exporter = OtlpExporter(receiver.url, interval_s=0.05)
+        calls = CallTracing(exporter, label="batch", model="scorer", server="grpc://h:8001")
+        with calls.call(4, traceparent=TRACEPARENT) as under_parent:
+            pass
+        with calls.call(2) as new_trace:
+            pass
+        with pytest.raises(ValueError), calls.call(1) as failed:
+            raise ValueError("refused")
+        unsampled = f"00-{TRACE}-{PARENT}-00"
+        with calls.call(1, traceparent=unsampled) as passed_on:
+            pass
+        assert passed_on == {"traceparent": unsampled}
+        exporter.flush(10)
+        spans = receiver.wait_for(lambda s: len(s) >= 3, timeout_s=10)
+        exporter.close()
+    assert len(spans) == 3
+    by_id = {s.span_id: s for s in spans}
+    for headers in (under_parent, new_trace, failed):
+        sent = SpanContext.parse(headers["traceparent"])
+        assert sent is not None and sent.sampled
+        span = by_id[sent.span_id.hex()]
+        assert span.trace_id == sent.trace_id.hex()
+        assert (span.name, span.kind) == ("batch scorer", CLIENT)
+        assert span.attributes["tritonpipe.runner"] == "batch"
+        assert span.attributes["server.address"] == "grpc://h:8001"
+    first = by_id[under_parent["traceparent"].split("-")[2]]
+    assert (first.trace_id, first.parent_id) == (TRACE, PARENT)
+    assert first.attributes["tritonpipe.call.rows"] == 4
+    root = by_id[new_trace["traceparent"].split("-")[2]]
+    assert root.parent_id == "" and root.trace_id != TRACE and root.error is None
+    assert by_id[failed["traceparent"].split("-")[2]].error == "ValueError: refused"
+
+
+def test_call_tracing_is_on_with_the_same_settings_as_the_in_process_tracing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("TRITONPIPE_TRACE_URL", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SDK_DISABLED"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    assert CallTracing.from_env(label="stream", model="m") is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
+    on = CallTracing.from_env(label="stream", model="m")
+    assert on is not None and on.exporter.url == "http://collector:4318/v1/traces"
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert CallTracing.from_env(label="stream", model="m") is None
 
 
 def test_without_a_trace_url_nothing_is_hooked(spec: Path, monkeypatch: pytest.MonkeyPatch) -> None:

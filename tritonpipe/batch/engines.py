@@ -23,8 +23,12 @@ T = TypeVar("T")
 Arrays = dict[str, Array]
 
 
+def _rows(arrays: Arrays) -> int:
+    return len(next(iter(arrays.values()))) if arrays else 0
+
+
 def _slices(arrays: Arrays, size: int) -> list[Arrays]:
-    rows = len(next(iter(arrays.values()))) if arrays else 0
+    rows = _rows(arrays)
     return [{k: v[i : i + size] for k, v in arrays.items()} for i in range(0, rows, size)]
 
 
@@ -79,7 +83,11 @@ class InProcessEngine(Engine):
 
 class TritonEngine(Engine):
     """Requests of ``batch_size`` rows to ``url`` (http://, grpc://), ``in_flight`` at a time;
-    over gRPC the requests go through :class:`tritonpipe.batch.grpc_raw.RawGrpcInfer`."""
+    over gRPC the requests go through :class:`tritonpipe.batch.grpc_raw.RawGrpcInfer`.
+
+    With tracing on (``TRITONPIPE_TRACE_URL``, as for the in-process engine) each request is a
+    client span, ``batch <model>``, whose ``traceparent`` goes with it: the server's spans (and
+    a fused model's step spans) join its trace (:mod:`tritonpipe.tracing.calls`)."""
 
     def __init__(
         self,
@@ -91,48 +99,63 @@ class TritonEngine(Engine):
         protocol: str | None = None,
     ) -> None:
         from tritonpipe.client import AsyncClient
+        from tritonpipe.tracing.calls import CallTracing
 
+        # Read first, on the caller's thread (a refusal leaves no loop or channel behind);
+        # ``call`` itself only queues a span, so it is safe on the loop.
+        self.tracing = CallTracing.from_env(label="batch", model=model, server=url)
         self.batch_size = batch_size
         self.in_flight = in_flight
+        self._raw: Any = None
+        self.client: Any = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.client = self._wait(self._make(AsyncClient, url, protocol))
-        info = self._wait(self.client.model(model))
+        try:
+            self.client = self._wait(self._make(AsyncClient, url, protocol))
+            info = self._wait(self.client.model(model))
+            if self.client.protocol == "grpc":
+                from tritonpipe.batch.grpc_raw import RawGrpcInfer
+
+                address = self.client.core.endpoint.address
+                self._raw = self._wait(self._make_raw(RawGrpcInfer, address, info))
+        except BaseException:  # a wrong model or server: nothing left open (no hang at exit)
+            self._shutdown()
+            raise
         self.name = model
         self.inputs = info.inputs
         self.outputs = info.outputs
         self.contract = Contract.from_specs(self.inputs, self.outputs)
         if info.max_batch_size > 0:  # one request per slice: never above the model's max batch
             self.batch_size = min(batch_size, info.max_batch_size)
-        self._raw: Any = None
-        if self.client.protocol == "grpc":
-            from tritonpipe.batch.grpc_raw import RawGrpcInfer
 
-            address = self.client.core.endpoint.address
-            self._raw = self._wait(self._make_raw(RawGrpcInfer, address))
-
-    async def _make_raw(self, cls: Any, address: str) -> Any:
-        return cls(address, self.name, self.inputs, self.outputs)  # on the loop that uses it
+    async def _make_raw(self, cls: Any, address: str, info: Any) -> Any:
+        return cls(address, info.name, info.inputs, info.outputs)  # on the loop that uses it
 
     async def _make(self, cls: Any, url: str, protocol: str | None) -> Any:
         return cls(url, protocol=protocol)  # created on the loop that will use it
 
-    def _wait(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+    def _wait(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
 
     async def _gather(self, parts: list[Arrays]) -> list[Arrays | BaseException]:
         gate = asyncio.Semaphore(self.in_flight)
 
         async def one(part: Arrays) -> Arrays:
             async with gate:
-                if self._raw is not None:
-                    raw: Arrays = await self._raw.infer(part)
-                    return raw
-                result: Arrays = await self.client.infer(self.name, part)
-                return result
+                if self.tracing is None:
+                    return await self._send(part, None)
+                with self.tracing.call(_rows(part)) as headers:
+                    return await self._send(part, headers)
 
         return list(await asyncio.gather(*(one(p) for p in parts), return_exceptions=True))
+
+    async def _send(self, part: Arrays, headers: dict[str, str] | None) -> Arrays:
+        if self._raw is not None:
+            raw: Arrays = await self._raw.infer(part, headers)
+            return raw
+        result: Arrays = await self.client.infer(self.name, part, headers=headers)
+        return result
 
     def predict(self, arrays: Arrays) -> Arrays:
         results = self._wait(self._gather(_slices(arrays, self.batch_size)))
@@ -153,11 +176,22 @@ class TritonEngine(Engine):
         return out
 
     def close(self) -> None:
-        if self._raw is not None:
-            self._wait(self._raw.close())
-        self._wait(self.client.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        self._shutdown()
+        if self.tracing is not None:
+            self.tracing.flush()  # the last requests' spans leave with the job
+
+    def _shutdown(self) -> None:
+        """Close the channels and stop the loop; each step bounded, so a server gone quiet
+        cannot hold the job (or the interpreter's exit) forever."""
+        try:
+            if self._raw is not None:
+                self._wait(self._raw.close(), timeout_s=10)
+            if self.client is not None:
+                self._wait(self.client.close(), timeout_s=10)
+        finally:
+            self._raw = self.client = None
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
 
 
 def is_bad_input(exc: BaseException) -> bool:

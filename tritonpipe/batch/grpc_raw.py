@@ -11,6 +11,7 @@ grpcio, and each output is an ``np.frombuffer`` view of the response.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import grpc
@@ -41,14 +42,18 @@ class RawGrpcInfer:
         self.channel = grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
         self.call: Any = self.channel.unary_unary(INFER_METHOD)  # bytes in, bytes out
 
-    async def infer(self, arrays: dict[str, Array]) -> dict[str, Array]:
+    async def infer(
+        self, arrays: dict[str, Array], headers: Mapping[str, str] | None = None
+    ) -> dict[str, Array]:
+        """One request; ``headers`` (a ``traceparent``) travel as gRPC metadata."""
         typed = {
             name: np.ascontiguousarray(array, dtype=self.numpy[name])
             for name, array in arrays.items()
         }
         request = build_request(self.model, typed, self.dtypes, self.output_names)
         try:
-            data = await self.call(request, timeout=self.timeout_s)
+            metadata = tuple((k.lower(), v) for k, v in headers.items()) if headers else None
+            data = await self.call(request, timeout=self.timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:  # the server's status, into the project's tree
             error = InferenceServerException(msg=exc.details() or "", status=str(exc.code()))
             raise map_error(error, f"model '{self.model}'") from None

@@ -129,20 +129,26 @@ class AsyncClient:
         )
         return dict(raw)
 
-    async def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Array]:
-        """Run ``model``; batches above its max batch size are split, sent concurrently, joined."""
+    async def infer(
+        self, model: str, inputs: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Array]:
+        """Run ``model``; batches above its max batch size are split, sent concurrently, joined.
+        ``headers`` go with each request, as :meth:`tritonpipe.client.Client.infer`'s do."""
         info = await self.model(model)
         plan = self.core.plan(info, inputs)
-        parts = await asyncio.gather(*(self._infer_one(info, arrays) for arrays in plan))
+        parts = await asyncio.gather(*(self._infer_one(info, arrays, headers) for arrays in plan))
         return join(list(parts))
 
-    async def _infer_one(self, info: ModelInfo, arrays: dict[str, Array]) -> dict[str, Array]:
+    async def _infer_one(
+        self, info: ModelInfo, arrays: dict[str, Array], headers: Mapping[str, str] | None
+    ) -> dict[str, Array]:
         context = f"model '{info.name}'"
+        kwargs = self.core.infer_kwargs(headers)
         if self.core.pool is None:
             prepared = self.core.prepare(info, arrays)
             result = await self._call(
                 context,
-                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+                lambda: self._raw.infer(info.name, prepared.inputs, **kwargs),
             )
             return self.core.outputs(info, result)
         async with self._shm_lock:  # regions are reused: one request at a time uses them
@@ -167,7 +173,7 @@ class AsyncClient:
                 )
             result = await self._call(
                 context,
-                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+                lambda: self._raw.infer(info.name, prepared.inputs, **kwargs),
             )
             return self.core.outputs(info, result)
 

@@ -100,8 +100,15 @@ class ClientCore:
     def outputs(self, info: ModelInfo, result: Any) -> dict[str, Array]:
         return {s.name: result.as_numpy(s.name) for s in info.outputs}
 
-    def infer_kwargs(self) -> dict[str, Any]:
+    def infer_kwargs(self, extra_headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """tritonclient's ``infer`` keywords; ``extra_headers`` (a ``traceparent``) go with the
+        request as HTTP headers or gRPC metadata (lowercase keys: gRPC refuses others)."""
         headers = dict(self.headers or {})
+        if extra_headers:
+            if self.protocol == "grpc":
+                headers.update({k.lower(): v for k, v in extra_headers.items()})
+            else:
+                headers.update(extra_headers)
         if self.protocol == "http" and self.asyncio:
             # aiohttp asks for gzip by default; Triton would compress every response for nothing.
             headers["Accept-Encoding"] = "identity"

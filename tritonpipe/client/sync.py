@@ -178,19 +178,26 @@ class Client:
         return dict(raw)
 
     # -- inference -----------------------------------------------------------------------
-    def infer(self, model: str, inputs: Mapping[str, Any]) -> dict[str, Array]:
-        """Run ``model``; batches above its max batch size are split and the outputs joined."""
+    def infer(
+        self, model: str, inputs: Mapping[str, Any], *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Array]:
+        """Run ``model``; batches above its max batch size are split and the outputs joined.
+        ``headers`` go with each request (HTTP headers, gRPC metadata): a W3C ``traceparent``
+        puts the server's spans in the caller's trace (:mod:`tritonpipe.tracing.calls`)."""
         info = self.model(model)
-        parts = [self._infer_one(info, arrays) for arrays in self.core.plan(info, inputs)]
+        parts = [self._infer_one(info, arrays, headers) for arrays in self.core.plan(info, inputs)]
         return join(parts)
 
-    def _infer_one(self, info: ModelInfo, arrays: dict[str, Array]) -> dict[str, Array]:
+    def _infer_one(
+        self, info: ModelInfo, arrays: dict[str, Array], headers: Mapping[str, str] | None
+    ) -> dict[str, Array]:
         context = f"model '{info.name}'"
+        kwargs = self.core.infer_kwargs(headers)
         if self.core.pool is None:
             prepared = self.core.prepare(info, arrays)
             result = self._call(
                 context,
-                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+                lambda: self._raw.infer(info.name, prepared.inputs, **kwargs),
             )
             return self.core.outputs(info, result)
         with self.core.pool.lock:  # regions are reused: one request at a time uses them
@@ -215,7 +222,7 @@ class Client:
                 )
             result = self._call(
                 context,
-                lambda: self._raw.infer(info.name, prepared.inputs, **self.core.infer_kwargs()),
+                lambda: self._raw.infer(info.name, prepared.inputs, **kwargs),
             )
             return self.core.outputs(info, result)
 

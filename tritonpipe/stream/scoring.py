@@ -62,35 +62,50 @@ class EmbeddedScorer(Scorer):
 
 class TritonScorer(Scorer):
     """A Triton server (``--url``): one batched request; on a rejected batch, each event alone,
-    so a poison event fails by itself."""
+    so a poison event fails by itself.
+
+    With tracing on (``TRITONPIPE_TRACE_URL``, as for the embedded scorer) each request is a
+    client span, ``stream <name>``, whose ``traceparent`` goes with it: the server's spans (and
+    a fused model's step spans) join its trace (:mod:`tritonpipe.tracing.calls`)."""
 
     def __init__(self, url: str, name: str) -> None:
         from tritonpipe.client import Client
+        from tritonpipe.tracing.calls import CallTracing
 
         self.client = Client(url)
         self.name = name
         info = self.client.model(name)
         self.inputs, self.outputs = info.inputs, info.outputs
         self.options = served_options(info.config)
+        self.tracing = CallTracing.from_env(label="stream", model=name, server=url)
+
+    def _infer(self, arrays: Mapping[str, Array]) -> dict[str, Array]:
+        if self.tracing is None:
+            return self.client.infer(self.name, arrays)
+        rows = len(next(iter(arrays.values()))) if arrays else 0
+        with self.tracing.call(rows) as headers:
+            return self.client.infer(self.name, arrays, headers=headers)
 
     def score(self, requests: Sequence[Mapping[str, Array]]) -> list[Result]:
         if not requests:
             return []
         try:
             merged = {k: np.concatenate([r[k] for r in requests]) for k in requests[0]}
-            out = self.client.infer(self.name, merged)
+            out = self._infer(merged)
             return [{k: v[i : i + 1] for k, v in out.items()} for i in range(len(requests))]
         except (InputError, InvalidArgument, ValueError):
             return [self._one(r) for r in requests]
 
     def _one(self, request: Mapping[str, Array]) -> Result:
         try:
-            return self.client.infer(self.name, request)
+            return self._infer(request)
         except (InputError, InvalidArgument) as exc:
             return PipelineError(f"model '{self.name}': {exc}", invalid=True)
 
     def close(self) -> None:
         self.client.close()
+        if self.tracing is not None:
+            self.tracing.flush()  # the last requests' spans leave with the worker
 
 
 def served_options(config: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ class ReceivedSpan:
     end_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    kind: int = 0  # OTLP SpanKind: 1 internal, 2 server, 3 client (0: unspecified)
 
 
 def _plain(value: Any) -> Any:
@@ -82,6 +83,7 @@ def decode(body: bytes, content_type: str) -> list[ReceivedSpan]:
                         end_ns=span.end_time_unix_nano,
                         attributes={a.key: _plain(a.value) for a in span.attributes},
                         error=error,
+                        kind=span.kind,
                     )
                 )
     return spans

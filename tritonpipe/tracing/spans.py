@@ -15,6 +15,7 @@ Attribute = str | bool | int | float
 # OTLP span kinds.
 INTERNAL = 1
 SERVER = 2
+CLIENT = 3  # a call to a server (a batch job's or stream worker's request to Triton)
 
 # A feature lookup is a generated stage: ``lookup_<name>.py``, function ``lookup``
 # (tritonpipe.features.transform.desugar_lookup).

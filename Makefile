@@ -104,7 +104,7 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 
 bench-c4: repository ## The generator against perf_analyzer at c=4, both protocols, server on CPU 1 and clients on CPU 0, then unpinned (writes benchmarks/results/generator_c4_pinned_same_data.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.generator_vs_perf_analyzer --protocol http grpc \
-		--concurrency 4 --repeat 3 --stability 25 --max-trials 10 --server-cpus 1 --client-cpus 0 --unpinned-too \
+		--concurrency 4 --repeat 3 --interval-ms 1500 --stability 25 --max-trials 8 --server-cpus 1 --client-cpus 0 --unpinned-too \
 		--out benchmarks/results/generator_c4_pinned_same_data.md
 
 bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes benchmarks/results/sweep.md)

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from tritonpipe.client import Client
-from tritonpipe.errors import PerfError
-from tritonpipe.perf.affinity import format_cpus, parse_cpus, pinned
+from tritonpipe.errors import PerfError, TritonPipeError
+from tritonpipe.perf.affinity import call_pinned, format_cpus, parse_cpus
 from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.machine import describe_machine, tree_cpu_s
 from tritonpipe.perf.results_csv import read_csv
@@ -100,13 +101,21 @@ def _run(
     args: argparse.Namespace,
     folder: Path,
     client: Client,
-    server_pid: int,
+    server: TritonServer,
     client_cpus: frozenset[int] | None,
 ) -> Measure | None:
     """One profile in a child process; None (with the reason printed) when it failed."""
     csv = folder / f"{engine}_{model}_{concurrency}_{protocol}.csv"
+    try:
+        server.wait_ready(120)  # after a crash, the supervisor's restart
+        before = _served(client, model)
+    except TritonPipeError as exc:
+        print(f"  {engine} {model} c={concurrency} skipped: server not ready ({exc})")
+        return None
+    server_pid = server.pid
+    assert server_pid is not None
+    restarts = server.restarts
     before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    before = _served(client, model)
     before_server = tree_cpu_s(server_pid)
     command = [sys.executable, "-m", "tritonpipe.cli", "perf", "profile", "-m", model, "-u", url]
     command += ["-i", protocol, "--concurrency-range", str(concurrency)]
@@ -122,8 +131,14 @@ def _run(
         print(f"  {engine} {model} c={concurrency} failed: {done.stderr.strip().splitlines()[-1:]}")
         return None
     after_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    server_cpu = tree_cpu_s(server_pid) - before_server
-    requests = max(_served(client, model) - before, 1)
+    try:
+        if server.restarts != restarts:
+            raise PerfError("the server restarted during the run")
+        server_cpu = tree_cpu_s(server_pid) - before_server
+        requests = max(_served(client, model) - before, 1)
+    except (TritonPipeError, psutil.Error) as exc:
+        print(f"  {engine} {model} c={concurrency} dropped: {exc}")
+        return None
     cpu = (after_cpu.ru_utime - before_cpu.ru_utime) + (after_cpu.ru_stime - before_cpu.ru_stime)
     row = read_csv(csv)[1][0]
     return Measure(
@@ -156,19 +171,24 @@ def _measure(
     folder: Path,
     targets: dict[str, str],
     results: dict[Key, list[Measure]],
-) -> None:
-    """Every repeat of every (protocol, model, concurrency, engine) on one server."""
+) -> int:
+    """Every repeat of every (protocol, model, concurrency, engine) on one server; returns how
+    often the server was restarted (it died) meanwhile."""
     server = TritonServer(
         ServerOptions(repository=args.repository, exit_timeout_s=5),
         log_path=folder / f"server_{setting.name}.log",
     )
-    with pinned(setting.server_cpus):  # tritonserver and its stubs inherit the CPUs
+    if setting.server_cpus is None:
         server.start()
-    # This process is back on its own CPUs; the server keeps the ones it started on.
+    else:
+        # Started from a thread on the server's CPUs: tritonserver, its stubs and the
+        # supervisor thread (which restarts a server that died) keep them; this thread does not.
+        call_pinned(setting.server_cpus, server.start)
     try:
         _measure_on(server, setting, args, folder, targets, results)
     finally:
         server.stop()
+    return server.restarts
 
 
 def _measure_on(
@@ -201,7 +221,7 @@ def _measure_on(
                         args,
                         folder,
                         client,
-                        pid,
+                        server,
                         setting.client_cpus,
                     )
                     if m is None:
@@ -270,8 +290,7 @@ def main() -> int:
             (folder / "pixels.json").write_text(json.dumps(to_json(pixels(64))))
             onnx = str(folder / "pixels.json")
         targets = {"digits": str(data), "digits_onnx": onnx}
-        for setting in settings:
-            _measure(setting, args, folder, targets, results)
+        restarts = {s.name: _measure(s, args, folder, targets, results) for s in settings}
     after = uptime()
     table = _table(results, [s.name for s in settings], args.protocol, targets, args.concurrency)
     print(f"\nbefore: {before}\nafter:  {after}\n\n{table}")
@@ -297,7 +316,9 @@ def main() -> int:
             f"{args.repeat} repeats; ratio = tritonpipe / perf_analyzer. Targets: throughput "
             f"within 10%, p50 within 15%. Data: {data_text}.\n\n"
             + "".join(f"- {s.describe()}\n" for s in settings)
-            + f"\nLoad (`uptime`) before: `{before}`; after: `{after}`.\n\n{table}\n"
+            + f"\nLoad (`uptime`) before: `{before}`; after: `{after}`. Server restarts (a "
+            f"crash, runs during it dropped): "
+            f"{', '.join(f'{k} {v}' for k, v in restarts.items())}.\n\n{table}\n"
         )
     return 0
 

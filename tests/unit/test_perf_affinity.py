@@ -11,7 +11,14 @@ import threading
 import pytest
 
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.affinity import available_cpus, format_cpus, parse_cpus, pin, pinned
+from tritonpipe.perf.affinity import (
+    available_cpus,
+    call_pinned,
+    format_cpus,
+    parse_cpus,
+    pin,
+    pinned,
+)
 
 CPUS = sorted(available_cpus())
 two_cpus = pytest.mark.skipif(len(CPUS) < 2, reason="needs two usable CPUs")
@@ -121,3 +128,25 @@ def test_profile_client_cpus_is_checked_before_anything_runs() -> None:
     )
     assert f"on CPUs {cpu}" in good.stdout
     assert good.returncode == 1 and "Traceback" not in good.stderr
+
+
+@two_cpus
+def test_call_pinned_pins_what_the_call_starts_and_leaves_this_thread_alone() -> None:
+    seen: list[set[int]] = []
+
+    def later() -> None:  # a thread the call leaves running, as a server's supervisor
+        seen.append(set(os.sched_getaffinity(0)))
+
+    def start() -> list[int]:
+        threading.Timer(0.05, later).start()
+        return _child_cpus()
+
+    assert call_pinned({CPUS[0]}, start) == [CPUS[0]]
+    assert available_cpus() == set(CPUS)
+    for _ in range(100):
+        if seen:
+            break
+        threading.Event().wait(0.05)
+    assert seen == [{CPUS[0]}]
+    with pytest.raises(ZeroDivisionError):
+        call_pinned({CPUS[0]}, lambda: 1 // 0)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from tritonpipe.errors import PerfError
+
+T = TypeVar("T")
 
 
 def available_cpus() -> frozenset[int]:
@@ -102,6 +106,31 @@ def pinned(cpus: Iterable[int] | None) -> Iterator[None]:
         yield
     finally:
         pin(before)
+
+
+def call_pinned(cpus: Iterable[int], call: Callable[[], T]) -> T:
+    """``call()`` in a thread of its own on ``cpus``; this thread's CPUs stay as they are.
+    What the call starts (processes, and threads such as a server's supervisor, which restarts
+    the server from there) keeps ``cpus`` after it returns."""
+    wanted = frozenset(cpus)
+    if not wanted:
+        raise PerfError("cannot pin to an empty CPU list")
+    outcome: dict[str, T] = {}
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            _setaffinity(0, wanted)  # this thread only
+            outcome["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="tritonpipe-pinned", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome["value"]
 
 
 def _getaffinity(pid: int) -> set[int]:

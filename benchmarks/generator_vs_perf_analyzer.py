@@ -21,6 +21,7 @@ Prints medians over the repeats side by side with their ratios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -37,7 +38,7 @@ import psutil
 
 from tritonpipe.client import Client
 from tritonpipe.errors import PerfError, TritonPipeError
-from tritonpipe.perf.affinity import call_pinned, format_cpus, parse_cpus
+from tritonpipe.perf.affinity import format_cpus, parse_cpus, pin_tree
 from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.machine import describe_machine, tree_cpu_s
 from tritonpipe.perf.results_csv import read_csv
@@ -54,6 +55,7 @@ class Measure:
     p99_us: int
     cpu_per_1k: float  # the client's CPU seconds per 1,000 requests the server counted
     server_cpu_per_1k: float
+    repeat: int = 0  # which repeat: the two engines of one repeat ran back to back
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def _run(
     folder: Path,
     client: Client,
     server: TritonServer,
+    server_cpus: frozenset[int] | None,
     client_cpus: frozenset[int] | None,
 ) -> Measure | None:
     """One profile in a child process; None (with the reason printed) when it failed."""
@@ -114,6 +117,8 @@ def _run(
         return None
     server_pid = server.pid
     assert server_pid is not None
+    if server_cpus is not None:  # tritonserver and its stubs; again after a restart
+        pin_tree(server_pid, server_cpus)
     restarts = server.restarts
     before_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     before_server = tree_cpu_s(server_pid)
@@ -178,12 +183,7 @@ def _measure(
         ServerOptions(repository=args.repository, exit_timeout_s=5),
         log_path=folder / f"server_{setting.name}.log",
     )
-    if setting.server_cpus is None:
-        server.start()
-    else:
-        # Started from a thread on the server's CPUs: tritonserver, its stubs and the
-        # supervisor thread (which restarts a server that died) keep them; this thread does not.
-        call_pinned(setting.server_cpus, server.start)
+    server.start()
     try:
         _measure_on(server, setting, args, folder, targets, results)
     finally:
@@ -203,6 +203,8 @@ def _measure_on(
         pid = server.pid
         assert pid is not None
         urls = {"http": server.http_url.split("://")[1], "grpc": server.grpc_url.split("://")[1]}
+        if setting.server_cpus is not None:
+            pin_tree(pid, setting.server_cpus)
         on = format_cpus(os.sched_getaffinity(pid))
         print(f"== {setting.describe()} (server pid {pid}, on CPUs {on})", flush=True)
         for rep in range(args.repeat):
@@ -222,10 +224,12 @@ def _measure_on(
                         folder,
                         client,
                         server,
+                        setting.server_cpus,
                         setting.client_cpus,
                     )
                     if m is None:
                         continue
+                    m = dataclasses.replace(m, repeat=rep)
                     results.setdefault((setting.name, protocol, model, c, engine), []).append(m)
                     print(
                         f"[{rep + 1}/{args.repeat}] {setting.name:<8} {protocol:<4} "
@@ -337,15 +341,16 @@ def _table(
     head = (
         "| setting | protocol | model | c | infer/s tp | infer/s pa | ratio | p50 us tp "
         "| p50 us pa | ratio | p99 us tp | p99 us pa | ratio | CPU s/1k tp | CPU s/1k pa "
-        "| ratio | server CPU s/1k tp | server CPU s/1k pa | runs tp/pa |"
+        "| ratio | server CPU s/1k tp | server CPU s/1k pa | runs tp/pa "
+        "| paired infer/s ratios |"
     )
-    lines = [head, "|" + "---|" * 19]
+    lines = [head, "|" + "---|" * 20]
     for setting, protocol, model, c in itertools.product(settings, protocols, targets, concurrency):
         tp = results.get((setting, protocol, model, c, "tritonpipe"))
         pa = results.get((setting, protocol, model, c, "perf_analyzer"))
         cells = [setting, protocol, model, str(c)]
         if not tp or not pa:
-            lines.append("| " + " | ".join(cells + ["no stable run"] + [""] * 14) + " |")
+            lines.append("| " + " | ".join(cells + ["no stable run"] + [""] * 15) + " |")
             continue
         for attr, fmt in (
             ("throughput", "{:.1f}"),
@@ -355,10 +360,16 @@ def _table(
         ):
             a, b = _median(tp, attr), _median(pa, attr)
             cells += [fmt.format(a), fmt.format(b), f"{a / b:.2f}" if b else "-"]
+        # Each repeat's two runs, back to back, share the machine's load of that minute.
+        by_repeat = {m.repeat: m.throughput for m in pa}
+        paired = [m.throughput / by_repeat[m.repeat] for m in tp if by_repeat.get(m.repeat)]
         cells += [
             f"{_median(tp, 'server_cpu_per_1k'):.2f}",
             f"{_median(pa, 'server_cpu_per_1k'):.2f}",
             f"{len(tp)}/{len(pa)}",
+            (f"median {statistics.median(paired):.2f} of " + ", ".join(f"{r:.2f}" for r in paired))
+            if paired
+            else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from tritonpipe.perf.affinity import (
     format_cpus,
     parse_cpus,
     pin,
+    pin_tree,
     pinned,
 )
 
@@ -150,3 +151,30 @@ def test_call_pinned_pins_what_the_call_starts_and_leaves_this_thread_alone() ->
     assert seen == [{CPUS[0]}]
     with pytest.raises(ZeroDivisionError):
         call_pinned({CPUS[0]}, lambda: 1 // 0)
+
+
+@two_cpus
+def test_pin_tree_pins_a_running_process_its_children_and_their_threads() -> None:
+    code = (
+        "import subprocess, sys, threading, time; "
+        "threading.Thread(target=time.sleep, args=(30,), daemon=True).start(); "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+        "print(c.pid, flush=True); time.sleep(30)"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert sorted(pin_tree(parent.pid, {CPUS[1]})) == sorted([parent.pid, child])
+        for pid in (parent.pid, child):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                assert os.sched_getaffinity(int(task)) == {CPUS[1]}, (pid, task)
+        assert available_cpus() == set(CPUS)  # the caller is left alone
+    finally:
+        if child:
+            os.kill(child, 9)
+        parent.kill()
+        parent.wait()
+    with pytest.raises(PerfError, match="is not running"):
+        pin_tree(parent.pid, {CPUS[1]})

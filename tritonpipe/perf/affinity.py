@@ -93,6 +93,30 @@ def pin(cpus: Iterable[int], pid: int = 0) -> None:
             ) from None
 
 
+def pin_tree(pid: int, cpus: Iterable[int]) -> list[int]:
+    """Pin process ``pid`` and every descendant it has now (a server's backend stubs), each
+    thread of each; returns the pids pinned. Use on a server already running: a process forks
+    from whichever thread calls ``Popen`` (tritonpipe's launcher uses one spawner thread for
+    the whole process), so inheriting a thread's CPUs is not a way to pin it."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        raise PerfError(f"cannot pin process {pid}: it is not running") from None
+    pinned_pids = []
+    for proc in tree:
+        try:
+            pin(cpus, proc.pid)
+        except PerfError:
+            if proc.is_running():  # one that ended meanwhile is not an error
+                raise
+            continue
+        pinned_pids.append(proc.pid)
+    return pinned_pids
+
+
 @contextlib.contextmanager
 def pinned(cpus: Iterable[int] | None) -> Iterator[None]:
     """This process on ``cpus`` for the block (None: unchanged), then back on the CPUs it had.

@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 DEBIAN_PACKAGES := libb64-0d wrk haproxy prometheus g++ redis-server postgresql openjdk-17-jre-headless nats-server
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo digits repository test test-long unit reference sensors lint typecheck format serve bench bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger fraud-monitor bench-monitor
+.PHONY: help setup demo digits repository test test-long unit reference sensors lint typecheck format serve bench bench-c4 bench-sweep bench-serving clean fraud bench-fraud mutation fraud-batch bench-batch fraud-stream bench-stream fraud-challenger fraud-monitor bench-monitor
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -104,6 +104,11 @@ bench: repository ## Benchmark tritonpipe's load generator against perf_analyzer
 	for protocol in http grpc; do PYTHONUNBUFFERED=1 $(PY) -m benchmarks.generator_vs_perf_analyzer --protocol $$protocol \
 		--transport raw --repeat 3 --concurrency 1 4 16 \
 		--out benchmarks/results/generator_raw_vs_perf_analyzer_$$protocol.md; done
+
+bench-c4: repository ## The generator against perf_analyzer at c=4, both protocols, server on CPU 1 and clients on CPU 0, then unpinned (writes benchmarks/results/generator_c4_pinned_same_data.md)
+	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.generator_vs_perf_analyzer --protocol http grpc \
+		--concurrency 4 --repeat 3 --interval-ms 1500 --stability 25 --max-trials 8 --server-cpus 1 --client-cpus 0 --unpinned-too \
+		--out benchmarks/results/generator_c4_pinned_same_data.md
 
 bench-sweep: digits ## Sweep the fused digits model: brute force against the quick search (writes benchmarks/results/sweep.md)
 	PYTHONUNBUFFERED=1 $(PY) -m benchmarks.sweep --out benchmarks/results/sweep.md

@@ -98,8 +98,15 @@ def profile(
             help="Triton's metrics endpoint (default: that of the server `tritonpipe serve` started at --url, else the server's host, port 8002, /metrics); per-step times of tritonpipe models are read from it into <file>_steps.csv. 'none' turns it off."
         ),
     ] = None,
+    client_cpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the load generator (either engine) only on these CPUs, as taskset -c writes them: 0, 0,1 or 0-1. On a small machine, pin the server to the others so the client and server do not compete for cores."
+        ),
+    ] = None,
 ) -> None:
     """Measure throughput and latency per load level, as perf_analyzer does."""
+    from tritonpipe.perf.affinity import format_cpus, parse_cpus, pin
     from tritonpipe.perf.generator import ProfileOptions
     from tritonpipe.perf.input_data import parse_shapes
     from tritonpipe.perf.profile import parse_range, profile, summary
@@ -133,9 +140,13 @@ def profile(
             transport=transport,
             metrics_url=_metrics_url(metrics_url, address),
         )
+        cpus = parse_cpus(client_cpus, "--client-cpus") if client_cpus is not None else None
+        if cpus is not None:
+            pin(cpus)  # perf_analyzer, started below, inherits the CPUs
         typer.echo(
             f"profiling '{model}' at {options.url} over {protocol} with {engine}: {mode} "
             f"{', '.join(f'{v:g}' for v in loads)}"
+            + (f" on CPUs {format_cpus(cpus)}" if cpus is not None else "")
         )
         results = profile(options, file, engine, typer.echo)
     except TritonPipeError as exc:

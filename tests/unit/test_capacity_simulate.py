@@ -113,3 +113,22 @@ def test_the_batcher_follows_tritons_rule_on_a_known_arrival_pattern() -> None:
     sent, _ = server.form(0.02, queue, float)
     assert [len(b) for b, _ in sent] == [8] and list(queue) == [0.02]
     assert sent[0][1] == pytest.approx(0.025)
+
+
+def test_a_cpu_ceiling_is_an_md1_queue_in_front_of_the_batcher() -> None:
+    # With an instant model the latency is the wait for the CPU alone: M/D/1 with service
+    # 1 / ceiling, Pollaczek-Khinchine mean wait rho S / (2 (1 - rho)).
+    ceiling, rate = 1000.0, 800.0
+    rho = rate / ceiling
+    run = simulate(rate, lambda _n, _rng: 0.0, Config(), requests=200000, ceiling=ceiling)
+    exact = rho * (1 / ceiling) / (2 * (1 - rho))
+    assert float(np.mean(run.latencies_s)) == pytest.approx(exact, rel=0.05)
+    # Without one the same model answers at once.
+    assert float(np.max(simulate(rate, lambda _n, _rng: 0.0, Config()).latencies_s)) == 0.0
+
+
+def test_front_end_serves_in_order_one_at_a_time() -> None:
+    from tritonpipe.capacity.simulate import front_end
+
+    out = front_end(np.array([0.0, 0.0005, 0.003, 0.0031]), 1000.0)
+    assert out.tolist() == pytest.approx([0.001, 0.002, 0.004, 0.005])

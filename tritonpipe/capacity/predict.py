@@ -50,7 +50,10 @@ class Predictor:
         b = self.config.max_batch_size
         slots = min(self.config.count, self.config.devices)
         per_instance = self.config.count * b / (w.service(b) + w.turnaround_s)
-        return min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
+        device = min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
+        # The CPU outside the compute carries no more than its measured ceiling, whatever the
+        # instances could execute.
+        return min(device, w.ceiling_per_s) if w.ceiling_per_s > 0 else device
 
     def _p99(self, rate: float, window: Window) -> float:
         largest = self.config.max_batch_size
@@ -63,6 +66,7 @@ class Predictor:
             self.requests,
             turnaround_s=window.turnaround_s,
             device_share=self.profile.device_share,
+            ceiling=window.ceiling_per_s,
         )
         return run.p99()
 

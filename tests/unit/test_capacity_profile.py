@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -253,3 +254,13 @@ def test_an_instance_left_waiting_at_the_highest_load_sets_a_ceiling_the_plan_ke
     # An instance busy at the highest load sets none: the device is the bottleneck.
     busy = window_of([Level({8: (100, int(0.002 * 1e11))}, 3900.0, OVERHEAD, 490.0, 8.0)], 8)
     assert busy.ceiling_per_s == 0.0
+
+
+def test_a_profile_ceiling_caps_the_plan_and_survives_json() -> None:
+    profile = measure_profile(device(0.0001, 0.00001), Config(max_batch_size=8), "m")
+    free = Predictor(profile).capacity(0.02).value
+    capped = replace(profile, ceiling_per_s=free / 2)
+    assert Profile.from_json(capped.to_json()) == capped
+    predictor = Predictor(capped)
+    assert predictor.saturation() == pytest.approx(free / 2)
+    assert predictor.capacity(0.02).high <= free / 2

@@ -153,7 +153,64 @@ def profile_server(
     # same rate a minute later), so load it until it settles.
     settle(model, url, protocol, 2 * config.max_batch_size * config.count, window_ms, input_data)
     progress("  served config restored and warmed up")
-    return profile
+    return with_ceiling(profile, url, protocol, window_ms, input_data, progress)
+
+
+CEILING_SHORT = 0.8  # a saturation carrying less than this share of the simulated one: a ceiling
+
+
+def with_ceiling(
+    profile: Profile,
+    url: str,
+    protocol: str,
+    window_ms: int,
+    input_data: str,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Profile:
+    """Offer the served config Poisson arrivals at its simulated saturation (full batches on
+    every execution slot, from the profile's compute times) and keep what it carried as the
+    profile's ceiling where that falls short of it by more than CEILING_SHORT: on a CPU-bound
+    replica (the client, the gRPC front end and the backend's per-request work on the same
+    cores) the compute per batch size says nothing of that limit."""
+    from tritonpipe.capacity.predict import Predictor
+
+    offered = Predictor(profile).saturation()
+    carried = saturation_rate(profile.model, url, protocol, offered, window_ms, input_data)
+    short = carried < CEILING_SHORT * offered
+    progress(
+        f"  saturation: {carried:.0f}/s carried of {offered:.0f}/s offered"
+        + (" (short: the ceiling of the plan)" if short else "")
+    )
+    if not short:
+        return profile
+    warning = (
+        f"the served config carried {carried:.0f}/s of Poisson arrivals offered at its "
+        f"simulated saturation, {offered:.0f}/s: the CPU outside the model's compute (client, "
+        "front end, the backend's per-request work) caps the replica there, and the plan keeps "
+        "under it"
+    )
+    return replace(profile, ceiling_per_s=carried, warnings=(*profile.warnings, warning))
+
+
+def saturation_rate(
+    model: str, url: str, protocol: str, rate: float, window_ms: int, input_data: str
+) -> float:
+    """Requests/s carried under Poisson arrivals offered at ``rate`` (three windows)."""
+    from tritonpipe.perf.generator import ProfileOptions, Profiler
+
+    options = ProfileOptions(
+        model=model,
+        url=url,
+        protocol=protocol,
+        mode="request_rate",
+        loads=(round(rate, 1),),
+        distribution="poisson",
+        measurement_interval_ms=window_ms,
+        max_trials=3,
+        stability_percentage=100.0,
+        input_data=input_data,
+    )
+    return asyncio.run(Profiler(options).run())[0].row.throughput
 
 
 SETTLE_TRIALS = 6  # windows at most

@@ -53,7 +53,14 @@ class Predictor:
         device = min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
         # The CPU outside the compute carries no more than its measured ceiling, whatever the
         # instances could execute.
-        return min(device, w.ceiling_per_s) if w.ceiling_per_s > 0 else device
+        ceiling = self.ceiling(w)
+        return min(device, ceiling) if ceiling > 0 else device
+
+    def ceiling(self, window: Window) -> float:
+        """Requests/s end to end (0: none): the lower of the window's (its one instance left
+        waiting at the highest concurrency) and the profile's (a saturation fell short)."""
+        found = [c for c in (window.ceiling_per_s, self.profile.ceiling_per_s) if c > 0]
+        return min(found, default=0.0)
 
     def _p99(self, rate: float, window: Window) -> float:
         largest = self.config.max_batch_size
@@ -66,7 +73,7 @@ class Predictor:
             self.requests,
             turnaround_s=window.turnaround_s,
             device_share=self.profile.device_share,
-            ceiling=window.ceiling_per_s,
+            ceiling=self.ceiling(window),
         )
         return run.p99()
 

@@ -83,6 +83,10 @@ class Profile:
     # The share of an execution that holds the device, measured with the served instances
     # saturating it (1: all of it, or not measured).
     device_share: float = 1.0
+    # Requests/s the served config carried end to end under Poisson arrivals offered at its
+    # simulated saturation, where that fell short of it (the CPU outside the model's compute is
+    # the bottleneck); 0: not measured, or not short.
+    ceiling_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -182,6 +186,7 @@ class Profile:
             "config": self.config.__dict__,
             "warnings": list(self.warnings),
             "device_share": self.device_share,
+            "ceiling_per_s": self.ceiling_per_s,
             "windows": [
                 {
                     "service_s": {str(b): t for b, t in w.service_s.items()},
@@ -215,6 +220,7 @@ class Profile:
                 data.get("model", ""),
                 tuple(data["warnings"]),
                 float(data.get("device_share", 1.0)),
+                float(data.get("ceiling_per_s", 0.0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PerfError(f"not a service profile ({type(exc).__name__}: {exc})") from None

@@ -381,6 +381,11 @@ def measure_profile(
             + ", ".join(f"b={b} {t * 1000:.2f} ms" for b, t in last.service_s.items())
             + f"; overhead median {np.median(last.overhead_s) * 1000:.2f} ms"
             + f"; between executions {last.turnaround_s * 1000:.2f} ms"
+            + (
+                f"; the instance waited for requests: ceiling {last.ceiling_per_s:.0f}/s"
+                if last.ceiling_per_s > 0
+                else ""
+            )
         )
         if len(windows) < repeats:
             continue

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,9 @@ NUMPY_TYPES = {
     "BF16": "float32",
     "BYTES": "object",
 }
+# The numpy dtype an output of each declared type must have to pass unconverted (BYTES outputs
+# may be any string kind and are always converted to object).
+DTYPES = {k: np.dtype(v) for k, v in NUMPY_TYPES.items() if k not in ("BYTES", "BF16")}
 
 
 class StepFailed(Exception):
@@ -255,8 +259,22 @@ def _load_step(
 
 def _conform(step: Step, decl: Decl, value: Any, rows: int | None) -> np.ndarray[Any, Any]:
     """The output as declared, or StepFailed: only lossless casts, declared dims, one row each."""
-    where = f"{step.what} output '{decl.name}'"
     array = np.asarray(value)
+    # The common case, checked first: already the declared dtype, rows and fixed dims.
+    target = DTYPES.get(decl.dtype)
+    if target is not None and array.dtype == target:
+        if rows is None:
+            if array.shape == decl.shape:
+                return array
+        elif array.ndim and len(array) == rows and array.shape[1:] == decl.shape:
+            return array
+    return _conform_slow(step, decl, array, rows)
+
+
+def _conform_slow(
+    step: Step, decl: Decl, array: np.ndarray[Any, Any], rows: int | None
+) -> np.ndarray[Any, Any]:
+    where = f"{step.what} output '{decl.name}'"
     if decl.dtype == "BYTES":
         if array.dtype.kind not in "OSU":
             raise StepFailed(f"{where} is declared BYTES but is {array.dtype}", invalid=False)
@@ -491,12 +509,12 @@ class Runner:
         return [r for r in results if r is not None]
 
     def _groups(self, requests: Sequence[Arrays], members: list[int]) -> list[list[int]]:
-        if not self.batched:
+        if not self.batched or len(members) < 2:
             return [[i] for i in members]
         groups: dict[tuple[Any, ...], list[int]] = {}
         for i in members:
             arrays = requests[i]
-            key = tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(arrays.items()))
+            key = tuple((n, a.dtype, a.shape[1:]) for n, a in sorted(arrays.items()))
             groups.setdefault(key, []).append(i)
         return list(groups.values())
 
@@ -504,9 +522,11 @@ class Runner:
         sizes = [_rows(a) for a in requests]
         merged = {n: np.concatenate([a[n] for a in requests]) for n in requests[0]}
         out = self.run(merged, requests=len(requests), checked=True)
-        bounds = np.cumsum(sizes)[:-1]
-        split = {n: np.split(v, bounds) for n, v in out.items()}
-        return [{n: split[n][i] for n in split} for i in range(len(requests))]
+        ends = list(accumulate(sizes))
+        return [
+            {n: v[end - size : end] for n, v in out.items()}
+            for size, end in zip(sizes, ends, strict=True)
+        ]
 
     def take_timings(self) -> list[tuple[str, int, int, int]]:
         """(step, executions, requests, nanoseconds) since the last call; counters reset."""

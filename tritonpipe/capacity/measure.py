@@ -151,9 +151,11 @@ def profile_server(
     # new ones run their first executions. Whatever measures the model next (a plan's validation,
     # the benchmark) would see that as a stall (k3 at 50% load: p99 102 ms against 28 ms on the
     # same rate a minute later), so load it until it settles.
+    # The saturation first: an overload can leave its own transient, which the settling absorbs.
+    profile = with_ceiling(profile, url, protocol, window_ms, input_data, progress)
     settle(model, url, protocol, 2 * config.max_batch_size * config.count, window_ms, input_data)
     progress("  served config restored and warmed up")
-    return with_ceiling(profile, url, protocol, window_ms, input_data, progress)
+    return profile
 
 
 CEILING_SHORT = 0.8  # a saturation carrying less than this share of the simulated one: a ceiling

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -225,3 +226,41 @@ def test_a_spread_large_against_the_slo_is_still_refused_at_any_batch_size() -> 
     with pytest.raises(PerfError, match="batch 8 varied 30%"):
         measure_profile(measure_factory(), Config(max_batch_size=8), slo_s=0.020)
     assert measure_profile(measure_factory(), Config(max_batch_size=8), slo_s=0.100).windows
+
+
+def test_an_instance_left_waiting_at_the_highest_load_sets_a_ceiling_the_plan_keeps() -> None:
+    # The digits replica on 2 cores: batch 8 takes 2 ms, but at the highest concurrency the one
+    # instance executed 100 batches of 8 a second (2200 rows/s would be 275): it waited for
+    # requests, 20% busy. The CPU outside the compute caps the replica at what it carried.
+    def starved(throughput: float, executions: float) -> Window:
+        levels = [
+            Level({1: (100, int(0.001 * 1e11))}, 500.0, OVERHEAD),
+            Level({8: (100, int(0.002 * 1e11))}, throughput, OVERHEAD, executions, 8.0),
+        ]
+        return window_of(levels, 8)
+
+    window = starved(800.0, 100.0)
+    assert window.ceiling_per_s == 800.0 and window.turnaround_s == 0.0
+    profile = Profile(
+        (window, starved(780.0, 97.5), starved(820.0, 102.5)), Config(max_batch_size=8)
+    )
+    assert Profile.from_json(profile.to_json()) == profile
+    predictor = Predictor(profile)
+    assert predictor.saturation() == pytest.approx(800.0)
+    capacity = predictor.capacity(0.02)
+    assert 600 < capacity.value < 800 and capacity.high <= 820  # never past the ceiling
+    # Near the ceiling the wait for the CPU grows the p99 (without it: 2 ms executions).
+    assert predictor.p99(0.95 * 800).value > 3 * predictor.p99(0.5 * 800).value
+    # An instance busy at the highest load sets none: the device is the bottleneck.
+    busy = window_of([Level({8: (100, int(0.002 * 1e11))}, 3900.0, OVERHEAD, 490.0, 8.0)], 8)
+    assert busy.ceiling_per_s == 0.0
+
+
+def test_a_profile_ceiling_caps_the_plan_and_survives_json() -> None:
+    profile = measure_profile(device(0.0001, 0.00001), Config(max_batch_size=8), "m")
+    free = Predictor(profile).capacity(0.02).value
+    capped = replace(profile, ceiling_per_s=free / 2)
+    assert Profile.from_json(capped.to_json()) == capped
+    predictor = Predictor(capped)
+    assert predictor.saturation() == pytest.approx(free / 2)
+    assert predictor.capacity(0.02).high <= free / 2

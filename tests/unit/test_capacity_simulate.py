@@ -78,3 +78,57 @@ def test_bad_arguments() -> None:
         simulate(0, lambda _n, _rng: 0.001, Config())
     with pytest.raises(PerfError, match="count, max_batch_size"):
         Config(count=0)
+
+
+def test_the_batcher_follows_tritons_rule_on_a_known_arrival_pattern() -> None:
+    # Two instances sharing one device, 5 ms an execution, queue delay 2 ms, largest batch 8.
+    # Triton (dynamic_batch_scheduler.cc) forms a batch when the OLDEST queued request has
+    # waited the delay, or at once when the queue holds the largest batch; a batch formed
+    # while no instance is free keeps growing until one takes it; an instance that takes a
+    # batch while the other holds the device waits for the device with it.
+    from collections import deque
+
+    from tritonpipe.capacity.simulate import Batcher
+
+    server: Batcher[float] = Batcher(
+        Config(count=2, max_batch_size=8, max_queue_delay_us=2000),
+        lambda _n, _rng: 0.005,
+        np.random.default_rng(0),
+    )
+    queue: deque[float] = deque([0.0])
+    assert server.form(0.0, queue, float) == ([], pytest.approx(0.002))  # waits for the delay
+    assert server.form(0.002, queue, float) == ([([0.0], pytest.approx(0.007))], None)
+    queue.append(0.003)
+    assert server.form(0.003, queue, float)[0] == []
+    # The second instance takes it at 5 ms and waits for the device until 7 ms.
+    assert server.form(0.005, queue, float)[0] == [([0.003], pytest.approx(0.012))]
+    queue.extend([0.006, 0.0065])
+    assert server.form(0.0065, queue, float)[0] == []  # no instance free
+    server.free_instances += 1  # the first one, at 7 ms: its oldest request has waited 1 ms
+    assert server.form(0.007, queue, float) == ([], pytest.approx(0.008))
+    assert server.form(0.008, queue, float)[0] == [([0.006, 0.0065], pytest.approx(0.017))]
+    # Eight queued at once (the largest batch) go without waiting for the delay.
+    server.free_instances += 1
+    queue.extend([0.02] * 9)
+    sent, _ = server.form(0.02, queue, float)
+    assert [len(b) for b, _ in sent] == [8] and list(queue) == [0.02]
+    assert sent[0][1] == pytest.approx(0.025)
+
+
+def test_a_cpu_ceiling_is_an_md1_queue_in_front_of_the_batcher() -> None:
+    # With an instant model the latency is the wait for the CPU alone: M/D/1 with service
+    # 1 / ceiling, Pollaczek-Khinchine mean wait rho S / (2 (1 - rho)).
+    ceiling, rate = 1000.0, 800.0
+    rho = rate / ceiling
+    run = simulate(rate, lambda _n, _rng: 0.0, Config(), requests=200000, ceiling=ceiling)
+    exact = rho * (1 / ceiling) / (2 * (1 - rho))
+    assert float(np.mean(run.latencies_s)) == pytest.approx(exact, rel=0.05)
+    # Without one the same model answers at once.
+    assert float(np.max(simulate(rate, lambda _n, _rng: 0.0, Config()).latencies_s)) == 0.0
+
+
+def test_front_end_serves_in_order_one_at_a_time() -> None:
+    from tritonpipe.capacity.simulate import front_end
+
+    out = front_end(np.array([0.0, 0.0005, 0.003, 0.0031]), 1000.0)
+    assert out.tolist() == pytest.approx([0.001, 0.002, 0.004, 0.005])

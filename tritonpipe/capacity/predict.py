@@ -50,7 +50,17 @@ class Predictor:
         b = self.config.max_batch_size
         slots = min(self.config.count, self.config.devices)
         per_instance = self.config.count * b / (w.service(b) + w.turnaround_s)
-        return min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
+        device = min(slots * b / (w.service(b) * self.profile.device_share), per_instance)
+        # The CPU outside the compute carries no more than its measured ceiling, whatever the
+        # instances could execute.
+        ceiling = self.ceiling(w)
+        return min(device, ceiling) if ceiling > 0 else device
+
+    def ceiling(self, window: Window) -> float:
+        """Requests/s end to end (0: none): the lower of the window's (its one instance left
+        waiting at the highest concurrency) and the profile's (a saturation fell short)."""
+        found = [c for c in (window.ceiling_per_s, self.profile.ceiling_per_s) if c > 0]
+        return min(found, default=0.0)
 
     def _p99(self, rate: float, window: Window) -> float:
         largest = self.config.max_batch_size
@@ -63,6 +73,7 @@ class Predictor:
             self.requests,
             turnaround_s=window.turnaround_s,
             device_share=self.profile.device_share,
+            ceiling=self.ceiling(window),
         )
         return run.p99()
 

@@ -36,6 +36,9 @@ class Window:
     # (throughput, overhead samples) per measured load: the client's share grows with its rate
     by_load: tuple[tuple[float, tuple[float, ...]], ...] = ()
     turnaround_s: float = 0.0  # an instance's time between executions at saturation
+    # Requests/s end to end at the highest concurrency, where that level left its one instance
+    # waiting for requests (the CPU outside the model's compute is the bottleneck); 0: none.
+    ceiling_per_s: float = 0.0
 
     def overhead_at(self, rate: float) -> tuple[float, ...]:
         """The overheads measured at the largest load not above ``rate`` (the lightest below)."""
@@ -57,6 +60,12 @@ class Window:
         return float(np.interp(rows, sizes, times))
 
 
+def pooled_ceiling(windows: Sequence[Window]) -> float:
+    """The windows' median ceiling; none (0) unless every window found one."""
+    ceilings = [w.ceiling_per_s for w in windows]
+    return 0.0 if min(ceilings) == 0 else float(np.median(ceilings))
+
+
 def spread(values: Sequence[float]) -> float:
     """(max - min) / median."""
     middle = float(np.median(values))
@@ -74,6 +83,10 @@ class Profile:
     # The share of an execution that holds the device, measured with the served instances
     # saturating it (1: all of it, or not measured).
     device_share: float = 1.0
+    # Requests/s the served config carried end to end under Poisson arrivals offered at its
+    # simulated saturation, where that fell short of it (the CPU outside the model's compute is
+    # the bottleneck); 0: not measured, or not short.
+    ceiling_per_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -103,7 +116,7 @@ class Profile:
             for i in range(levels)
         )
         gap = float(np.median([w.turnaround_s for w in self.windows]))
-        return Window(service, overhead, by_load, gap)
+        return Window(service, overhead, by_load, gap, pooled_ceiling(self.windows))
 
     def fit(self) -> tuple[float, float, float]:
         """(A, B, error) of a straight line A + B x rows (seconds) through the pooled times;
@@ -161,7 +174,10 @@ class Profile:
         for pick, overheads in ((min, by_median[0]), (max, by_median[-1])):
             service = {b: pick(w.service_s[b] for w in self.windows) for b in self.sizes}
             turn = pick(w.turnaround_s for w in self.windows)
-            out.append(Window(service, overheads.overhead_s, overheads.by_load, turn))
+            # The fastest envelope has the highest ceiling; one window without one has none.
+            ceilings = [w.ceiling_per_s for w in self.windows]
+            ceiling = 0.0 if min(ceilings) == 0 else (max if pick is min else min)(ceilings)
+            out.append(Window(service, overheads.overhead_s, overheads.by_load, turn, ceiling))
         return out[0], out[1]
 
     def to_json(self) -> dict[str, Any]:
@@ -170,12 +186,14 @@ class Profile:
             "config": self.config.__dict__,
             "warnings": list(self.warnings),
             "device_share": self.device_share,
+            "ceiling_per_s": self.ceiling_per_s,
             "windows": [
                 {
                     "service_s": {str(b): t for b, t in w.service_s.items()},
                     "overhead_s": w.overhead_s,
                     "by_load": [[t, list(o)] for t, o in w.by_load],
                     "turnaround_s": w.turnaround_s,
+                    "ceiling_per_s": w.ceiling_per_s,
                 }
                 for w in self.windows
             ],
@@ -190,6 +208,7 @@ class Profile:
                     tuple(w["overhead_s"]),
                     tuple((float(t), tuple(o)) for t, o in w.get("by_load", [])),
                     float(w.get("turnaround_s", 0.0)),
+                    float(w.get("ceiling_per_s", 0.0)),
                 )
                 for w in data["windows"]
             )
@@ -201,6 +220,7 @@ class Profile:
                 data.get("model", ""),
                 tuple(data["warnings"]),
                 float(data.get("device_share", 1.0)),
+                float(data.get("ceiling_per_s", 0.0)),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PerfError(f"not a service profile ({type(exc).__name__}: {exc})") from None
@@ -306,7 +326,27 @@ def window_of(levels: Sequence[Level], max_batch_size: int) -> Window:
         for level in levels
     )
     window = Window(service, tuple(float(v) for v in first[::step]), by_load)
-    return replace(window, turnaround_s=turnaround(levels[-1], window))
+    top = levels[-1]
+    if starved(top, window):
+        # The instance waited for requests: the gap between its executions is the CPU outside
+        # the model's compute, which the ceiling models; it is not the instance's own time.
+        return replace(window, ceiling_per_s=top.throughput)
+    return replace(window, turnaround_s=turnaround(top, window))
+
+
+STARVED = 0.7  # an instance busy less than this share of the highest level waited for requests
+
+
+def starved(level: Level, service: Window) -> bool:
+    """At the highest concurrency (twice the largest batch in flight) one instance should be
+    executing nearly all the time; executing less than STARVED of it, it waited for requests
+    that the client, the front end and the backend's per-request work could not deliver faster
+    on this machine's CPUs."""
+    cycle = level.cycle()
+    if cycle is None or level.throughput <= 0:
+        return False
+    seconds, rows = cycle
+    return service.service(max(1, round(rows))) / seconds < STARVED
 
 
 def turnaround(level: Level, service: Window) -> float:
@@ -341,6 +381,11 @@ def measure_profile(
             + ", ".join(f"b={b} {t * 1000:.2f} ms" for b, t in last.service_s.items())
             + f"; overhead median {np.median(last.overhead_s) * 1000:.2f} ms"
             + f"; between executions {last.turnaround_s * 1000:.2f} ms"
+            + (
+                f"; the instance waited for requests: ceiling {last.ceiling_per_s:.0f}/s"
+                if last.ceiling_per_s > 0
+                else ""
+            )
         )
         if len(windows) < repeats:
             continue

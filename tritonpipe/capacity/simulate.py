@@ -135,17 +135,22 @@ def simulate(
     warmup: float = 0.05,
     turnaround_s: float = 0.0,
     device_share: float = 1.0,
+    ceiling: float = 0.0,
 ) -> Run:
     """Latencies of ``requests`` Poisson arrivals at ``rate`` per second (the first ``warmup``
     share dropped). ``overhead_s`` are client/network times, drawn with replacement;
     ``turnaround_s`` is how long an instance stays unavailable after each execution (the
     backend's work between executes, off the device); ``device_share`` is the part of each
     execution that holds the device (the rest, the backend's own work before it, runs beside
-    other instances' executions)."""
-    if rate <= 0 or requests < 100:
-        raise PerfError("simulate: rate > 0 and at least 100 requests")
+    other instances' executions); ``ceiling`` (requests/s, 0: none) is the most the CPU
+    outside the model's compute carries end to end (the client, the front end, the backend's
+    per-request work): each request holds it for ``1 / ceiling`` in arrival order before it
+    reaches the batcher (front_end), and waits for it when it is busy."""
+    if rate <= 0 or requests < 100 or ceiling < 0:
+        raise PerfError("simulate: rate > 0, ceiling >= 0 and at least 100 requests")
     rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1 / rate, requests))
+    sent_at = np.cumsum(rng.exponential(1 / rate, requests))
+    arrivals = front_end(sent_at, ceiling)  # when each request reaches the batcher's queue
     extra = rng.choice(np.asarray(overhead_s, dtype=float), requests)
     done = np.zeros(requests)
     queue: deque[int] = deque()
@@ -174,8 +179,25 @@ def simulate(
         if timeout is not None:
             heapq.heappush(events, (timeout, 1, 0))
     keep = slice(int(requests * warmup), requests)
-    latencies = (done - arrivals + extra)[keep]
+    # The overhead samples already hold each request's own time on the CPU: add the wait for it.
+    cost = 1 / ceiling if ceiling > 0 else 0.0
+    latencies = (done - sent_at - cost + extra)[keep]
     return Run(latencies, requests / max(server.batches, 1), server.busy / (now * config.devices))
+
+
+def front_end(sent_at: np.ndarray[Any, Any], ceiling: float) -> np.ndarray[Any, Any]:
+    """When each request (sent at ``sent_at``, in order) leaves a single first-come first-served
+    server that holds every request ``1 / ceiling`` seconds: the CPU outside the model's compute
+    as one more shared server. ``ceiling`` 0: no such server (the times unchanged)."""
+    if ceiling <= 0:
+        return sent_at
+    cost = 1 / ceiling
+    out = np.empty_like(sent_at)
+    free = -math.inf
+    for k, t in enumerate(sent_at.tolist()):
+        free = max(free, t) + cost
+        out[k] = free
+    return out
 
 
 def max_rate(p99_at: Callable[[float], float], slo_s: float, high: float, steps: int = 14) -> float:

@@ -45,6 +45,7 @@ from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.results_csv import read_csv
 from tritonpipe.perf.wrk import WrkResult, run_wrk
+from tritonpipe.errors import TritonPipeError
 from tritonpipe.pipeline import Pipeline
 from tritonpipe.server import ServerOptions, TritonServer
 from tritonpipe.server.options import free_port
@@ -305,11 +306,14 @@ def main() -> int:
     breakdown = ""
     if "breakdown" in sections:
         print("where the time goes (Triton's trace) ...", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            measured = serving_breakdown.measure(
-                repo, "digits", list(CONNECTIONS), args.seconds, 4, Path(tmp)
-            )
-        breakdown = serving_breakdown.report(measured, "digits", 4)
+        try:  # the figures above are kept whatever happens to this last server
+            with tempfile.TemporaryDirectory() as tmp:
+                measured = serving_breakdown.measure(
+                    repo, "digits", list(CONNECTIONS), args.seconds, 4, Path(tmp)
+                )
+            breakdown = serving_breakdown.report(measured, "digits", 4)
+        except (OSError, TritonPipeError) as exc:
+            breakdown = f"Not measured: {type(exc).__name__}: {exc}"
         print(breakdown, flush=True)
     report = _report(
         machine,

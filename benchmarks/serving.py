@@ -41,11 +41,11 @@ import tritonclient.http as triton_http
 from benchmarks import peers, serving_breakdown
 from benchmarks.peers import Peer, cpu_seconds
 from benchmarks.serving_report import report as _report
+from tritonpipe.errors import TritonPipeError
 from tritonpipe.perf.input_data import to_json
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.results_csv import read_csv
 from tritonpipe.perf.wrk import WrkResult, run_wrk
-from tritonpipe.errors import TritonPipeError
 from tritonpipe.pipeline import Pipeline
 from tritonpipe.server import ServerOptions, TritonServer
 from tritonpipe.server.options import free_port

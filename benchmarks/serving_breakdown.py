@@ -42,6 +42,7 @@ PHASES = (
     ("REQUEST_END", "HTTP_SEND_START", "build the HTTP response"),
     ("HTTP_SEND_START", "HTTP_SEND_END", "send it"),
 )
+_NO_WRK = WrkResult(throughput=0, p50_us=0, p99_us=0, requests=0, errors=0)
 STEP_METRIC = re.compile(r"^(tritonpipe_step_\w+)\{([^}]*)\} ([0-9.e+]+)$", re.M)
 
 
@@ -58,6 +59,7 @@ class Breakdown:
     steps: dict[str, float]
     batch: float
     cpu_us: float
+    failed: str = ""  # why this connection count has no figures (tritonserver crashed)
 
     @property
     def model_us(self) -> float:
@@ -81,7 +83,7 @@ def _step_counters(metrics_url: str) -> dict[tuple[str, str], float]:
 
 def _phases(trace: Path, last: int) -> tuple[int, dict[str, float]]:
     """Median microseconds per phase over the ``last`` requests whose trace has all timestamps
-    (Triton writes the file at shutdown, so the warm-up's requests come first)."""
+    (Triton writes the file at shutdown, the warm-up's requests first)."""
     text = trace.read_text().strip()
     events = json.loads(text if text.startswith("[") else "[" + text.rstrip(",") + "]")
     stamps: dict[int, dict[str, int]] = {}
@@ -124,20 +126,27 @@ def measure(
                 "--trace-config=level=TIMESTAMPS",
                 f"--trace-config=rate={rate}",
                 "--trace-config=count=-1",
-                "--trace-config=log_frequency=0",
+                "--trace-config=log_frequency=0",  # the file is written at shutdown
                 *extra,
             ),
         )
-        with TritonServer(options, log_path=folder / f"server_{c}.log") as server:
+        log_path = folder / f"server_{c}.log"
+        with TritonServer(options, log_path=log_path) as server:
             url = f"{server.http_url}/v2/models/{model}/infer"
-            run_wrk(url, body, connections=c, seconds=2, headers=headers)  # warm up
-            time.sleep(1.5)  # the step metrics are flushed every second
-            before = _step_counters(server.metrics_url)
-            cpu = cpu_seconds(server.pid or 0)
-            result = run_wrk(url, body, connections=c, seconds=seconds, headers=headers)
-            cpu = cpu_seconds(server.pid or 0) - cpu
-            time.sleep(1.5)
-            after = _step_counters(server.metrics_url)
+            try:
+                run_wrk(url, body, connections=c, seconds=2, headers=headers)  # warm up
+                time.sleep(1.5)  # the step metrics are flushed every second
+                before = _step_counters(server.metrics_url)
+                cpu = cpu_seconds(server.pid or 0)
+                result = run_wrk(url, body, connections=c, seconds=seconds, headers=headers)
+                cpu = cpu_seconds(server.pid or 0) - cpu
+                time.sleep(1.5)
+                after = _step_counters(server.metrics_url)
+            except OSError as exc:
+                crashed = "Signal (11)" in log_path.read_text(errors="replace")
+                why = "tritonserver crashed (SIGSEGV)" if crashed else f"{exc}"
+                results.append(Breakdown(c, _NO_WRK, 0, {}, {}, 0, 0, why))
+                continue
         delta = {k: v - before.get(k, 0.0) for k, v in after.items()}
         steps, executions, requests = {}, 0.0, 0.0
         for (name, step), value in delta.items():
@@ -172,6 +181,7 @@ def report(results: list[Breakdown], model: str, rate: int) -> str:
         lines.append(row + " | ".join(cells) + " |")
     cells = [f"{r.outside_steps_us:.0f}" for r in results]
     lines.append("| of the model: stub round trip + model.py | " + " | ".join(cells) + " |")
+    failed = [r for r in results if r.failed]
     for label, values in (
         ("requests per execution", [f"{r.batch:.2f}" for r in results]),
         ("server CPU us per request", [f"{r.cpu_us:.0f}" for r in results]),
@@ -180,6 +190,8 @@ def report(results: list[Breakdown], model: str, rate: int) -> str:
         ("requests traced", [str(r.traced) for r in results]),
     ):
         lines.append(f"| {label} | " + " | ".join(values) + " |")
+    for r in failed:
+        lines += ["", f"c={r.connections}: not measured: {r.failed} (its trace on; see the log)."]
     return "\n".join(lines) + "\n"
 
 

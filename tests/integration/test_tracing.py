@@ -211,15 +211,22 @@ def test_a_batch_job_gives_the_same_step_spans(
 def test_a_stream_worker_gives_the_same_step_spans(
     traced_repo: Path, receiver: OtlpReceiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TRITONPIPE_TRACE_URL", receiver.url)
+    receiver.clear()
+    assert _score_three_events(traced_repo, tmp_path) == 3
+    spans = receiver.wait_for(lambda s: any(x.name == "stream digits" for x in s))
+    _same_steps(spans, "stream")
+
+
+def _score_three_events(repo: Path, tmp_path: Path, url: str | None = None) -> int:
+    """Replay three digit events onto a real Redis stream and let one worker score them (in
+    process, or against the server at ``url``); the events it scored."""
     from tritonpipe.stream import build_worker, load_config
     from tritonpipe.stream.replay import replay
 
-    monkeypatch.setenv("TRITONPIPE_TRACE_URL", receiver.url)
-    receiver.clear()
     (tmp_path / "redis").mkdir()
     redis = RedisServer(tmp_path / "redis").start()
     try:
-        config = tmp_path / "job.yaml"
         bus = {
             "type": "redis",
             "url": redis.url,
@@ -227,10 +234,11 @@ def test_a_stream_worker_gives_the_same_step_spans(
             "output": "out",
             "dead_letter": "dead",
         }
+        config = tmp_path / "job.yaml"
         config.write_text(
             yaml.safe_dump(
                 {
-                    "pipeline": str(traced_repo),
+                    "pipeline": str(repo),
                     "name": "digits",
                     "bus": bus,
                     "format": "msgpack",
@@ -241,16 +249,14 @@ def test_a_stream_worker_gives_the_same_step_spans(
         job = load_config(config)
         png = _png()[0, 0]
         assert replay(job, [{"id": f"e{i}", "png": png} for i in range(3)]) == 3
-        worker = build_worker(job, consumer="w")
+        worker = build_worker(job, consumer="w", url=url)
         try:
             worker.handle(worker.source.read(10, 1000))
         finally:
             worker.close()
-        assert worker.counts.scored == 3
+        return worker.counts.scored
     finally:
         redis.stop()
-    spans = receiver.wait_for(lambda s: any(x.name == "stream digits" for x in s))
-    _same_steps(spans, "stream")
 
 
 def _ancestry(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> tuple[list[str], bool]:
@@ -364,44 +370,9 @@ def test_a_stream_worker_scoring_on_the_server_puts_its_steps_under_its_client_s
 ) -> None:
     """``tritonpipe stream --url``: the worker's one batched request per micro-batch is a
     client span whose traceparent the server honours."""
-    from tritonpipe.stream import build_worker, load_config
-    from tritonpipe.stream.replay import replay
-
     monkeypatch.setenv("TRITONPIPE_TRACE_URL", receiver.url)
     receiver.clear()
-    (tmp_path / "redis").mkdir()
-    redis = RedisServer(tmp_path / "redis").start()
-    try:
-        config = tmp_path / "job.yaml"
-        bus = {
-            "type": "redis",
-            "url": redis.url,
-            "stream": "in",
-            "output": "out",
-            "dead_letter": "dead",
-        }
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "pipeline": str(traced_repo),
-                    "name": "digits",
-                    "bus": bus,
-                    "format": "msgpack",
-                    "inputs": {"image": {"field": "png"}},
-                }
-            )
-        )
-        job = load_config(config)
-        png = _png()[0, 0]
-        assert replay(job, [{"id": f"e{i}", "png": png} for i in range(3)]) == 3
-        worker = build_worker(job, consumer="w", url=traced_server.http_url)
-        try:
-            worker.handle(worker.source.read(10, 1000))
-        finally:
-            worker.close()
-        assert worker.counts.scored == 3
-    finally:
-        redis.stop()
+    assert _score_three_events(traced_repo, tmp_path, url=traced_server.http_url) == 3
     [client] = _server_steps_under_client_spans(receiver, "stream", calls=1)
     assert client.attributes["tritonpipe.call.rows"] == 3
 

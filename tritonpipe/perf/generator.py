@@ -27,7 +27,7 @@ from tritonpipe.perf import input_data
 from tritonpipe.perf.results_csv import ResultRow
 from tritonpipe.perf.server_stats import ServerTimes, Snapshot, delta, snapshot
 from tritonpipe.perf.stability import WINDOWS, is_stable
-from tritonpipe.perf.step_metrics import Counters, StepRow, scrape
+from tritonpipe.perf.step_metrics import MIN_SPAN_S, Counters, StepRow, scrape
 from tritonpipe.perf.step_metrics import delta as step_delta
 from tritonpipe.server.options import TOKEN_HEADER
 
@@ -331,6 +331,7 @@ class Profiler:
             )
         snaps = [await self._snapshot(client)]
         steps = [await self._steps(info.name, progress)]
+        scraped = [time.perf_counter()]
         windows: list[tuple[float, float, list[_Done]]] = []
         throughputs: list[float] = []
         latencies: list[float] = []
@@ -341,6 +342,7 @@ class Profiler:
             t1 = time.perf_counter()
             snaps.append(await self._snapshot(client))
             steps.append(await self._steps(info.name, progress))
+            scraped.append(time.perf_counter())
             window = done[cursor:]
             cursor += len(window)  # threads may append between the two
             windows.append((t0, t1, window))
@@ -354,6 +356,14 @@ class Profiler:
             if is_stable(throughputs, latencies, self.options.stability_percentage):
                 stable = True
                 break
+        last = windows[-WINDOWS:]
+        start = len(steps) - len(last) - 1
+        if steps[-1] and scraped[-1] - scraped[start] < MIN_SPAN_S:
+            # Short windows: keep the load on until the step counters have been pushed a few times
+            # (a model without them has no counters at all, and is not kept waiting).
+            await asyncio.sleep(MIN_SPAN_S - (scraped[-1] - scraped[start]))
+            steps.append(await self._steps(info.name, progress))
+            scraped.append(time.perf_counter())
         stop.set()
         await asyncio.gather(*drivers, *tasks, return_exceptions=True)
         if threads is not None:
@@ -363,7 +373,6 @@ class Profiler:
                 f"  {label} {load:g}: not stable within {self.options.max_trials} windows "
                 f"(+-{self.options.stability_percentage:g}%); reporting the last {WINDOWS}"
             )
-        last = windows[-WINDOWS:]
         merged = [d for _, _, w in last for d in w]
         seconds = sum(t1 - t0 for t0, t1, _ in last)
         server = delta(snaps[-len(last) - 1], snaps[-1], composing or [info.name])
@@ -377,7 +386,9 @@ class Profiler:
             )
         row = self._row(load, ok, seconds, server)
         comp_rows = {m: _server_row(load, t, seconds) for m, t in parts.items()}
-        step_rows = step_delta(steps[-len(last) - 1], steps[-1], seconds) if steps[-1] else []
+        step_rows = (
+            step_delta(steps[start], steps[-1], scraped[-1] - scraped[start]) if steps[-1] else []
+        )
         return LevelResult(
             row,
             comp_rows,

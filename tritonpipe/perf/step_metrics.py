@@ -30,6 +30,12 @@ HEADER = (
 
 Counters = dict[str, tuple[float, float, float]]  # step -> (executions, requests, us)
 
+# The fused runtime pushes its counters every FLUSH_S (backend/model.py, _StepMetrics), so two
+# scrapes closer than that may see no step at all, and any span counts up to one flush too many
+# or too few: per-step rows come from scrapes at least MIN_SPAN_S apart.
+FLUSH_S = 1.0
+MIN_SPAN_S = 3 * FLUSH_S
+
 
 def parse(text: str, model: str) -> Counters:
     """The step counters of ``model`` from Prometheus text, in the plan's step order."""

@@ -358,12 +358,7 @@ class Profiler:
                 break
         last = windows[-WINDOWS:]
         start = len(steps) - len(last) - 1
-        if steps[-1] and scraped[-1] - scraped[start] < MIN_SPAN_S:
-            # Short windows: keep the load on until the step counters have been pushed a few times
-            # (a model without them has no counters at all, and is not kept waiting).
-            await asyncio.sleep(MIN_SPAN_S - (scraped[-1] - scraped[start]))
-            steps.append(await self._steps(info.name, progress))
-            scraped.append(time.perf_counter())
+        await self._hold_for_steps(info.name, progress, steps, scraped, start)
         stop.set()
         await asyncio.gather(*drivers, *tasks, return_exceptions=True)
         if threads is not None:
@@ -401,6 +396,22 @@ class Profiler:
             server,
             seconds,
         )
+
+    async def _hold_for_steps(
+        self,
+        model: str,
+        progress: Callable[[str], None],
+        steps: list[Counters],
+        scraped: list[float],
+        start: int,
+    ) -> None:
+        """Short windows: keep the load on until the step counters scraped since ``start`` span
+        MIN_SPAN_S, then scrape once more (a model without step counters is not kept waiting)."""
+        held = scraped[-1] - scraped[start]
+        if steps[-1] and held < MIN_SPAN_S:
+            await asyncio.sleep(MIN_SPAN_S - held)
+            steps.append(await self._steps(model, progress))
+            scraped.append(time.perf_counter())
 
     def _stability_latency(self, ok: list[_Done]) -> float:
         if not ok:

@@ -13,7 +13,6 @@ every run."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import subprocess
 import sys
 import tempfile
@@ -21,19 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from tritonpipe.capacity.device import Device, write_device
 from tritonpipe.capacity.measure import profile_server
+from tritonpipe.capacity.plan import measure_rates
 from tritonpipe.capacity.predict import Predictor
 from tritonpipe.errors import PerfError
-from tritonpipe.perf.generator import ProfileOptions, Profiler
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.server import ServerOptions, TritonServer
 
 FRACTIONS = (0.5, 0.7, 0.9)
 AROUND = (0.8, 0.9, 1.0, 1.1, 1.2)
-REQUESTS = 4000  # of the predicted capacity, for the measured one
 
 
 @dataclass(frozen=True)
@@ -63,23 +59,9 @@ def _uptime() -> str:
 
 
 def poisson_p99(model: str, url: str, rate: float, window_ms: int) -> tuple[float, float]:
-    """(measured throughput, p99 seconds) of three windows of Poisson arrivals at ``rate``,
-    each long enough for the three to hold at least REQUESTS requests (a p99 of fewer swings
-    with a handful of them)."""
-    window_ms = max(window_ms, round(REQUESTS / 3 / rate * 1000))
-    options = ProfileOptions(
-        model=model,
-        url=url,
-        protocol="grpc",
-        mode="request_rate",
-        loads=(round(rate, 1),),
-        distribution="poisson",
-        measurement_interval_ms=window_ms,
-        max_trials=3,
-        stability_percentage=100.0,
-    )
-    level = asyncio.run(Profiler(options).run())[0]
-    return level.row.throughput, float(np.percentile(level.latencies_s, 99))
+    """(measured throughput, p99 seconds) of three windows of Poisson arrivals at ``rate`` over
+    gRPC, as `plan --validate` measures them (at least 4000 requests in all)."""
+    return measure_rates(model, url, "grpc", [rate], window_ms)[0]
 
 
 def monotone(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

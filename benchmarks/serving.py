@@ -39,6 +39,7 @@ import numpy as np
 import tritonclient.http as triton_http
 
 from benchmarks import peers, serving_breakdown
+from benchmarks.digits_requests import images, triton_request
 from benchmarks.peers import Peer, cpu_seconds
 from benchmarks.serving_report import report as _report
 from tritonpipe.errors import TritonPipeError
@@ -52,44 +53,25 @@ from tritonpipe.server.options import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
-HELDOUT = DIGITS / "artifacts" / "heldout"
 CONNECTIONS = (1, 8, 32)
 TARGETS = {"unfused": "digits_steps", "fused": "digits"}
 
 
-def _triton_request(png: bytes) -> tuple[bytes, dict[str, str]]:
-    tensor = triton_http.InferInput("image", [1, 1], "BYTES")
-    tensor.set_data_from_numpy(np.array([[png]], dtype=object), binary_data=True)
-    outputs = [
-        triton_http.InferRequestedOutput(n, binary_data=True) for n in ("labels", "probabilities")
-    ]
-    body, json_size = triton_http.InferenceServerClient.generate_request_body([tensor], outputs)
-    headers = {"Content-Type": "application/octet-stream"}
-    if json_size is not None:
-        headers["Inference-Header-Content-Length"] = str(json_size)
-    return body, headers
-
-
 def _batched_loop(repository: str, seconds: float, queue: Any) -> None:
     pipe = Pipeline.load(repository, "digits", threads=1)
-    images = _images(64)
-    pipe({"image": images})
+    batch = images(64)
+    pipe({"image": batch})
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        pipe({"image": images})
-        done += len(images)
+        pipe({"image": batch})
+        done += len(batch)
     queue.put(done / (time.perf_counter() - start))
-
-
-def _images(n: int) -> np.ndarray[Any, Any]:
-    files = sorted(HELDOUT.glob("*.png"))
-    return np.array([[files[i % len(files)].read_bytes()] for i in range(n)], dtype=object)
 
 
 def in_process(repository: Path, seconds: float) -> dict[str, float]:
     """Per-call time at batch 1 (median), and images/s at batch 64 on one and on every core."""
     pipe = Pipeline.load(repository, "digits", threads=1)
-    one = _images(1)
+    one = images(1)
     for _ in range(200):
         pipe({"image": one})
     calls = []
@@ -230,8 +212,8 @@ def _triton(
         exit_timeout_s=5,
         extra_args=tuple(args.triton_arg),
     )
-    png = _images(1)[0, 0]
-    body, headers = _triton_request(png)
+    png = images(1)[0, 0]
+    body, headers = triton_request(png)
     with TritonServer(options, log_path=folder / "server.log") as server:
         if "http" in sections:
             sides = [
@@ -287,7 +269,7 @@ def main() -> int:
         print("in-process runner ...", flush=True)
         local = in_process(repo, args.seconds / 2)
         print(f"  {local}", flush=True)
-    png = _images(1)[0, 0]
+    png = images(1)[0, 0]
     http: dict[tuple[str, int], Point] = {}
     idle: dict[str, float] = {}
     missing: dict[str, str] = {}

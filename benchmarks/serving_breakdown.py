@@ -24,6 +24,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.digits_requests import images, triton_request
 from benchmarks.peers import cpu_seconds
 from tritonpipe.perf.machine import describe_machine
 from tritonpipe.perf.wrk import WrkResult, run_wrk
@@ -110,9 +111,7 @@ def measure(
     extra: tuple[str, ...] = (),
 ) -> list[Breakdown]:
     """Serve ``model`` alone with Triton's trace on and measure each connection count."""
-    from benchmarks.serving import _images, _triton_request
-
-    body, headers = _triton_request(_images(1)[0, 0])
+    body, headers = triton_request(images(1)[0, 0])
     results = []
     for c in connections:
         trace = folder / f"trace_{c}.json"

@@ -264,3 +264,65 @@ def test_a_profile_ceiling_caps_the_plan_and_survives_json() -> None:
     predictor = Predictor(capped)
     assert predictor.saturation() == pytest.approx(free / 2)
     assert predictor.capacity(0.02).high <= free / 2
+
+
+def test_a_short_saturation_is_offered_again_just_above_what_it_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Far above its ceiling the client piles requests up and carries less than just above it:
+    offered a little more than it carried while it carries all of it, the ceiling is the most
+    it carried (never more than it was offered). Fakes only the measurement: a Poisson level
+    carrying what a replica capped at 600/s carries, less when flooded."""
+    from tritonpipe.capacity import measure
+
+    offered_at: list[float] = []
+    profile = measure_profile(device(0.0001, 0.00001), Config(max_batch_size=8), "m")
+    full = Predictor(profile).saturation()  # what the first offer is
+
+    def carried(_m: str, _u: str, _p: str, rate: float, _w: int, _i: str) -> float:
+        offered_at.append(rate)
+        return 0.45 * full if rate >= 0.9 * full else min(rate, 0.6 * full)
+
+    monkeypatch.setattr(measure, "saturation_rate", carried)
+    capped = measure.with_ceiling(profile, "u", "grpc", 100, "random")
+    # Flooded at full: 0.45; then 0.495, 0.5445 and 0.59895 all carried, 0.6588 carried 0.6.
+    expected = [1.0, 0.495, 0.5445, 0.59895, 0.658845]
+    assert offered_at == pytest.approx([full * e for e in expected])
+    assert capped.ceiling_per_s == pytest.approx(0.6 * full)
+    assert any("caps the replica" in w for w in capped.warnings)
+
+    offered_at.clear()
+    monkeypatch.setattr(measure, "saturation_rate", lambda *a: 0.95 * a[3])
+    assert measure.with_ceiling(profile, "u", "grpc", 100, "random") == profile
+    assert len(offered_at) == 0
+
+
+def test_a_rate_with_a_stalled_window_is_measured_again_and_the_calmer_run_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One window's p99 far over the other two at the same rate is the machine stalling, not
+    queueing: that rate is measured once more and the run whose windows agree is kept; windows
+    that agree are measured once. Fakes only the Poisson level."""
+    from tritonpipe.capacity import plan
+    from tritonpipe.perf.generator import LevelResult
+    from tritonpipe.perf.results_csv import ResultRow
+
+    def level(p99s: tuple[float, ...], latency: float) -> LevelResult:
+        row = ResultRow(**{f: 0 for f in ResultRow.__dataclass_fields__} | {"throughput": 100.0})
+        return LevelResult(row, {}, True, 100, 0, None, latencies_s=(latency,) * 100,
+                           window_p99_s=p99s)  # fmt: skip
+
+    runs = iter([level((0.020, 0.021, 0.090), 0.090), level((0.020, 0.022, 0.021), 0.021),
+                 level((0.030, 0.031, 0.032), 0.031)])  # fmt: skip
+    calls: list[float] = []
+
+    def poisson(_m: str, _u: str, _p: str, rate: float, *_a: object, **_k: object) -> LevelResult:
+        calls.append(rate)
+        return next(runs)
+
+    monkeypatch.setattr(plan, "poisson_level", poisson)
+    said: list[str] = []
+    measured = plan.measure_rates("m", "u", "grpc", [100.0, 150.0], 100, progress=said.append)
+    assert calls == [100.0, 100.0, 150.0]
+    assert [p for _, p in measured] == pytest.approx([0.021, 0.031])
+    assert any("disagree: measured again" in s for s in said)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tritonpipe.capacity.service import (
     STABILITY,
@@ -18,6 +19,68 @@ from tritonpipe.capacity.service import (
     served_config,
     window_of,
 )
+
+if TYPE_CHECKING:
+    from tritonpipe.perf.generator import LevelResult
+
+
+POISSON_REQUESTS = 4000  # at least, over a Poisson level's three windows: a p99 of fewer swings
+
+
+def poisson_level(
+    model: str,
+    url: str,
+    protocol: str,
+    rate: float,
+    window_ms: int,
+    input_data: str = "random",
+    requests: int = POISSON_REQUESTS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> LevelResult:
+    """Poisson arrivals offered at ``rate`` for three windows, each at least ``window_ms`` and
+    long enough for the three to hold ``requests`` requests."""
+    from tritonpipe.perf.generator import ProfileOptions, Profiler
+
+    options = ProfileOptions(
+        model=model,
+        url=url,
+        protocol=protocol,
+        mode="request_rate",
+        loads=(round(rate, 1),),
+        distribution="poisson",
+        measurement_interval_ms=max(window_ms, round(requests / 3 / rate * 1000)),
+        max_trials=3,
+        stability_percentage=100.0,
+        input_data=input_data,
+    )
+    return asyncio.run(Profiler(options).run(progress))[0]
+
+
+def concurrency_level(
+    model: str,
+    url: str,
+    protocol: str,
+    concurrency: int,
+    window_ms: int,
+    input_data: str = "random",
+    trials: int = 3,
+    stability_percentage: float = 100.0,
+) -> LevelResult:
+    """Requests of one row at ``concurrency``: windows of ``window_ms`` until the last three agree
+    within ``stability_percentage`` (at most ``trials``)."""
+    from tritonpipe.perf.generator import ProfileOptions, Profiler
+
+    options = ProfileOptions(
+        model=model,
+        url=url,
+        protocol=protocol,
+        loads=(concurrency,),
+        measurement_interval_ms=window_ms,
+        max_trials=trials,
+        stability_percentage=stability_percentage,
+        input_data=input_data,
+    )
+    return asyncio.run(Profiler(options).run())[0]
 
 
 def server_level(
@@ -33,22 +96,10 @@ def server_level(
     (Triton's statistics before and after) and each request's overhead."""
     import tritonclient.http as triton_http
 
-    from tritonpipe.perf.generator import ProfileOptions, Profiler
-
     client = triton_http.InferenceServerClient(stats_address)
     try:
         before = batch_times(dict(client.get_inference_statistics(model)), model)
-        options = ProfileOptions(
-            model=model,
-            url=url,
-            protocol=protocol,
-            loads=(concurrency,),
-            measurement_interval_ms=window_ms,
-            max_trials=3,
-            stability_percentage=100.0,
-            input_data=input_data,
-        )
-        result = asyncio.run(Profiler(options).run())[0]
+        result = concurrency_level(model, url, protocol, concurrency, window_ms, input_data)
         after = batch_times(dict(client.get_inference_statistics(model)), model)
     finally:
         client.close()
@@ -159,6 +210,9 @@ def profile_server(
 
 
 CEILING_SHORT = 0.8  # a saturation carrying less than this share of the simulated one: a ceiling
+CEILING_NEAR = 1.1  # then offered again at this share of what it carried,
+CEILING_ALL = 0.97  # and again while it carries this share of the offer,
+CEILING_TRIES = 4  # at most this many times
 
 
 def with_ceiling(
@@ -185,6 +239,15 @@ def with_ceiling(
     )
     if not short:
         return profile
+    # Far above the ceiling the client itself piles up requests (a task each) and carries less
+    # than it does just above it: offer a little more than was carried while all of it is.
+    for _ in range(CEILING_TRIES):
+        near = CEILING_NEAR * carried
+        again = saturation_rate(profile.model, url, protocol, near, window_ms, input_data)
+        progress(f"  saturation: {again:.0f}/s carried of {near:.0f}/s offered")
+        carried = max(carried, min(again, near))
+        if again < CEILING_ALL * near:
+            break
     warning = (
         f"the served config carried {carried:.0f}/s of Poisson arrivals offered at its "
         f"simulated saturation, {offered:.0f}/s: the CPU outside the model's compute (client, "
@@ -198,21 +261,7 @@ def saturation_rate(
     model: str, url: str, protocol: str, rate: float, window_ms: int, input_data: str
 ) -> float:
     """Requests/s carried under Poisson arrivals offered at ``rate`` (three windows)."""
-    from tritonpipe.perf.generator import ProfileOptions, Profiler
-
-    options = ProfileOptions(
-        model=model,
-        url=url,
-        protocol=protocol,
-        mode="request_rate",
-        loads=(round(rate, 1),),
-        distribution="poisson",
-        measurement_interval_ms=window_ms,
-        max_trials=3,
-        stability_percentage=100.0,
-        input_data=input_data,
-    )
-    return asyncio.run(Profiler(options).run())[0].row.throughput
+    return poisson_level(model, url, protocol, rate, window_ms, input_data, 0).row.throughput
 
 
 SETTLE_TRIALS = 6  # windows at most
@@ -224,16 +273,6 @@ def settle(
 ) -> None:
     """Load the model at ``concurrency`` until three windows in a row agree within
     SETTLE_STABILITY percent (at most SETTLE_TRIALS windows); the measurements are dropped."""
-    from tritonpipe.perf.generator import ProfileOptions, Profiler
-
-    options = ProfileOptions(
-        model=model,
-        url=url,
-        protocol=protocol,
-        loads=(concurrency,),
-        measurement_interval_ms=window_ms,
-        max_trials=SETTLE_TRIALS,
-        stability_percentage=SETTLE_STABILITY,
-        input_data=input_data,
+    concurrency_level(
+        model, url, protocol, concurrency, window_ms, input_data, SETTLE_TRIALS, SETTLE_STABILITY
     )
-    asyncio.run(Profiler(options).run())

@@ -5,7 +5,6 @@ predictions against one replica under Poisson load."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -14,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from tritonpipe.capacity.measure import poisson_level
 from tritonpipe.capacity.predict import Estimate, Predictor, best_config, candidates
 from tritonpipe.errors import PerfError, SpecError
-from tritonpipe.perf.generator import ProfileOptions, Profiler
 
 # Validation: a prediction off the measured p99 by more than this is reported as a miss.
 VALIDATION_TOLERANCE = 0.15
@@ -237,24 +236,35 @@ def measure_rates(
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[tuple[float, float]]:
     """(throughput, p99 seconds) of Poisson arrivals at each rate on one replica: three windows
-    each, long enough for 4000 requests in all, the p99 over all their requests."""
+    each, long enough for POISSON_REQUESTS requests in all, the p99 over all their requests.
+    A rate where one window's p99 is over STALL times the windows' median (a stall of the
+    machine, not queueing: the other two windows saw the same rate) is measured once more, and
+    the run whose windows agree better is kept."""
     out = []
     for rate in rates:
-        options = ProfileOptions(
-            model=model,
-            url=url,
-            protocol=protocol,
-            mode="request_rate",
-            loads=(round(rate, 1),),
-            distribution="poisson",
-            measurement_interval_ms=max(window_ms, round(4000 / 3 / rate * 1000)),
-            max_trials=3,
-            stability_percentage=100.0,
-            input_data=input_data,
-        )
-        level = asyncio.run(Profiler(options).run(progress))[0]
+        level = poisson_level(model, url, protocol, rate, window_ms, input_data, progress=progress)
+        if stall(level.window_p99_s) > STALL:
+            progress(
+                f"  {rate:.0f}/s: window p99s "
+                + " / ".join(f"{p * 1000:.1f}" for p in level.window_p99_s)
+                + " ms disagree: measured again"
+            )
+            again = poisson_level(
+                model, url, protocol, rate, window_ms, input_data, progress=progress
+            )
+            level = min((level, again), key=lambda lv: stall(lv.window_p99_s))
         out.append((level.row.throughput, float(np.percentile(level.latencies_s, 99))))
     return out
+
+
+STALL = 1.5  # a window's p99 over the windows' median by more than this: measured again
+
+
+def stall(window_p99_s: Sequence[float]) -> float:
+    """The highest window p99 over the windows' median (1: they agree; 1 with fewer than 2)."""
+    if len(window_p99_s) < 2 or min(window_p99_s) <= 0:
+        return 1.0
+    return max(window_p99_s) / float(np.median(window_p99_s))
 
 
 def validate(

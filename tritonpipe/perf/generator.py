@@ -85,6 +85,11 @@ class LevelResult:
     latencies_s: tuple[float, ...] = ()  # each successful request's, in the reported windows
     server: ServerTimes | None = None  # the server's counts over the reported windows
     seconds: float = 0.0  # the reported windows' length
+    window_p99_s: tuple[float, ...] = ()  # each reported window's p99 (0: no request in it)
+
+
+def _p99(values: list[float]) -> float:
+    return float(np.percentile(values, 99)) if values else 0.0
 
 
 class Profiler:
@@ -395,6 +400,7 @@ class Profiler:
             tuple(d.latency for d in ok),
             server,
             seconds,
+            tuple(_p99([d.latency for d in w if d.error is None]) for _, _, w in last),
         )
 
     async def _hold_for_steps(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import tritonclient.http as triton_http
 
-from benchmarks import peers, serving_breakdown
+from benchmarks import peers, serving_breakdown, serving_options
 from benchmarks.digits_requests import images, triton_request
 from benchmarks.peers import Peer, cpu_seconds
 from benchmarks.serving_report import report as _report
@@ -250,8 +250,8 @@ def main() -> int:
     parser.add_argument("--peers", default="fastapi,bentoml,ray", help="comma-separated peers")
     parser.add_argument(
         "--sections",
-        default="inprocess,http,grpc,sweep,breakdown",
-        help="what to run: inprocess, http, grpc, sweep, breakdown",
+        default="inprocess,http,grpc,sweep,options,breakdown",
+        help="what to run: inprocess, http, grpc, sweep, options, breakdown",
     )
     parser.add_argument(
         "--triton-arg",
@@ -285,6 +285,12 @@ def main() -> int:
         finally:
             for peer in running:
                 peer.stop()
+    options = ""
+    if "options" in sections:
+        print("tritonserver's options (HTTP threads, Python backend shared memory) ...", flush=True)
+        measured_options = serving_options.measure(repo, "digits", args.seconds, args.rounds)
+        options = serving_options.report(measured_options, "digits", args.seconds, args.rounds)
+        print(options, flush=True)
     breakdown = ""
     if "breakdown" in sections:
         print("where the time goes (Triton's trace) ...", flush=True)
@@ -309,6 +315,7 @@ def main() -> int:
         args.rounds,
         args,
         breakdown,
+        options,
     )
     print("\n" + report)
     if args.out:

@@ -168,6 +168,7 @@ def report(
     rounds: int,
     args: argparse.Namespace,
     breakdown: str = "",
+    options: str = "",
 ) -> str:
     cores = os.cpu_count() or 1
     extra = " ".join(args.triton_arg) or "none"
@@ -197,6 +198,8 @@ def report(
     if http:
         lines += ["", *_http(http, idle), *_targets(http)]
     lines += _grpc(grpc) + _delays(delays)
+    if options:
+        lines += ["", "## Fused model: tritonserver's options", "", options.rstrip()]
     if breakdown:
         lines += ["", "## Where the fused model's time goes", "", breakdown.rstrip()]
     return "\n".join(lines) + "\n"

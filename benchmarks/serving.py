@@ -10,14 +10,17 @@
 4. the peers (``benchmarks/peers.py``): FastAPI + onnxruntime (the server users write
    themselves), BentoML with adaptive batching and Ray Serve with ``@serve.batch``, each running
    the same stage functions and ONNX file on one worker per core.
-HTTP load comes from wrk (one PNG per request; Triton's binary tensor protocol) for every server,
-all of them up at once and measured in turn at each connection count (``--rounds`` repeats the
-sweep, each round in the reverse order of the last), with the CPU each side's process tree used;
-gRPC load from perf_analyzer for the two Triton targets. Then the fused model's queue delay and
-instance count are varied through explicit model control (a config override) at 1, 8 and 32
-connections, and a last server with Triton's TIMESTAMPS trace on shows where the fused model's
-time goes (``benchmarks/serving_breakdown.py``). Prints each table with its ratios and writes
-Markdown with the machine described.
+HTTP load comes from wrk (one PNG per request; Triton's binary tensor protocol) for every server
+at 1, 8 and 32 connections, with the CPU each side's process tree used. Each peer runs alone: it
+is started for its turn and stopped after it, with tritonserver idle beside it (``--together``
+keeps every peer up throughout, as the earlier runs did: Ray's idle agents then take CPU from
+every other side). ``--rounds`` repeats the sweep, each round in the reverse order of the last.
+gRPC load comes from perf_analyzer for the two Triton targets. Then the fused model's queue
+delay and instance count are varied through explicit model control (a config override) at 1, 8
+and 32 connections, tritonserver's own options each on a server of their own
+(``benchmarks/serving_options.py``), and a last server with Triton's TIMESTAMPS trace on shows
+where the fused model's time goes (``benchmarks/serving_breakdown.py``). Prints each table with
+its ratios and writes Markdown with the machine described.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +174,43 @@ def _http_sweep(sides: list[Peer], rounds: int, seconds: float) -> dict[tuple[st
     return {key: _median_point(points) for key, points in taken.items()}
 
 
+def _http_alone(
+    sides: list[Peer],
+    names: list[str],
+    start: Callable[[str], Peer | None],
+    rounds: int,
+    seconds: float,
+    idle: dict[str, float],
+) -> dict[tuple[str, int], Point]:
+    """Every side at every connection count with no peer but itself running: Triton's sides are
+    up throughout (an idle tritonserver uses no CPU), each peer is started for its turn and
+    stopped after it (Ray's idle agents take ~0.2 of a core from whatever runs beside them).
+    Each round reverses the order; a peer's idle cores are measured on its first start."""
+    taken: dict[tuple[str, int], list[Point]] = {}
+    order = [*(s.label for s in sides), *names]
+    for r in range(rounds):
+        for label in order:
+            started = None if label in {s.label for s in sides} else start(label)
+            side = started or next((s for s in sides if s.label == label), None)
+            if side is None:  # a peer that could not start (said why)
+                continue
+            try:
+                if label not in idle:
+                    idle.update(_idle_cores([side]))
+                for c in CONNECTIONS:
+                    point = _point(side, c, seconds)
+                    taken.setdefault((label, c), []).append(point)
+                    print(
+                        f"  round {r + 1} {label:<8} c={c:<3} {point.wrk} cores={point.cores:.2f}",
+                        flush=True,
+                    )
+            finally:
+                if started is not None:
+                    started.stop()
+        order.reverse()
+    return {key: _median_point(points) for key, points in taken.items()}
+
+
 def _idle_cores(sides: list[Peer], seconds: float = 3.0) -> dict[str, float]:
     """The cores each side's processes use with no load (Ray's agents, BentoML's supervisor)."""
     before = {p.label: cpu_seconds(p.pid) for p in sides}
@@ -177,19 +218,18 @@ def _idle_cores(sides: list[Peer], seconds: float = 3.0) -> dict[str, float]:
     return {p.label: (cpu_seconds(p.pid) - before[p.label]) / seconds for p in sides}
 
 
-def _start_peers(
-    names: str, repo: Path, png: bytes, folder: Path, missing: dict[str, str]
-) -> list[Peer]:
-    running = []
-    for label in [p for p in names.split(",") if p]:
-        print(f"starting {label} ...", flush=True)
-        onnx = repo / "digits_onnx" / "1" / "model.onnx"
-        try:
-            running.append(peers.start(label, free_port(), onnx, png, folder / f"{label}.log"))
-        except RuntimeError as exc:
-            missing[label] = str(exc)
-            print(f"  {label}: {exc}", flush=True)
-    return running
+def _start_peer(
+    label: str, repo: Path, png: bytes, folder: Path, missing: dict[str, str]
+) -> Peer | None:
+    """Peer ``label`` started (None, and why in ``missing``, when it cannot run)."""
+    print(f"starting {label} ...", flush=True)
+    onnx = repo / "digits_onnx" / "1" / "model.onnx"
+    try:
+        return peers.start(label, free_port(), onnx, png, folder / f"{label}.log")
+    except RuntimeError as exc:
+        missing[label] = str(exc)
+        print(f"  {label}: {exc}", flush=True)
+        return None
 
 
 def _triton(
@@ -198,6 +238,7 @@ def _triton(
     folder: Path,
     sections: set[str],
     running: list[Peer],
+    start: Callable[[str], Peer | None],
     http: dict[tuple[str, int], Point],
     idle: dict[str, float],
     grpc: dict[tuple[str, int], tuple[float, float, float] | None],
@@ -222,9 +263,14 @@ def _triton(
             ]
             for side in sides:
                 side.pid = server.pid or 0
-            sides += running
-            idle.update(_idle_cores(sides))
-            http.update(_http_sweep(sides, args.rounds, args.seconds))
+            if args.together:
+                sides += running
+                idle.update(_idle_cores(sides))
+                http.update(_http_sweep(sides, args.rounds, args.seconds))
+            else:
+                idle.update(_idle_cores(sides))
+                names = [p for p in args.peers.split(",") if p]
+                http.update(_http_alone(sides, names, start, args.rounds, args.seconds, idle))
         if "grpc" in sections:
             data = folder / "png.json"
             data.write_text(json.dumps(to_json([{"image": np.array([png], dtype=object)}])))
@@ -259,6 +305,11 @@ def main() -> int:
         default=[],
         help="extra tritonserver argument (repeatable), e.g. --http-thread-count=4",
     )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="keep every peer up while any side is measured (default: each peer alone)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="Also write Markdown here.")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -279,9 +330,14 @@ def main() -> int:
         folder = Path(tmp)
         running: list[Peer] = []
         try:
-            if "http" in sections:
-                running = _start_peers(args.peers, repo, png, folder, missing)
-            _triton(args, repo, folder, sections, running, http, idle, grpc, delays)
+
+            def start(label: str) -> Peer | None:
+                return _start_peer(label, repo, png, folder, missing)
+
+            if "http" in sections and args.together:
+                names = [p for p in args.peers.split(",") if p]
+                running = [p for p in map(start, names) if p is not None]
+            _triton(args, repo, folder, sections, running, start, http, idle, grpc, delays)
         finally:
             for peer in running:
                 peer.stop()

@@ -155,6 +155,11 @@ def measure(
                 steps[step] = value / runs if runs else 0.0
                 if not executions:
                     executions, requests = runs, served
+        if not trace.is_file():  # written at shutdown: a server that crashed there wrote none
+            crashed = "Signal (11)" in log_path.read_text(errors="replace")
+            why = "tritonserver crashed (SIGSEGV)" if crashed else "tritonserver wrote no trace"
+            results.append(Breakdown(c, _NO_WRK, 0, {}, {}, 0, 0, why))
+            continue
         traced, phases = _phases(trace, max(1, result.requests // rate))
         batch = requests / executions if executions else 0.0
         cpu_us = cpu * 1e6 / result.requests if result.requests else 0.0

@@ -182,7 +182,12 @@ def report(
         "median round by throughput is shown; of two, the slower), extra tritonserver "
         f"arguments: {extra}. Every side runs "
         f"{cores} worker(s) (one per core) with one intra-op thread each; wrk (one thread) "
-        "and every server share the machine.",
+        + (
+            "and every server, all up at once, share the machine."
+            if getattr(args, "together", False)
+            else "shares the machine with the side measured; each peer runs alone (started "
+            "for its turn, stopped after it), tritonserver idle beside it."
+        ),
     ]
     for label, reason in missing.items():
         lines += ["", f"**{NAMES[label]} not measured:** {reason}"]

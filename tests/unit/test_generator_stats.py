@@ -165,6 +165,7 @@ def test_server_columns_and_step_rows_come_from_the_last_three_windows(
     profiler = Windows(
         lambda *_: 0.001, max_trials=trials, stability_percentage=0, measurement_interval_ms=100
     )
+    profiler.MIN_STEP_SPAN_S = 0.0  # the windows' own scrapes (the hold: the test below)
     lines: list[str] = []
     result = profiler.run_level(lines, composing)
     assert profiler.windows == trials + 1 and profiler.scraped == ["m"] * (trials + 1)
@@ -182,6 +183,22 @@ def test_server_columns_and_step_rows_come_from_the_last_three_windows(
     assert step.us_per_execution == pytest.approx(squares / sum(last))
     seconds = step.executions_per_s and sum(last) / step.executions_per_s
     assert seconds == pytest.approx(0.3, rel=0.3)  # three 100 ms windows
+
+
+def test_windows_shorter_than_the_step_flush_hold_the_load_for_one_more_scrape() -> None:
+    """Three 100 ms windows are shorter than the runtime's step-counter push (every second):
+    the load stays on until the scrapes span MIN_STEP_SPAN_S, one more scrape ends the rows,
+    and their rate is over that longer span."""
+    profiler = Windows(
+        lambda *_: 0.001, max_trials=3, stability_percentage=100, measurement_interval_ms=100
+    )
+    profiler.MIN_STEP_SPAN_S = 0.6
+    result = profiler.run_level([], [])
+    assert profiler.scraped == ["m"] * 5  # before the windows, after each of 3, and the hold's
+    (step,) = result.steps
+    assert step.us_per_execution == pytest.approx((1 + 4 + 9 + 16) / (1 + 2 + 3 + 4))
+    seconds = sum(range(1, 5)) / step.executions_per_s
+    assert seconds == pytest.approx(0.6, rel=0.3)
 
 
 class LateSteps(Synthetic):

@@ -95,6 +95,8 @@ def _p99(values: list[float]) -> float:
 class Profiler:
     """``await Profiler(options).run(print)`` returns one LevelResult per load level."""
 
+    MIN_STEP_SPAN_S = MIN_SPAN_S  # per-step rows come from scrapes at least this far apart
+
     def __init__(self, options: ProfileOptions) -> None:
         if options.mode not in ("concurrency", "request_rate"):
             raise PerfError(f"mode {options.mode!r}: concurrency or request_rate")
@@ -412,10 +414,10 @@ class Profiler:
         start: int,
     ) -> None:
         """Short windows: keep the load on until the step counters scraped since ``start`` span
-        MIN_SPAN_S, then scrape once more (a model without step counters is not kept waiting)."""
+        MIN_STEP_SPAN_S, then scrape once more (a model without step counters is not kept waiting)."""
         held = scraped[-1] - scraped[start]
-        if steps[-1] and held < MIN_SPAN_S:
-            await asyncio.sleep(MIN_SPAN_S - held)
+        if steps[-1] and held < self.MIN_STEP_SPAN_S:
+            await asyncio.sleep(self.MIN_STEP_SPAN_S - held)
             steps.append(await self._steps(model, progress))
             scraped.append(time.perf_counter())
 

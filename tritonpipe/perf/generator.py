@@ -414,7 +414,8 @@ class Profiler:
         start: int,
     ) -> None:
         """Short windows: keep the load on until the step counters scraped since ``start`` span
-        MIN_STEP_SPAN_S, then scrape once more (a model without step counters is not kept waiting)."""
+        MIN_STEP_SPAN_S, then scrape once more (a model without step counters is not kept
+        waiting)."""
         held = scraped[-1] - scraped[start]
         if steps[-1] and held < self.MIN_STEP_SPAN_S:
             await asyncio.sleep(self.MIN_STEP_SPAN_S - held)

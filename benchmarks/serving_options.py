@@ -131,7 +131,7 @@ def main() -> int:
     args = parser.parse_args()
     text = report(measure(args.repository.resolve(), args.model, args.seconds, args.rounds),
                   args.model, args.seconds, args.rounds)  # fmt: skip
-    text = f"{describe_machine()}\n\n{text}\n"
+    text = f"Machine: {describe_machine()}\n\n{text}\n"
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ import torch
 import yaml
 
 from tests.conftest import DIGITS, ENCODER
+from tests.integration.counted import wait_for
 from tritonpipe.client import Client
 from tritonpipe.ensembles import build_repository
 from tritonpipe.loading import load_function
@@ -96,9 +98,16 @@ def test_encoder_serves_mixed_lengths_like_eager(
         assert got["hidden"].shape == (len(tokens), tokens.shape[1], 32)
         np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-4, rtol=1e-3)
         np.testing.assert_allclose(got["hidden"], want["hidden"], atol=1e-4, rtol=1e-3)
-    with Client(url) as client:
-        after = client.statistics(model)["model_stats"][0]
     before = counts["before"]
+    rows = sum(len(t) for t in requests)
+
+    def read() -> dict[str, Any]:
+        with Client(url) as client:
+            return client.statistics(model)["model_stats"][0]  # type: ignore[no-any-return]
+
+    after = wait_for(
+        read, lambda a: int(a["inference_count"]) - int(before["inference_count"]) >= rows
+    )
     requests_seen = int(after["inference_count"]) - int(before["inference_count"])
     executions = int(after["execution_count"]) - int(before["execution_count"])
     assert requests_seen == sum(len(t) for t in requests)

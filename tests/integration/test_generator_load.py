@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 
+from tests.integration.counted import wait_for
 from tritonpipe.client import Client
 from tritonpipe.perf.generator import LevelResult, ProfileOptions, Profiler
 from tritonpipe.perf.server_stats import snapshot
@@ -61,7 +62,10 @@ def test_batch_size_sends_that_many_rows_per_request(server: TritonServer) -> No
     with Client(server.http_url) as client:
         before = snapshot(client.statistics("digits_onnx"))["digits_onnx"]
         [level] = _profile(server, model="digits_onnx", batch_size=4, measurement_interval_ms=200)
-        after = snapshot(client.statistics("digits_onnx"))["digits_onnx"]
+        after = wait_for(
+            lambda: snapshot(client.statistics("digits_onnx"))["digits_onnx"],
+            lambda a: a.success - before.success >= level.requests,
+        )
     requests = after.success - before.success
     assert requests >= level.requests > 0
     assert after.inferences - before.inferences == 4 * requests  # 4 rows in each request

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ASSETS
+from tests.integration.counted import wait_for
 from tritonpipe.client import Client
 from tritonpipe.ensembles import build_repository
 from tritonpipe.server import ServerOptions, TritonServer
@@ -51,11 +52,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
         yield running
 
 
-def _stats(server: TritonServer, model: str) -> dict[str, int]:
-    models = server.statistics()["model_stats"]
-    assert isinstance(models, list)
-    (stats,) = [m["inference_stats"] for m in models if m["name"] == model]
-    return {k: int(stats[k]["count"]) for k in ("success", "cache_hit", "cache_miss")}
+def _stats(server: TritonServer, model: str, success: int) -> dict[str, int]:
+    """The model's counts once ``success`` requests are counted (tests.integration.counted)."""
+
+    def read() -> dict[str, int]:
+        models = server.statistics()["model_stats"]
+        assert isinstance(models, list)
+        (stats,) = [m["inference_stats"] for m in models if m["name"] == model]
+        return {k: int(stats[k]["count"]) for k in ("success", "cache_hit", "cache_miss")}
+
+    return wait_for(read, lambda counts: counts["success"] >= success)
 
 
 @pytest.mark.parametrize("model", ["cached", "cached_steps"])
@@ -68,7 +74,7 @@ def test_repeated_request_is_answered_from_the_cache(server: TritonServer, model
     np.testing.assert_array_equal(first["z"], x * 2 + 1)
     np.testing.assert_array_equal(again["z"], first["z"])
     np.testing.assert_array_equal(other["z"], (x + 1) * 2 + 1)
-    assert _stats(server, model) == {"success": 3, "cache_hit": 1, "cache_miss": 2}
+    assert _stats(server, model, 3) == {"success": 3, "cache_hit": 1, "cache_miss": 2}
 
 
 def test_a_pipeline_without_response_cache_is_not_cached(server: TritonServer) -> None:
@@ -76,4 +82,4 @@ def test_a_pipeline_without_response_cache_is_not_cached(server: TritonServer) -
     with Client(server.http_url) as client:
         for _ in range(2):
             client.infer("uncached", {"x": x})
-    assert _stats(server, "uncached") == {"success": 2, "cache_hit": 0, "cache_miss": 0}
+    assert _stats(server, "uncached", 2) == {"success": 2, "cache_hit": 0, "cache_miss": 0}

@@ -3,7 +3,7 @@ the median of the requests after it, for both fused pipelines (the spec's sample
 and the unfused one (each of its step models warmed with what the steps before it compute).
 
 Each request's time is the server's own (the model's ``success`` time in its statistics, before
-and after the request), so the client's first-call costs (its connection, its first encode) and
+and after the request, once Triton has counted it), so the client's first-call costs (its connection, its first encode) and
 the machine's other load between requests do not blur what warmup is for."""
 
 from __future__ import annotations
@@ -15,22 +15,16 @@ import numpy as np
 import tritonclient.http as triton_http
 
 from tests.conftest import DIGITS
+from tests.integration.counted import server_ms
 from tritonpipe.ensembles import build_repository
 from tritonpipe.repository.config import parse_pbtxt
 from tritonpipe.server import ServerOptions, TritonServer
 
 
-def _success_ns(client: triton_http.InferenceServerClient, model: str) -> int:
-    (stats,) = client.get_inference_statistics(model)["model_stats"]
-    return int(stats["inference_stats"]["success"]["ns"])
-
-
 def _ms(client: triton_http.InferenceServerClient, model: str, image: np.ndarray) -> float:
     tensor = triton_http.InferInput("image", [1, 1], "BYTES")
     tensor.set_data_from_numpy(image)
-    before = _success_ns(client, model)
-    client.infer(model, [tensor])
-    return (_success_ns(client, model) - before) / 1e6
+    return server_ms(client, model, lambda: client.infer(model, [tensor]))
 
 
 def test_first_request_after_load_is_within_2x_of_the_median(

@@ -45,7 +45,7 @@ class PredictionLogger:
         self.to_records = to_records
         self.batch_size = batch_size
         self.warn_every_s = warn_every_s
-        self.on_progress = on_progress  # called by the writer after each batch (e.g. metrics)
+        self.on_progress = on_progress  # called by the writer after each batch and tick
         self.written = 0  # records the sink accepted
         self.errors = 0  # records lost to sink errors
         self.dropped = 0  # entries refused because the queue was full
@@ -56,6 +56,18 @@ class PredictionLogger:
         self._direct_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="tritonpipe-predlog", daemon=True)
         self._thread.start()
+
+    def warm(self, say: Callable[[str], None] | None = None) -> bool:
+        """Warm the sink (tritonpipe.predlog.sinks.Sink.warm); a failure is said (``say``, else
+        the module's log), not raised: the sink may come up later, and each write tries it
+        again. False when it failed."""
+        try:
+            self.sink.warm()
+        except Exception as exc:  # noqa: BLE001 - a sink that is down must not stop a load
+            message = f"prediction log sink '{self.sink.type}' could not be warmed: {exc!r}"
+            (say or log.warning)(f"{message}; its writes will try it again")
+            return False
+        return True
 
     def log(self, entry: Entry) -> None:
         """Write (local sink) or queue one entry; never raises, never waits on a remote sink."""
@@ -126,7 +138,7 @@ class PredictionLogger:
                 self._write(batch)
             else:
                 self._flush(tick=True)  # idle: time-based work (a local sink rolls its parts)
-            if self.on_progress is not None and (batch or stop or self._direct):
+            if self.on_progress is not None:  # also idle: errors are counted on other threads
                 with contextlib.suppress(Exception):  # progress reporting is best effort
                     self.on_progress()
             if stop:

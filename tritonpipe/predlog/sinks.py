@@ -38,6 +38,10 @@ class Sink(ABC):
     def flush(self) -> None:  # noqa: B027 - optional: sinks that buffer override it
         """Make everything written so far durable and visible."""
 
+    def warm(self) -> None:  # noqa: B027 - optional: sinks with a cold first write override it
+        """Do at load what the first write would (connect, import): so the first request after
+        load is not the one that pays for it. May raise; the caller warns and carries on."""
+
     def due(self) -> bool:
         """A local sink has work for ``tick`` now (the logger then wakes its writer)."""
         return False
@@ -82,6 +86,12 @@ class ParquetSink(Sink):
         self._seq = 0
         path.mkdir(parents=True, exist_ok=True)
         self._open_journal()
+
+    def warm(self) -> None:
+        """The first roll imports pandas and pyarrow on the writer thread, which would hold the
+        GIL for a second of serving: import them at load instead."""
+        import pandas  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
 
     def _open_journal(self) -> None:
         self._journal_path = self.path / f"journal-{self._prefix}-{self._seq:06d}.jsonl"
@@ -149,6 +159,11 @@ class RedisStreamSink(Sink):
         self.stream = stream
         self.maxlen = maxlen
         self._client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
+    def warm(self) -> None:
+        """Open the connection and run a pipeline now, as the first write would on the writer
+        thread (holding the GIL the serving thread needs for milliseconds)."""
+        self._client.pipeline(transaction=False).ping().execute()
 
     def write(self, records: Sequence[Record]) -> None:
         pipe = self._client.pipeline(transaction=False)

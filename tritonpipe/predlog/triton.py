@@ -6,8 +6,9 @@ ensemble. After each ``execute`` the hook logs its answered requests as one entr
 sink's journal has their records before ``execute`` returns the answers (see
 tritonpipe/predlog/logger.py); a Redis sink gets them from the writer thread. Records written and
 sink errors are Triton custom metrics ``tritonpipe_predlog_records_total`` /
-``tritonpipe_predlog_errors_total`` (label ``sink``), synced at most every 0.1 s from execute,
-by the writer thread (every batch, or every tick for a local sink) and at finalize.
+``tritonpipe_predlog_errors_total`` (label ``sink``), synced by the writer thread (after every
+batch and every tick) and at finalize, never from execute: each update is a message to the
+server, and the one execute made cost its request milliseconds.
 """
 
 from __future__ import annotations
@@ -79,14 +80,11 @@ def _records(config: dict[str, Any], entry: dict[str, Any]) -> list[Record]:
 class TritonPredictionLog:
     """The hook object; built only when the model's config has ``tritonpipe.predlog``."""
 
-    SYNC_S = 0.1  # counters are pushed at most this often from execute (and by the writer)
-
     def __init__(self, config: dict[str, Any], repository: Path, pb_utils: Any) -> None:
         self.config = config
         self.pb_utils = pb_utils
         sink = make_sink(config["sink"], base=repository.parent)
         self._synced = {"records": 0, "errors": 0}
-        self._synced_at = 0.0
         self._metrics: dict[str, Any] = {}
         self._families: list[Any] = []
         self._lock = threading.Lock()
@@ -116,6 +114,11 @@ class TritonPredictionLog:
     ) -> TritonPredictionLog | None:
         text = params.get(PARAMETER)
         return cls(json.loads(text), repository, pb_utils) if text else None
+
+    def warm(self) -> bool:
+        """Connect the sink and import what its first write needs, at load, not on the writer
+        thread during the first requests."""
+        return self.logger.warm(self.pb_utils.Logger.log_warn)
 
     def tensors(self) -> list[str]:
         """The pipeline tensors each record reads besides the outputs: entity keys, features."""
@@ -157,9 +160,6 @@ class TritonPredictionLog:
             entries.append(entry)
         if entries:
             self.logger.log(entries)
-        if now - self._synced_at >= self.SYNC_S:  # each increment is a message to the server
-            self._synced_at = now
-            self.sync_metrics()
 
     def sync_metrics(self) -> None:
         """Add what was written or lost since the last sync to the Triton counters."""

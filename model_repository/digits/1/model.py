@@ -121,6 +121,7 @@ class TritonPythonModel:
             repository = Path(args["model_repository"]).parent
             self.predlog = TritonPredictionLog.from_parameters(params, repository, pb_utils)
             if self.predlog is not None:
+                self.predlog.warm()
                 # Logged tensors that are not request inputs (a fused model's feature vector).
                 self.runner.keep = [t for t in self.predlog.tensors() if t not in self.inputs]
         # Shadow scoring (tritonpipe.shadow): a challenger beside this model's scoring step.

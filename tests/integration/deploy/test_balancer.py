@@ -10,6 +10,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from tests.integration.counted import wait_for
 from tests.integration.deploy.conftest import TOKEN, X
 from tritonpipe.client import Client
 from tritonpipe.deploy.balancer import Backend, Balancer, BalancerOptions
@@ -36,7 +37,8 @@ def test_traffic_reaches_every_replica(fleet: ReplicaSet, protocol: str) -> None
         for _ in range(20):
             y = client.infer("affine", {"x": X})["y"]
             np.testing.assert_allclose(y, X * 2 + 1)
-    gained = [after - b for after, b in zip(successes(fleet), before, strict=True)]
+    after = wait_for(lambda: successes(fleet), lambda counts: sum(counts) - sum(before) >= 20)
+    gained = [a - b for a, b in zip(after, before, strict=True)]
     assert sum(gained) == 20
     assert all(g > 0 for g in gained), f"requests per replica: {gained}"
 
